@@ -1,0 +1,44 @@
+"""Suite-wide fixtures: every test must leave no actor and no thread of ours running."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pykka
+import pytest
+
+# Threads that libraries start once per process and keep on purpose.
+_PROCESS_THREAD_PREFIXES = ("pytest_timeout",)
+_GRACE_SECONDS = 5.0
+
+
+def _live_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.is_alive()}
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_actors_or_threads(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a pykka actor or a new thread running after it ends.
+
+    Threads get a short grace period to finish exiting (an actor's thread ends a
+    moment after its stop future resolves); anything still alive then is a leak.
+    Leftovers are stopped so they cannot spoil the next test.
+    """
+    before = _live_threads()
+    yield
+    deadline = time.monotonic() + _GRACE_SECONDS
+    for thread in _live_threads() - before:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    actors = pykka.ActorRegistry.get_all()
+    leftover_threads = [
+        t for t in _live_threads() - before if not t.name.startswith(_PROCESS_THREAD_PREFIXES)
+    ]
+    if not actors and not leftover_threads:
+        return
+    names = [repr(a) for a in actors] + [t.name for t in leftover_threads]
+    pykka.ActorRegistry.stop_all(block=True, timeout=2)
+    if request.node.get_closest_marker("allow_leftover_threads"):
+        return
+    pytest.fail(f"test left running: {', '.join(names)}")
