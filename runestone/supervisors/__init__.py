@@ -1,0 +1,53 @@
+"""Erlang/OTP-style supervision on pykka: child specs, strategies, intensity, handles."""
+
+from __future__ import annotations
+
+from runestone.supervisors.actor import Incarnation, SupervisedActor
+from runestone.supervisors.dynamic import DynamicSupervisor, RestartBackoff
+from runestone.supervisors.exits import ChildExited, ExitKind, ExitReason
+from runestone.supervisors.handle import ActorHandle, SupervisorHandle
+from runestone.supervisors.intensity import IntensityPolicy, RestartIntensity
+from runestone.supervisors.requests import ChildCounts, ChildInfo, ChildState
+from runestone.supervisors.spec import ChildKind, ChildSpec, RestartType
+from runestone.supervisors.strategies import (
+    ONE_FOR_ALL,
+    ONE_FOR_ONE,
+    REST_FOR_ONE,
+    OneForAll,
+    OneForOne,
+    RestartStrategy,
+    RestForOne,
+    strategy_named,
+)
+from runestone.supervisors.supervisor import Supervisor, start_supervisor, supervisor_spec
+
+__all__ = [
+    "ONE_FOR_ALL",
+    "ONE_FOR_ONE",
+    "REST_FOR_ONE",
+    "ActorHandle",
+    "ChildCounts",
+    "ChildExited",
+    "ChildInfo",
+    "ChildKind",
+    "ChildSpec",
+    "ChildState",
+    "DynamicSupervisor",
+    "ExitKind",
+    "ExitReason",
+    "Incarnation",
+    "IntensityPolicy",
+    "OneForAll",
+    "OneForOne",
+    "RestForOne",
+    "RestartBackoff",
+    "RestartIntensity",
+    "RestartStrategy",
+    "RestartType",
+    "SupervisedActor",
+    "Supervisor",
+    "SupervisorHandle",
+    "start_supervisor",
+    "strategy_named",
+    "supervisor_spec",
+]

@@ -1,0 +1,205 @@
+"""The supervised actor: pykka's ThreadingActor with every way of dying reported.
+
+pykka leaves holes a supervisor cannot see through (ARCHITECTURE §9): an
+exception in an ``ask`` handler leaves the actor running with whatever state the
+handler broke; a failing ``on_start`` calls no hook; a ``BaseException`` in a
+handler stops every actor in the process. :class:`SupervisedActor` closes them:
+
+* any exception in a handler, reached by ``tell`` or by ``ask``, ends the actor
+  (let it crash); the asker still receives the exception;
+* a ``BaseException`` is converted into :class:`ActorCrashedError` and ends only
+  this actor;
+* failures in ``on_start``, ``on_stop`` and ``on_failure`` are exits too;
+* every exit, whatever its cause, is reported exactly once to the
+  :class:`Incarnation` the supervisor bound the actor to.
+
+Exception types listed in ``expected_exceptions`` are answers, not crashes: they
+reach the asker and the actor keeps running.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import pykka
+import structlog
+from pykka import messages as pykka_messages
+
+from runestone.exceptions import ActorCrashedError
+from runestone.supervisors.exits import ExitReason
+
+__all__ = ["Incarnation", "SupervisedActor"]
+
+log = structlog.get_logger(__name__)
+
+_binding = threading.local()
+
+
+class Incarnation:
+    """One life of a supervised child: its ref, whether it started, how it ended.
+
+    Made by the supervisor before the child's ``start`` callable runs; the
+    actor constructed inside :meth:`binding` attaches itself to it.
+    """
+
+    def __init__(
+        self,
+        child_id: str,
+        generation: int,
+        on_exit: Callable[[Incarnation, ExitReason], None],
+    ) -> None:
+        self.child_id = child_id
+        self.generation = generation
+        self._on_exit = on_exit
+        self.ref: pykka.ActorRef[Any] | None = None
+        self.start_error: BaseException | None = None
+        self.exit_reason: ExitReason | None = None
+        self.settled = threading.Event()
+        """Set once ``on_start`` has returned or raised."""
+        self.exited = threading.Event()
+        """Set once the actor has stopped and its supervisor has been told."""
+        self._actor: SupervisedActor | None = None
+
+    @contextmanager
+    def binding(self) -> Iterator[None]:
+        """Bind the first :class:`SupervisedActor` constructed in this block to this incarnation."""
+        _binding.incarnation = self
+        try:
+            yield
+        finally:
+            _binding.incarnation = None
+
+    @property
+    def bound(self) -> bool:
+        return self._actor is not None
+
+    def abandon(self) -> None:
+        """Give up on a child that ignored stop: it ends after its current handler returns."""
+        actor = self._actor
+        if actor is not None:
+            pykka.ActorRegistry.unregister(actor.actor_ref)
+            actor.actor_stopped.set()
+
+    def _attach(self, actor: SupervisedActor) -> None:
+        self._actor = actor
+        self.ref = actor.actor_ref
+
+    def _settle(self, error: BaseException | None) -> None:
+        self.start_error = error
+        self.settled.set()
+
+    def _exit(self, reason: ExitReason) -> None:
+        self.exit_reason = reason
+        self.settled.set()
+        try:
+            self._on_exit(self, reason)
+        finally:
+            self.exited.set()
+
+    def __repr__(self) -> str:
+        return f"<Incarnation {self.child_id}#{self.generation}>"
+
+
+class SupervisedActor(pykka.ThreadingActor):
+    """Base class for every actor a Runestone supervisor runs. See the module docstring."""
+
+    expected_exceptions: ClassVar[tuple[type[Exception], ...]] = ()
+    """Exception types a handler may raise to answer an ``ask`` without crashing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        incarnation: Incarnation | None = getattr(_binding, "incarnation", None)
+        _binding.incarnation = None  # only the first actor built in the block is the child
+        self._incarnation = incarnation
+        self._exit_reason: ExitReason | None = None
+        if incarnation is not None:
+            incarnation._attach(self)
+
+    # -- pykka's loop, with every exit accounted for ------------------------------------
+
+    def _actor_loop(self) -> None:
+        try:
+            self._actor_loop_setup()
+            self._actor_loop_running()
+        finally:
+            self._actor_loop_teardown()
+            reason = self._exit_reason or ExitReason.normal()
+            if self._incarnation is not None:
+                self._incarnation._exit(reason)
+
+    def _actor_loop_setup(self) -> None:
+        try:
+            self.on_start()
+        except BaseException as exc:  # noqa: BLE001 - every failure of on_start is an exit
+            self._die(exc, phase="on_start")
+            if self._incarnation is not None:
+                self._incarnation._settle(exc)
+        else:
+            if self._incarnation is not None:
+                self._incarnation._settle(None)
+
+    def _actor_loop_running(self) -> None:
+        while not self.actor_stopped.is_set():
+            envelope = self.actor_inbox.get()
+            try:
+                response = self._handle_receive(envelope.message)
+            except self.expected_exceptions:
+                if envelope.reply_to is None:
+                    self._crash(*sys.exc_info())
+                else:
+                    envelope.reply_to.set_exception()
+            except BaseException as exc:  # noqa: BLE001 - converted, never escapes the actor
+                error = self._crash(type(exc), exc, exc.__traceback__)
+                if envelope.reply_to is not None:
+                    envelope.reply_to.set_exception((type(error), error, error.__traceback__))
+            else:
+                if envelope.reply_to is not None:
+                    envelope.reply_to.set(response)
+
+    def _crash(self, exc_type: Any, exc: BaseException, tb: Any) -> Exception:
+        """End this actor because of ``exc``; return what the asker should receive."""
+        error: Exception
+        if isinstance(exc, pykka.ActorDeadError) or not isinstance(exc, Exception):
+            # ActorDeadError would tell a handle "never delivered, try the next
+            # incarnation"; it was delivered and crashed this one, so wrap it.
+            error = ActorCrashedError(f"{type(exc).__name__} in {self}: {exc}")
+            error.__cause__ = exc
+        else:
+            error = exc
+        self._die(exc, phase="handler")
+        try:
+            self.on_failure(exc_type, exc, tb)
+        except BaseException as hook_exc:  # noqa: BLE001 - a failing hook must not escape
+            log.error("actor_on_failure_failed", actor=str(self), error=repr(hook_exc))
+        return error
+
+    def _die(self, exc: BaseException, *, phase: str) -> None:
+        if self._exit_reason is None:
+            self._exit_reason = ExitReason.from_exception(exc, phase=phase)
+        log.error(
+            "actor_crashed",
+            actor=str(self),
+            child_id=self._incarnation.child_id if self._incarnation else None,
+            phase=phase,
+            error=f"{type(exc).__name__}: {exc}",
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+
+    def _stop(self) -> None:
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+        try:
+            self.on_stop()
+        except BaseException as exc:  # noqa: BLE001 - a failing on_stop is an abnormal exit
+            self._die(exc, phase="on_stop")
+
+    def _handle_receive(self, message: Any) -> Any:
+        if isinstance(message, pykka_messages._ActorStop):  # pykka's private stop message
+            return self._stop()
+        return super()._handle_receive(message)

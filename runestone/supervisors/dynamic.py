@@ -1,0 +1,134 @@
+"""A supervisor for short-lived children started at run time (the Pool's stream tasks).
+
+one_for_one only, bounded by ``max_children``; children are transient by
+default and are forgotten once they exit for good. An optional backoff delays
+each restart (min, max, jitter) so a child that keeps failing does not spin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pykka
+
+from runestone.clock import SYSTEM_CLOCK, Cancellable, Clock
+from runestone.exceptions import SupervisionError
+from runestone.supervisors.handle import ActorHandle
+from runestone.supervisors.intensity import IntensityPolicy
+from runestone.supervisors.requests import ChildState
+from runestone.supervisors.spec import ChildSpec, RestartType
+from runestone.supervisors.strategies import ONE_FOR_ONE
+from runestone.supervisors.supervisor import RetryRestart, Supervisor, _Child
+
+__all__ = ["DynamicSupervisor", "RestartBackoff"]
+
+
+@dataclass(frozen=True, slots=True)
+class RestartBackoff:
+    """Delay before the n-th consecutive restart of a child: ``min * multiplier**(n-1)``,
+    capped at ``max``, then spread by ``± jitter`` (a fraction)."""
+
+    min: float = 0.01
+    max: float = 1.0
+    multiplier: float = 2.0
+    jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("min", "max", "multiplier", "jitter"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or math.isnan(value) or value < 0:
+                raise ValueError(f"RestartBackoff.{name} must be a number >= 0, got {value!r}")
+        if self.max < self.min:
+            raise ValueError(f"RestartBackoff.max ({self.max}) must be >= min ({self.min})")
+        if self.multiplier < 1:
+            raise ValueError(f"RestartBackoff.multiplier must be >= 1, got {self.multiplier}")
+        if self.jitter > 1:
+            raise ValueError(f"RestartBackoff.jitter must be <= 1, got {self.jitter}")
+
+    def delay(self, restart_number: int, rng: random.Random) -> float:
+        """The wait before restart number ``restart_number`` (1 for the first)."""
+        base = min(self.max, self.min * self.multiplier ** max(0, restart_number - 1))
+        spread = base * self.jitter
+        return max(0.0, base + rng.uniform(-spread, spread))
+
+
+class DynamicSupervisor(Supervisor):
+    """A one_for_one supervisor of children added at run time, at most ``max_children``."""
+
+    default_restart: ClassVar[RestartType] = RestartType.TRANSIENT
+
+    def __init__(
+        self,
+        children: tuple[ChildSpec, ...] = (),
+        *,
+        name: str = "dynamic",
+        max_children: int | None = None,
+        backoff: RestartBackoff | None = None,
+        intensity: IntensityPolicy | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+        **_: Any,
+    ) -> None:
+        if max_children is not None and (not isinstance(max_children, int) or max_children < 1):
+            raise ValueError(f"max_children must be a positive integer, got {max_children!r}")
+        super().__init__(
+            children, name=name, strategy=ONE_FOR_ONE, intensity=intensity, clock=clock
+        )
+        self.max_children = max_children
+        self.backoff = backoff
+        self._rng = rng or random.Random()
+        self._timers: dict[str, Cancellable] = {}
+        self._consecutive: dict[str, int] = {}
+
+    def on_stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        super().on_stop()
+
+    def _start_new(self, spec: ChildSpec) -> ActorHandle:
+        if self.max_children is not None and len(self._children) >= self.max_children:
+            raise SupervisionError(
+                f"dynamic supervisor {self.name!r} is at max_children={self.max_children}; "
+                f"child {spec.id!r} not started"
+            )
+        return super()._start_new(spec)
+
+    def _restart_after_exit(self, child: _Child) -> None:
+        if self.backoff is None:
+            super()._restart_after_exit(child)
+            return
+        child_id = child.spec.id
+        count = self._consecutive.get(child_id, 0) + 1
+        self._consecutive[child_id] = count
+        delay = self.backoff.delay(count, self._rng)
+        own_ref = self.actor_ref
+
+        def due() -> None:
+            # The supervisor may have stopped while the restart waited.
+            with contextlib.suppress(pykka.ActorDeadError):
+                own_ref.tell(RetryRestart((child_id,), counts=False))
+
+        self._timers[child_id] = self._clock.call_later(delay, due)
+
+    def _retry(self, message: RetryRestart) -> None:
+        for child_id in message.child_ids:
+            self._timers.pop(child_id, None)
+        super()._retry(message)
+
+    def _retire(self, child: _Child) -> None:
+        child.slot.mark(ChildState.STOPPED)
+        self._children.pop(child.spec.id, None)
+        self._consecutive.pop(child.spec.id, None)
+        timer = self._timers.pop(child.spec.id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _terminate(self, child_id: str) -> None:
+        child = self._get(child_id)
+        self._shutdown(child, ChildState.STOPPED)
+        self._retire(child)
