@@ -1,0 +1,483 @@
+"""The bytes the fake upstream puts on the wire, in OpenAI's and Anthropic's exact shapes.
+
+Two small classes, one per API, turn "a text delta", "the finish", "a 429"
+into that API's SSE frames and JSON bodies. They hold no state and do no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar
+
+__all__ = [
+    "KNOWN_TEXT",
+    "KNOWN_TOKENS",
+    "KNOWN_TOOL_ARGUMENTS",
+    "KNOWN_TOOL_ARGUMENT_PIECES",
+    "AnthropicWire",
+    "ErrorKind",
+    "Finish",
+    "OpenAIWire",
+    "Reply",
+    "ToolCall",
+    "Wire",
+]
+
+KNOWN_TEXT = (
+    "Runestone keeps answering when providers misbehave: it retries what can be retried, "
+    "fails over what cannot, and never passes a broken stream off as a finished answer. "
+    "Every healthy reply from this fake upstream is exactly this paragraph, word for word."
+)
+"""The one answer every healthy request gets, so a truncated answer never passes for a whole one."""
+
+_WORDS = KNOWN_TEXT.split(" ")
+KNOWN_TOKENS: tuple[str, ...] = (*(word + " " for word in _WORDS[:-1]), _WORDS[-1])
+"""How :data:`KNOWN_TEXT` is streamed: each word with its following space."""
+
+KNOWN_TOOL_ARGUMENTS = '{"location": "Paris"}'
+"""The arguments of every tool call the fake upstream makes (a JSON object as text)."""
+
+KNOWN_TOOL_ARGUMENT_PIECES: tuple[str, ...] = ('{"loc', 'ation": ', '"Par', 'is"}')
+"""How :data:`KNOWN_TOOL_ARGUMENTS` is streamed, in several pieces."""
+
+_COMPACT = (",", ":")
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, separators=_COMPACT, ensure_ascii=False)
+
+
+class Finish(Enum):
+    """Why an answer ended, before each API names it."""
+
+    STOP = "stop"
+    TOOL = "tool"
+
+
+class ErrorKind(Enum):
+    """The error responses the fake upstream gives."""
+
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    UNAVAILABLE = "unavailable"
+    OVERLOADED = "overloaded"
+    CONTEXT_LENGTH = "context_length"
+    CONTENT_POLICY = "content_policy"
+    PREFILL_REJECTED = "prefill_rejected"
+    UNAUTHORIZED = "unauthorized"
+    BAD_REQUEST = "bad_request"
+    NOT_FOUND = "not_found"
+
+
+_INVALID = "invalid_request_error"
+_NO_PREFILL = (
+    "This model does not support assistant message prefill. "
+    "The conversation must end with a user message."
+)
+
+# kind -> (status, message template, type, param, code); the real API's wording where known.
+_OPENAI_ERRORS: dict[ErrorKind, tuple[int, str, str, str | None, str | None]] = {
+    ErrorKind.RATE_LIMITED: (
+        429,
+        "Rate limit reached for requests. Please try again later.",
+        "requests",
+        None,
+        "rate_limit_exceeded",
+    ),
+    ErrorKind.SERVER_ERROR: (
+        500,
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+        None,
+        None,
+    ),
+    ErrorKind.UNAVAILABLE: (
+        503,
+        "The engine is currently overloaded, please try again later.",
+        "server_error",
+        None,
+        None,
+    ),
+    # OpenAI has no 529: an overloaded OpenAI answers 503.
+    ErrorKind.OVERLOADED: (
+        503,
+        "The engine is currently overloaded, please try again later.",
+        "server_error",
+        None,
+        None,
+    ),
+    ErrorKind.CONTEXT_LENGTH: (
+        400,
+        "This model's maximum context length is {window} tokens. However, your messages "
+        "resulted in {total} tokens. Please reduce the length of the messages.",
+        _INVALID,
+        "messages",
+        "context_length_exceeded",
+    ),
+    ErrorKind.CONTENT_POLICY: (
+        400,
+        "Your request was rejected as a result of our safety system: it may contain content "
+        "that is not allowed by our content policy.",
+        _INVALID,
+        None,
+        "content_policy_violation",
+    ),
+    ErrorKind.PREFILL_REJECTED: (400, _NO_PREFILL, _INVALID, "messages", None),
+    ErrorKind.UNAUTHORIZED: (
+        401,
+        "Incorrect API key provided. You can find your API key at "
+        "https://platform.openai.com/account/api-keys.",
+        _INVALID,
+        None,
+        "invalid_api_key",
+    ),
+    ErrorKind.BAD_REQUEST: (400, "{detail}", _INVALID, None, None),
+    ErrorKind.NOT_FOUND: (404, "{detail}", _INVALID, None, "unknown_url"),
+}
+
+# kind -> (status, error type, message template).
+_ANTHROPIC_ERRORS: dict[ErrorKind, tuple[int, str, str]] = {
+    ErrorKind.RATE_LIMITED: (
+        429,
+        "rate_limit_error",
+        "Number of requests has exceeded your rate limit. Please try again later.",
+    ),
+    ErrorKind.SERVER_ERROR: (500, "api_error", "Internal server error"),
+    ErrorKind.UNAVAILABLE: (503, "api_error", "Service unavailable"),
+    ErrorKind.OVERLOADED: (529, "overloaded_error", "Overloaded"),
+    ErrorKind.CONTEXT_LENGTH: (
+        400,
+        _INVALID,
+        "prompt is too long: {total} tokens > {window} maximum",
+    ),
+    ErrorKind.CONTENT_POLICY: (
+        400,
+        _INVALID,
+        "Output blocked by content filtering policy: the request violates the content policy.",
+    ),
+    ErrorKind.PREFILL_REJECTED: (400, _INVALID, _NO_PREFILL),
+    ErrorKind.UNAUTHORIZED: (401, "authentication_error", "invalid x-api-key"),
+    ErrorKind.BAD_REQUEST: (400, _INVALID, "{detail}"),
+    ErrorKind.NOT_FOUND: (404, "not_found_error", "{detail}"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The one tool call a ``tool-call`` answer makes."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What every frame of one answer repeats: its id, model, time and prompt size."""
+
+    id: str
+    model: str
+    created: int
+    input_tokens: int
+    include_usage: bool = False
+
+
+class Wire(ABC):
+    """One API's wire format: SSE frames for a stream, JSON bodies otherwise."""
+
+    api: ClassVar[str]
+    id_prefix: ClassVar[str]
+    tool_id_prefix: ClassVar[str]
+
+    @abstractmethod
+    def stream_start(self, reply: Reply, tool: ToolCall | None) -> list[bytes]:
+        """Frames sent before the first token."""
+
+    @abstractmethod
+    def text_delta(self, reply: Reply, text: str) -> bytes:
+        """One token of text."""
+
+    @abstractmethod
+    def tool_delta(self, reply: Reply, piece: str) -> bytes:
+        """One piece of the tool call's arguments."""
+
+    @abstractmethod
+    def stream_finish(self, reply: Reply, finish: Finish, output_tokens: int) -> list[bytes]:
+        """The finish reason and usage, everything before the terminal sentinel."""
+
+    @abstractmethod
+    def stream_end(self) -> bytes:
+        """The terminal sentinel (``[DONE]`` or ``message_stop``)."""
+
+    @abstractmethod
+    def malformed(self, reply: Reply) -> bytes:
+        """One frame whose ``data:`` is not JSON (cut off mid-object)."""
+
+    @abstractmethod
+    def error_event(self) -> bytes:
+        """An in-stream error event."""
+
+    @abstractmethod
+    def body(
+        self, reply: Reply, text: str | None, tool: ToolCall | None, output_tokens: int
+    ) -> dict[str, Any]:
+        """A whole (non-streamed) answer."""
+
+    @abstractmethod
+    def error(self, kind: ErrorKind, detail: str, input_tokens: int) -> tuple[int, dict[str, Any]]:
+        """The status and JSON body of an error response."""
+
+    @abstractmethod
+    def models(self, names: Sequence[str], created: int) -> dict[str, Any]:
+        """The model listing (``GET /v1/models``)."""
+
+
+class OpenAIWire(Wire):
+    """OpenAI chat completions: ``chat.completion.chunk`` frames and ``data: [DONE]``."""
+
+    api = "openai"
+    id_prefix = "chatcmpl-"
+    tool_id_prefix = "call_"
+    _FINISH: ClassVar[dict[Finish, str]] = {Finish.STOP: "stop", Finish.TOOL: "tool_calls"}
+    _CONTEXT_WINDOW = 128_000
+
+    def _chunk(self, reply: Reply, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        chunk: dict[str, Any] = {
+            "id": reply.id,
+            "object": "chat.completion.chunk",
+            "created": reply.created,
+            "model": reply.model,
+            "system_fingerprint": "fp_runestone",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        if reply.include_usage:
+            # With include_usage every chunk carries "usage": null but the last one.
+            chunk["usage"] = None
+        return self._frame(chunk)
+
+    @staticmethod
+    def _frame(obj: object) -> bytes:
+        return f"data: {_dumps(obj)}\n\n".encode()
+
+    @staticmethod
+    def _usage(reply: Reply, output_tokens: int) -> dict[str, int]:
+        return {
+            "prompt_tokens": reply.input_tokens,
+            "completion_tokens": output_tokens,
+            "total_tokens": reply.input_tokens + output_tokens,
+        }
+
+    def stream_start(self, reply: Reply, tool: ToolCall | None) -> list[bytes]:
+        if tool is None:
+            return [self._chunk(reply, {"role": "assistant", "content": "", "refusal": None})]
+        call = {
+            "index": 0,
+            "id": tool.id,
+            "type": "function",
+            "function": {"name": tool.name, "arguments": ""},
+        }
+        delta = {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}
+        return [self._chunk(reply, delta)]
+
+    def text_delta(self, reply: Reply, text: str) -> bytes:
+        return self._chunk(reply, {"content": text})
+
+    def tool_delta(self, reply: Reply, piece: str) -> bytes:
+        return self._chunk(reply, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+
+    def stream_finish(self, reply: Reply, finish: Finish, output_tokens: int) -> list[bytes]:
+        frames = [self._chunk(reply, {}, self._FINISH[finish])]
+        if reply.include_usage:
+            last = {
+                "id": reply.id,
+                "object": "chat.completion.chunk",
+                "created": reply.created,
+                "model": reply.model,
+                "system_fingerprint": "fp_runestone",
+                "choices": [],
+                "usage": self._usage(reply, output_tokens),
+            }
+            frames.append(self._frame(last))
+        return frames
+
+    def stream_end(self) -> bytes:
+        return b"data: [DONE]\n\n"
+
+    def malformed(self, reply: Reply) -> bytes:
+        whole = self._chunk(reply, {"content": "lost "}).decode()
+        return (whole[: len(whole) // 2] + "\n\n").encode()
+
+    def error_event(self) -> bytes:
+        _, body = self.error(ErrorKind.SERVER_ERROR, "", 0)
+        return self._frame(body)
+
+    def body(
+        self, reply: Reply, text: str | None, tool: ToolCall | None, output_tokens: int
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if tool is not None:
+            message["tool_calls"] = [
+                {
+                    "id": tool.id,
+                    "type": "function",
+                    "function": {"name": tool.name, "arguments": KNOWN_TOOL_ARGUMENTS},
+                }
+            ]
+        finish = Finish.STOP if tool is None else Finish.TOOL
+        return {
+            "id": reply.id,
+            "object": "chat.completion",
+            "created": reply.created,
+            "model": reply.model,
+            "system_fingerprint": "fp_runestone",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": self._FINISH[finish],
+                }
+            ],
+            "usage": self._usage(reply, output_tokens),
+        }
+
+    def error(self, kind: ErrorKind, detail: str, input_tokens: int) -> tuple[int, dict[str, Any]]:
+        status, template, type_, param, code = _OPENAI_ERRORS[kind]
+        window = self._CONTEXT_WINDOW
+        message = template.format(detail=detail, window=window, total=window + input_tokens)
+        return status, {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+    def models(self, names: Sequence[str], created: int) -> dict[str, Any]:
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": "runestone"}
+            for name in names
+        ]
+        return {"object": "list", "data": data}
+
+
+class AnthropicWire(Wire):
+    """Anthropic messages: named SSE events from ``message_start`` to ``message_stop``."""
+
+    api = "anthropic"
+    id_prefix = "msg_"
+    tool_id_prefix = "toolu_"
+    _STOP: ClassVar[dict[Finish, str]] = {Finish.STOP: "end_turn", Finish.TOOL: "tool_use"}
+    _CONTEXT_WINDOW = 200_000
+
+    @staticmethod
+    def _event(name: str, data: dict[str, Any]) -> bytes:
+        return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
+
+    def stream_start(self, reply: Reply, tool: ToolCall | None) -> list[bytes]:
+        message: dict[str, Any] = {
+            "id": reply.id,
+            "type": "message",
+            "role": "assistant",
+            "model": reply.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            # The real API opens with output_tokens 1; message_delta carries the total.
+            "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1},
+        }
+        block: dict[str, Any] = (
+            {"type": "text", "text": ""}
+            if tool is None
+            else {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}}
+        )
+        return [
+            self._event("message_start", {"type": "message_start", "message": message}),
+            self._event(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": block},
+            ),
+            self._event("ping", {"type": "ping"}),
+        ]
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        return self._event(
+            "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+        )
+
+    def text_delta(self, reply: Reply, text: str) -> bytes:
+        return self._delta({"type": "text_delta", "text": text})
+
+    def tool_delta(self, reply: Reply, piece: str) -> bytes:
+        return self._delta({"type": "input_json_delta", "partial_json": piece})
+
+    def stream_finish(self, reply: Reply, finish: Finish, output_tokens: int) -> list[bytes]:
+        return [
+            self._event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            self._event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": self._STOP[finish], "stop_sequence": None},
+                    "usage": {"output_tokens": output_tokens},
+                },
+            ),
+        ]
+
+    def stream_end(self) -> bytes:
+        return self._event("message_stop", {"type": "message_stop"})
+
+    def malformed(self, reply: Reply) -> bytes:
+        whole = self.text_delta(reply, "lost ").decode()
+        return (whole[: len(whole) // 2] + "\n\n").encode()
+
+    def error_event(self) -> bytes:
+        _, body = self.error(ErrorKind.OVERLOADED, "", 0)
+        return self._event("error", body)
+
+    def body(
+        self, reply: Reply, text: str | None, tool: ToolCall | None, output_tokens: int
+    ) -> dict[str, Any]:
+        content: list[dict[str, Any]] = (
+            [{"type": "text", "text": text or ""}]
+            if tool is None
+            else [
+                {
+                    "type": "tool_use",
+                    "id": tool.id,
+                    "name": tool.name,
+                    "input": json.loads(KNOWN_TOOL_ARGUMENTS),
+                }
+            ]
+        )
+        finish = Finish.STOP if tool is None else Finish.TOOL
+        return {
+            "id": reply.id,
+            "type": "message",
+            "role": "assistant",
+            "model": reply.model,
+            "content": content,
+            "stop_reason": self._STOP[finish],
+            "stop_sequence": None,
+            "usage": {"input_tokens": reply.input_tokens, "output_tokens": output_tokens},
+        }
+
+    def error(self, kind: ErrorKind, detail: str, input_tokens: int) -> tuple[int, dict[str, Any]]:
+        status, type_, template = _ANTHROPIC_ERRORS[kind]
+        window = self._CONTEXT_WINDOW
+        message = template.format(detail=detail, window=window, total=window + input_tokens)
+        return status, {"type": "error", "error": {"type": type_, "message": message}}
+
+    def models(self, names: Sequence[str], created: int) -> dict[str, Any]:
+        data = [
+            {
+                "type": "model",
+                "id": name,
+                "display_name": name,
+                "created_at": "2024-10-22T00:00:00Z",
+            }
+            for name in names
+        ]
+        return {
+            "data": data,
+            "has_more": False,
+            "first_id": names[0] if names else None,
+            "last_id": names[-1] if names else None,
+        }
