@@ -191,6 +191,7 @@ class Wire(ABC):
     api: ClassVar[str]
     id_prefix: ClassVar[str]
     tool_id_prefix: ClassVar[str]
+    request_id_header: ClassVar[str]
 
     @abstractmethod
     def stream_start(self, reply: Reply, tool: ToolCall | None) -> list[bytes]:
@@ -241,6 +242,7 @@ class OpenAIWire(Wire):
     api = "openai"
     id_prefix = "chatcmpl-"
     tool_id_prefix = "call_"
+    request_id_header = "x-request-id"
     _FINISH: ClassVar[dict[Finish, str]] = {Finish.STOP: "stop", Finish.TOOL: "tool_calls"}
     _CONTEXT_WINDOW = 128_000
 
@@ -364,6 +366,7 @@ class AnthropicWire(Wire):
     api = "anthropic"
     id_prefix = "msg_"
     tool_id_prefix = "toolu_"
+    request_id_header = "request-id"
     _STOP: ClassVar[dict[Finish, str]] = {Finish.STOP: "end_turn", Finish.TOOL: "tool_use"}
     _CONTEXT_WINDOW = 200_000
 
