@@ -587,7 +587,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: serve until Ctrl-C or SIGTERM; print the URLs on start."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
         upstream = FakeUpstream(
             host=args.host,
@@ -596,9 +597,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             first_token_delay=args.first_token_delay,
             api_key=args.api_key,
         )
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
         asyncio.run(_serve_until_signalled(upstream))
-    except (OSError, ValueError) as exc:
-        print(f"fake upstream: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"fake upstream: could not listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0
 
