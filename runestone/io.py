@@ -1,0 +1,516 @@
+"""The data plane: one asyncio event loop for all upstream I/O, and the ways in and out of it.
+
+Embedded, :class:`DataPlane` runs the loop (uvloop when importable) in a thread
+of its own named ``runestone-io``. Other threads — actors, a synchronous caller
+— reach it without ever blocking it:
+
+- ``submit(coro)`` runs a coroutine there and returns a ``concurrent.futures.Future``;
+- ``call_soon_threadsafe(cb, *args)`` runs a callback there;
+- a *sink* carries a stream of events out: the producer ``await sink.send(event)``
+  on the loop (waiting only when the consumer is ``maxsize`` events behind), the
+  consumer iterates — :class:`ThreadSink` from any thread (``for event in sink``),
+  :class:`AsyncSink` from any event loop (``async for event in sink``). Closing
+  the consumer's side (``close()`` / ``aclose()``) cancels the producer
+  promptly, so its upstream connection is released at once.
+
+``stop()`` cancels every task still running, closes what was registered with
+:meth:`DataPlane.register_closeable` (provider sessions), shuts the default
+executor down and joins the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterator
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+import structlog
+
+__all__ = [
+    "AsyncCloseable",
+    "AsyncSink",
+    "DataPlane",
+    "Sink",
+    "ThreadSink",
+    "new_event_loop",
+]
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+THREAD_NAME = "runestone-io"
+DEFAULT_SINK_SIZE = 256
+
+
+def new_event_loop(*, use_uvloop: bool = True) -> asyncio.AbstractEventLoop:
+    """A new event loop: uvloop's when it is installed and wanted, else asyncio's."""
+    if use_uvloop:
+        try:
+            import uvloop  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            pass
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    return asyncio.new_event_loop()
+
+
+class AsyncCloseable(Protocol):
+    """Something the data plane closes on stop (a provider and its HTTP session)."""
+
+    async def aclose(self) -> None: ...
+
+
+class DataPlane:
+    """The data-plane event loop running in its own thread.
+
+    >>> with DataPlane() as plane:
+    ...     plane.submit(asyncio.sleep(0, "ok")).result()
+    'ok'
+    """
+
+    def __init__(self, *, name: str = THREAD_NAME, use_uvloop: bool = True) -> None:
+        self._name = name
+        self._use_uvloop = use_uvloop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closeables: list[AsyncCloseable] = []
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "running" if self.running else "new"
+        return f"<DataPlane {self._name!r} {state}>"
+
+    # ---- lifecycle
+
+    def start(self) -> Self:
+        """Start the loop thread; returns once the loop is running. Idempotent."""
+        with self._lock:
+            if self._stopped or self._stopping:
+                raise RuntimeError("a stopped DataPlane cannot be restarted; make a new one")
+            if self._thread is not None:
+                return self
+            ready = threading.Event()
+            failure: list[BaseException] = []
+            thread = threading.Thread(
+                target=self._run, args=(ready, failure), name=self._name, daemon=True
+            )
+            self._thread = thread
+            thread.start()
+        ready.wait()
+        if failure:
+            raise RuntimeError("the data-plane loop failed to start") from failure[0]
+        return self
+
+    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        try:
+            loop = new_event_loop(use_uvloop=self._use_uvloop)
+            asyncio.set_event_loop(loop)
+        except BaseException as exc:  # noqa: BLE001 - reported to start(), which raises it
+            failure.append(exc)
+            ready.set()
+            return
+        self._loop = loop
+        loop.call_soon(ready.set)
+        try:
+            loop.run_forever()
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop (for ``run_coroutine_threadsafe`` and sinks)."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the DataPlane is not started")
+        return loop
+
+    @property
+    def running(self) -> bool:
+        loop = self._loop
+        return loop is not None and loop.is_running() and not self._stopping
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def in_loop_thread(self) -> bool:
+        """Whether the caller runs on the data-plane thread."""
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel all tasks, close registered closeables, stop the loop and join the thread.
+
+        Idempotent. Must not be called from the loop itself.
+        """
+        with self._lock:
+            if self._stopped or self._stopping:
+                return
+            if self._thread is None:
+                self._stopped = True
+                return
+            if self.in_loop_thread():
+                raise RuntimeError("DataPlane.stop() called from its own loop; it would deadlock")
+            self._stopping = True
+        loop = self.loop
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
+        except concurrent.futures.TimeoutError:
+            log.error("data_plane_shutdown_timeout", timeout=timeout)
+        except Exception:  # stopping must go on whatever a closeable did
+            log.exception("data_plane_shutdown_failed")
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("data_plane_thread_did_not_exit", timeout=timeout)
+            self._stopped = True
+
+    async def _shutdown(self) -> None:
+        me = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not me]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        with self._lock:
+            closeables, self._closeables = self._closeables[::-1], []
+        for closeable in closeables:
+            try:
+                await closeable.aclose()
+            except Exception:  # one bad close must not leak the others
+                log.exception("data_plane_close_failed", closeable=repr(closeable))
+        loop = asyncio.get_running_loop()
+        await loop.shutdown_asyncgens()
+        await loop.shutdown_default_executor()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ---- the way in
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on the loop; cancelling the future cancels the task."""
+        if not self.running:
+            coro.close()
+            raise RuntimeError("the DataPlane is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> asyncio.Handle:
+        """Run ``callback(*args)`` on the loop, soon."""
+        if not self.running:
+            raise RuntimeError("the DataPlane is not running")
+        return self.loop.call_soon_threadsafe(callback, *args)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and wait for its result (never from the loop thread)."""
+        if self.in_loop_thread():
+            coro.close()
+            raise RuntimeError("DataPlane.run() called from its own loop; await instead")
+        return self.submit(coro).result(timeout)
+
+    def register_closeable(self, closeable: AsyncCloseable) -> None:
+        """Close ``closeable`` (``await closeable.aclose()``) when the data plane stops."""
+        with self._lock:
+            if self._stopping or self._stopped:
+                raise RuntimeError("the DataPlane is stopping")
+            self._closeables.append(closeable)
+
+    def unregister_closeable(self, closeable: AsyncCloseable) -> None:
+        """Forget ``closeable`` (the caller closes it itself)."""
+        with self._lock, contextlib.suppress(ValueError):
+            self._closeables.remove(closeable)
+
+    # ---- the way out
+
+    def iterate(
+        self, source: AsyncIterable[T], *, maxsize: int = DEFAULT_SINK_SIZE
+    ) -> ThreadSink[T]:
+        """Run ``async for`` over ``source`` on the loop; iterate its items in this thread.
+
+        Closing the returned sink (``close()``, ``with``, or garbage collection)
+        cancels the producing coroutine.
+        """
+        sink: ThreadSink[T] = ThreadSink(self.loop, maxsize=maxsize)
+        sink.attach(self.submit(pump(source, sink)))
+        return sink
+
+    def aiterate(
+        self, source: AsyncIterable[T], *, maxsize: int = DEFAULT_SINK_SIZE
+    ) -> AsyncSink[T]:
+        """Like :meth:`iterate` for an asyncio consumer on any loop (``async for``)."""
+        sink: AsyncSink[T] = AsyncSink(self.loop, maxsize=maxsize)
+        sink.attach(self.submit(pump(source, sink)))
+        return sink
+
+
+async def pump(source: AsyncIterable[T], sink: Sink[T]) -> None:
+    """Send every item of ``source`` to ``sink``, then close it (with the error, if any).
+
+    On cancellation the source is closed at once (``aclose``), so an upstream
+    response it holds is released without waiting for garbage collection.
+    """
+    iterator = aiter(source)
+    try:
+        async for item in iterator:
+            await sink.send(item)
+    except asyncio.CancelledError:
+        sink.finish(concurrent.futures.CancelledError())
+        raise
+    except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+        sink.finish(exc)
+    else:
+        sink.finish()
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class Sink(Generic[T]):
+    """The producer's side of a bounded event channel (loop side, single producer).
+
+    ``send`` appends an item, waiting only while ``maxsize`` items are unread;
+    ``finish`` ends the stream, optionally with an exception the consumer raises.
+    Once the consumer has closed its side, ``send`` drops items, ``cancelled``
+    is true and the attached producer has been cancelled.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, maxsize: int = DEFAULT_SINK_SIZE):
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, got {maxsize}")
+        self._loop = loop
+        self._maxsize = maxsize
+        self._lock = threading.Lock()
+        self._items: deque[T] = deque()
+        self._closed = False
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._space: asyncio.Future[None] | None = None
+        self._producer: concurrent.futures.Future[Any] | asyncio.Future[Any] | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """The consumer went away: nothing sent now will be read."""
+        return self._cancelled
+
+    @property
+    def closed(self) -> bool:
+        """The producer has ended the stream."""
+        return self._closed
+
+    def attach(self, producer: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> None:
+        """Cancel ``producer`` when the consumer goes away."""
+        self._producer = producer
+        if self._cancelled:
+            producer.cancel()
+
+    async def send(self, item: T) -> None:
+        """Hand ``item`` to the consumer (on the sink's loop)."""
+        space: asyncio.Future[None] | None = None
+        with self._lock:
+            if self._cancelled or self._closed:
+                return
+            self._items.append(item)
+            self._wake_consumer()
+            if len(self._items) >= self._maxsize:
+                space = self._space = self._loop.create_future()
+        if space is not None:
+            await space
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """End the stream; the consumer raises ``error`` after the items before it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._error = error
+            self._wake_consumer()
+
+    # ---- consumer helpers (called with the lock held)
+
+    def _wake_consumer(self) -> None:
+        raise NotImplementedError
+
+    def _took(self) -> None:
+        """An item was taken: let a producer waiting for space go on."""
+        space = self._space
+        if space is not None and len(self._items) < self._maxsize:
+            self._space = None
+            self._loop.call_soon_threadsafe(_resolve, space)
+
+    def _cancel(self) -> None:
+        with self._lock:
+            if self._cancelled:
+                return
+            self._cancelled = True
+            self._items.clear()
+            space, self._space = self._space, None
+            producer = self._producer
+        if space is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(_resolve, space)
+        if producer is not None:
+            producer.cancel()
+
+    def _end(self) -> BaseException | None:
+        error = self._error
+        if isinstance(error, asyncio.CancelledError):
+            # Consumers may be actors: never hand them a BaseException.
+            return concurrent.futures.CancelledError()
+        return error
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class ThreadSink(Sink[T]):
+    """A sink a thread iterates: ``for event in sink`` blocks until the next one.
+
+    Not for use on an event loop (it would block it); see :class:`AsyncSink`.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, maxsize: int = DEFAULT_SINK_SIZE):
+        super().__init__(loop, maxsize=maxsize)
+        self._ready = threading.Condition(self._lock)
+        self._waiting = False
+
+    def _wake_consumer(self) -> None:
+        if self._waiting:
+            self._ready.notify()
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        return self.get()
+
+    def get(self, timeout: float | None = None) -> T:
+        """The next item; ``StopIteration`` at the end; ``TimeoutError`` after ``timeout``."""
+        with self._ready:
+            while not self._items:
+                if self._closed:
+                    error = self._end()
+                    if error is not None:
+                        raise error
+                    raise StopIteration
+                if self._cancelled:
+                    raise StopIteration
+                self._waiting = True
+                try:
+                    if not self._ready.wait(timeout):
+                        raise TimeoutError(f"no event within {timeout} s")
+                finally:
+                    self._waiting = False
+            item = self._items.popleft()
+            self._took()
+            return item
+
+    def close(self) -> None:
+        """Consumer side: stop reading; the producer is cancelled promptly."""
+        self._cancel()
+        with self._ready:
+            self._ready.notify_all()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not self._closed and not self._cancelled:
+            with contextlib.suppress(Exception):
+                self._cancel()
+
+
+class AsyncSink(Sink[T]):
+    """A sink an asyncio task iterates (``async for``), on the producer's loop or another."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, maxsize: int = DEFAULT_SINK_SIZE):
+        super().__init__(loop, maxsize=maxsize)
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+
+    def _wake_consumer(self) -> None:
+        waiter = self._waiter
+        if waiter is None:
+            return
+        self._waiter = None
+        loop, future = waiter
+        if loop is self._loop and _running_loop() is loop:
+            _resolve(future)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(_resolve, future)
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._lock:
+                if self._items:
+                    item = self._items.popleft()
+                    self._took()
+                    return item
+                if self._closed:
+                    error = self._end()
+                    if error is not None:
+                        raise error
+                    raise StopAsyncIteration
+                if self._cancelled:
+                    raise StopAsyncIteration
+                future: asyncio.Future[None] = loop.create_future()
+                self._waiter = (loop, future)
+            try:
+                await future
+            except asyncio.CancelledError:
+                with self._lock:
+                    if self._waiter is not None and self._waiter[1] is future:
+                        self._waiter = None
+                raise
+
+    async def aclose(self) -> None:
+        """Consumer side: stop reading; the producer is cancelled promptly."""
+        self._cancel()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

@@ -1,0 +1,122 @@
+"""The provider interface: plain asyncio objects that run on the data-plane loop.
+
+A provider turns one :class:`ChatRequest` into one upstream attempt. It does no
+retrying, failover or circuit breaking — the actors decide those from the
+error class it raises (ARCHITECTURE §2 to §4)::
+
+    async for event in provider.stream(request):  # TextDelta | ToolCallDelta | Usage, Done
+        ...                                       # or a ProviderError, content_delivered set
+
+Every method is called on the data-plane loop; nothing in a provider blocks it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+from runestone.clock import SYSTEM_CLOCK, Clock
+from runestone.exceptions import ConfigError, ErrorClass
+from runestone.messages import ChatRequest, Completion, CompletionBuilder, StreamEvent, Usage
+from runestone.providers.settings import ModelInfo, ProviderSettings
+
+__all__ = ["HealthCheck", "Provider"]
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """The result of one active health probe."""
+
+    healthy: bool
+    latency: float
+    error_class: ErrorClass | None = None
+    message: str = ""
+
+
+class Provider(abc.ABC):
+    """One configured upstream. Subclasses implement :meth:`stream` (and usually more).
+
+    ``options_schema`` lists the type-specific ``options`` keys the type accepts;
+    :meth:`validate_config` refuses any other with a :class:`ConfigError`.
+    """
+
+    type_name: ClassVar[str] = ""
+    options_schema: ClassVar[frozenset[str]] = frozenset()
+    requires_api_key: ClassVar[bool] = False
+    requires_base_url: ClassVar[bool] = False
+
+    def __init__(self, settings: ProviderSettings, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.validate_config(settings)
+        self.settings = settings
+        self.clock = clock
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.settings.name!r}>"
+
+    @classmethod
+    def validate_config(cls, settings: ProviderSettings) -> None:
+        """Raise :class:`ConfigError` (naming the key path) if ``settings`` cannot work."""
+        path = f"providers.{settings.name}"
+        if cls.requires_api_key and not settings.api_key:
+            raise ConfigError(f"required for a {settings.type} provider", path=f"{path}.api_key")
+        if cls.requires_base_url and not settings.base_url:
+            raise ConfigError(
+                f"required for a {settings.type} provider: the server's URL",
+                path=f"{path}.base_url",
+            )
+        for key in settings.options:
+            if key not in cls.options_schema:
+                allowed = sorted(cls.options_schema)
+                raise ConfigError(
+                    f"unknown key for a {settings.type} provider"
+                    + (f"; expected one of {allowed}" if allowed else ""),
+                    path=f"{path}.{key}",
+                )
+
+    @abc.abstractmethod
+    def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """Stream one answer: content and usage events, then exactly one ``Done``.
+
+        On failure it raises a :class:`runestone.exceptions.ProviderError` whose
+        ``content_delivered`` says whether a content event was already yielded.
+        Closing the iterator early (``aclose``) releases the upstream connection.
+        """
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """The whole answer; the default collects :meth:`stream`."""
+        builder = CompletionBuilder()
+        stream = self.stream(request)
+        try:
+            async for event in stream:
+                builder.add(event)
+        finally:
+            await _aclose(stream)
+        return builder.build()
+
+    def list_models(self) -> tuple[ModelInfo, ...]:
+        """The configured models, by name."""
+        return tuple(self.settings.models[name] for name in sorted(self.settings.models))
+
+    def estimate_cost(self, model: str, usage: Usage) -> float | None:
+        """What ``usage`` cost on ``model`` by the configured price table; None if unpriced."""
+        info = self.settings.models.get(model)
+        return None if info is None else info.cost(usage)
+
+    async def check_health(self) -> HealthCheck:
+        """Probe the upstream once. The default has nothing to probe and says healthy."""
+        return HealthCheck(healthy=True, latency=0.0)
+
+    async def aclose(self) -> None:  # noqa: B027 - a no-op default; HTTP providers close sessions
+        """Release connections and sessions; the provider is unusable afterwards."""
+
+
+async def _aclose(stream: AsyncIterator[StreamEvent]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

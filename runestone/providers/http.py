@@ -1,0 +1,481 @@
+"""What every HTTP provider shares: one aiohttp session, the SSE read loop, timeouts, endings.
+
+A subclass says how to encode a request (:meth:`HttpProvider.encode_request`),
+how to decode one SSE event (a :class:`StreamDecoder`) and a whole answer
+(:meth:`HttpProvider.decode_completion`). This module owns the rest, the same
+for every wire format:
+
+- one ``ClientSession`` per provider, created on the data-plane loop on first
+  use, its connector sized from ``max_connections`` (no per-host cap below it);
+- the per-attempt :class:`StreamWatchdog` (connect via aiohttp's
+  ``sock_connect``; headers, first token, idle and total by the watchdog);
+- stream endings: the terminal sentinel, or a stream that stops after its
+  finish reason, is a ``Done``; a stream that stops before it is a
+  ``StreamCutError`` (``MalformedResponseError`` if chunks had to be skipped);
+  a malformed chunk is skipped with a log line when the rest completes.
+
+The per-chunk path is: one ``readany``, one ``SSEParser.feed``, one JSON
+decode per event, one event object per delta. Nothing else.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar, Final
+
+import aiohttp
+import structlog
+
+from runestone.clock import SYSTEM_CLOCK, Clock
+from runestone.exceptions import (
+    ErrorClass,
+    MalformedResponseError,
+    ProviderError,
+    StreamCutError,
+    UpstreamTimeoutError,
+)
+from runestone.messages import ChatRequest, Completion, Done, StreamEvent
+from runestone.messages import Usage as UsageEvent
+from runestone.providers.base import HealthCheck, Provider
+from runestone.providers.errors import (
+    AttemptState,
+    Phase,
+    classify_response,
+    redact,
+    translate_exception,
+)
+from runestone.providers.settings import ProviderSettings
+from runestone.providers.sse import SSEEvent, SSEParser
+from runestone.providers.watchdog import StreamWatchdog, WatchPhase
+
+try:
+    import orjson
+
+    def dumps(value: Any) -> bytes:
+        """JSON-encode ``value`` to bytes (orjson when installed)."""
+        return orjson.dumps(value)
+
+    loads: Any = orjson.loads
+except ImportError:  # pragma: no cover - orjson is optional
+    import json
+
+    def dumps(value: Any) -> bytes:
+        """JSON-encode ``value`` to bytes (orjson when installed)."""
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+    loads = json.loads
+
+__all__ = ["HttpProvider", "StreamDecoder", "dumps", "loads"]
+
+log = structlog.get_logger(__name__)
+
+_ERROR_BODY_LIMIT: Final = 64 * 1024
+_DRAIN_SECONDS: Final = 2.0
+# Transport failures after the finish reason do not spoil a finished answer.
+_ENDS_AFTER_FINISH: Final = frozenset(
+    {
+        ErrorClass.STREAM_CUT,
+        ErrorClass.CONNECTION_ERROR,
+        ErrorClass.IDLE_TIMEOUT,
+        ErrorClass.TOTAL_TIMEOUT,
+    }
+)
+_TRANSPORT_ERRORS: Final = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
+class StreamDecoder(abc.ABC):
+    """Turns one attempt's SSE events into stream events. One instance per attempt.
+
+    ``decode`` appends to ``out`` and never raises: an in-stream error event is
+    stored in ``failure`` (raised by the read loop once the events before it are
+    out), a chunk that cannot be read is counted in ``malformed`` and skipped.
+    """
+
+    __slots__ = (
+        "failure",
+        "finish_reason",
+        "finished",
+        "has_content",
+        "malformed",
+        "request",
+        "state",
+        "usage",
+    )
+
+    def __init__(self, request: ChatRequest, state: AttemptState) -> None:
+        self.request = request
+        self.state = state
+        self.finished = False  # the terminal sentinel ([DONE], message_stop) arrived
+        self.finish_reason: str | None = None
+        self.usage: UsageEvent | None = None
+        self.has_content = False
+        self.malformed = 0
+        self.failure: ProviderError | None = None
+
+    @abc.abstractmethod
+    def decode(self, event: SSEEvent, out: list[StreamEvent]) -> None:
+        """Decode one SSE event, appending what it carries to ``out``."""
+
+    def skip(self, event: SSEEvent, exc: Exception) -> None:
+        """Count and log a chunk that cannot be read; the stream carries on without it."""
+        self.malformed += 1
+        log.warning(
+            "malformed_chunk_skipped",
+            provider=self.state.provider,
+            model=self.state.model,
+            sse_event=event.event,
+            error=redact(f"{type(exc).__name__}: {exc}", self.state.secrets)[:200],
+            chunk=redact(event.raw[:120].decode("utf-8", "replace"), self.state.secrets),
+        )
+
+
+class HttpProvider(Provider):
+    """Base of the providers that speak HTTP + SSE through aiohttp."""
+
+    default_base_url: ClassVar[str | None] = None
+    chat_path: ClassVar[str] = ""
+    models_path: ClassVar[str] = "/models"
+
+    def __init__(self, settings: ProviderSettings, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(settings, clock=clock)
+        base = settings.base_url or self.default_base_url
+        if not base:
+            raise ValueError(f"{type(self).__name__} needs a base_url")
+        self.base_url = base.rstrip("/")
+        self._chat_url = self.base_url + self.chat_path
+        self._secrets = settings.secrets()
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drains: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # ---- what a wire format supplies
+
+    def request_headers(self) -> dict[str, str]:
+        """Headers sent with every request: content type, auth, then configured headers."""
+        headers = {"Content-Type": "application/json"}
+        headers.update(self.auth_headers())
+        headers.update(self.settings.headers)
+        return headers
+
+    def auth_headers(self) -> dict[str, str]:
+        """The credential headers (``Authorization: Bearer …`` by default)."""
+        key = self.settings.api_key
+        return {"Authorization": f"Bearer {key.reveal()}"} if key else {}
+
+    @abc.abstractmethod
+    def encode_request(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The JSON body for ``request`` in this provider's wire format."""
+
+    @abc.abstractmethod
+    def new_decoder(self, request: ChatRequest, state: AttemptState) -> StreamDecoder:
+        """A fresh stream decoder for one attempt."""
+
+    @abc.abstractmethod
+    def decode_completion(self, data: Any, request: ChatRequest, state: AttemptState) -> Completion:
+        """A whole (non-streaming) answer; may raise KeyError/TypeError on a bad shape."""
+
+    # ---- session
+
+    @property
+    def session(self) -> aiohttp.ClientSession | None:
+        """The provider's session, once created (on the data-plane loop, at first use)."""
+        return self._session
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        session = self._session
+        loop = asyncio.get_running_loop()
+        if session is None:
+            if self._closed:
+                raise RuntimeError(f"provider {self.name!r} is closed")
+            connector = aiohttp.TCPConnector(
+                limit=self.settings.max_connections,
+                limit_per_host=0,  # the pool is per provider; no hidden per-host cap below it
+                ttl_dns_cache=300,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self.request_headers(),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.settings.timeouts.connect
+                ),
+                trust_env=False,
+            )
+            self._session = session
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(
+                f"provider {self.name!r} belongs to another event loop (the data plane's)"
+            )
+        return session
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for task in list(self._drains):
+            task.cancel()
+        if self._drains:
+            await asyncio.gather(*self._drains, return_exceptions=True)
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    # ---- streaming
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        session = self._get_session()
+        state = AttemptState(self.name, request.model, self._secrets)
+        payload = dumps(self.encode_request(request, stream=True))
+        watchdog = StreamWatchdog(self.settings.timeouts)
+        decoder = self.new_decoder(request, state)
+        response: aiohttp.ClientResponse | None = None
+        failure: ProviderError | None = None
+        cause: BaseException | None = None
+        try:
+            try:
+                response = await session.post(self._chat_url, data=payload)
+                state.phase = Phase.BODY
+                if not 200 <= response.status < 300:
+                    raise await self._error_from(response, state)
+                if response.content_type != "text/event-stream":
+                    # Some compatible servers answer a stream request with one JSON body.
+                    whole = await self._read_completion(response, request, state)
+                    watchdog.cancel()
+                    response.release()
+                    response = None
+                    for event in whole.events():
+                        yield event
+                    return
+                watchdog.enter(WatchPhase.FIRST_TOKEN)
+                parser = SSEParser()
+                feed = parser.feed
+                decode = decoder.decode
+                read = response.content.readany
+                clock = asyncio.get_running_loop().time
+                out: list[StreamEvent] = []
+                streaming = False
+                while True:
+                    watchdog.since = clock()
+                    watchdog.reading = True
+                    chunk = await read()
+                    watchdog.reading = False
+                    if chunk:
+                        for sse in feed(chunk):
+                            decode(sse, out)
+                    else:
+                        for sse in parser.finish():
+                            decode(sse, out)
+                    if out:
+                        if not streaming and decoder.has_content:
+                            streaming = True
+                            state.content_delivered = True
+                            watchdog.enter(WatchPhase.STREAMING)
+                        for event in out:
+                            yield event
+                        out.clear()
+                    if decoder.failure is not None:
+                        decoder.failure.content_delivered = state.content_delivered
+                        raise decoder.failure
+                    if decoder.finished or not chunk:
+                        break
+                    if watchdog.phase is WatchPhase.STREAMING:
+                        expired = watchdog.check()
+                        if expired is not None:
+                            raise self._timeout(state, expired)
+            except asyncio.CancelledError as exc:
+                expired = watchdog.claim()
+                if expired is None:
+                    raise
+                failure, cause = self._timeout(state, expired), exc
+            except ProviderError:
+                raise
+            except _TRANSPORT_ERRORS as exc:
+                failure, cause = translate_exception(exc, state), exc
+            watchdog.cancel()
+            if failure is not None:
+                if decoder.finish_reason is None or failure.error_class not in _ENDS_AFTER_FINISH:
+                    raise failure from cause
+                log.warning(
+                    "stream_finalized_after_finish_reason",
+                    provider=self.name,
+                    model=request.model,
+                    ending=failure.error_class.value,
+                )
+            elif not decoder.finished:
+                if decoder.finish_reason is None:
+                    raise self._cut(state, decoder)
+                log.info(
+                    "stream_finalized_without_sentinel", provider=self.name, model=request.model
+                )
+            if response is not None and failure is None:
+                self._finish_response(response)
+                response = None
+            usage = decoder.usage
+            if usage is not None:
+                yield usage
+            yield Done(decoder.finish_reason or "stop", self.name, request.model, usage)
+        finally:
+            watchdog.cancel()
+            if response is not None:
+                response.close()
+
+    def _cut(self, state: AttemptState, decoder: StreamDecoder) -> ProviderError:
+        if decoder.malformed:
+            return state.error(
+                MalformedResponseError,
+                f"the stream ended without a finish reason after {decoder.malformed} "
+                "unreadable chunk(s)",
+            )
+        return state.error(StreamCutError, "the stream ended before its finish reason")
+
+    def _timeout(self, state: AttemptState, expired: ErrorClass) -> ProviderError:
+        timeouts = self.settings.timeouts
+        limits = {
+            ErrorClass.HEADERS_TIMEOUT: ("no response headers", timeouts.headers_limit),
+            ErrorClass.FIRST_TOKEN_TIMEOUT: ("no first token", timeouts.first_token),
+            ErrorClass.IDLE_TIMEOUT: ("the stream stalled: nothing", timeouts.idle),
+            ErrorClass.TOTAL_TIMEOUT: ("the attempt did not finish", timeouts.total),
+        }
+        what, seconds = limits.get(expired, ("timed out", timeouts.total))
+        return state.error(
+            UpstreamTimeoutError, f"{what} within {seconds:g} s", error_class=expired
+        )
+
+    async def _error_from(
+        self, response: aiohttp.ClientResponse, state: AttemptState
+    ) -> ProviderError:
+        body = b""
+        try:
+            body = await _read_capped(response, _ERROR_BODY_LIMIT)
+        except _TRANSPORT_ERRORS as exc:
+            log.debug("error_body_unreadable", provider=self.name, error=type(exc).__name__)
+        return classify_response(
+            response.status,
+            body,
+            response.headers,
+            provider=self.name,
+            model=state.model,
+            secrets=self._secrets,
+            now=self.clock.time(),
+        )
+
+    async def _read_completion(
+        self, response: aiohttp.ClientResponse, request: ChatRequest, state: AttemptState
+    ) -> Completion:
+        body = await response.read()
+        try:
+            data = loads(body)
+        except ValueError as exc:
+            raise state.error(MalformedResponseError, f"the answer is not JSON ({exc})") from exc
+        if isinstance(data, Mapping) and "error" in data and data["error"]:
+            raise classify_response(
+                response.status,
+                body,
+                response.headers,
+                provider=self.name,
+                model=state.model,
+                secrets=self._secrets,
+                now=self.clock.time(),
+            )
+        try:
+            return self.decode_completion(data, request, state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise state.error(
+                MalformedResponseError, f"the answer has an unexpected shape ({exc!r})"
+            ) from exc
+
+    def _finish_response(self, response: aiohttp.ClientResponse) -> None:
+        """Give the connection back to the pool once the body's end has been read."""
+        if response.content.is_eof():
+            response.release()
+            return
+        # The terminal sentinel came before the end of the HTTP body; read that end in the
+        # background so the connection can be reused, without delaying the Done event.
+        task = asyncio.get_running_loop().create_task(_drain(response))
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    # ---- non-streaming
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        session = self._get_session()
+        state = AttemptState(self.name, request.model, self._secrets)
+        payload = dumps(self.encode_request(request, stream=False))
+        watchdog = StreamWatchdog(self.settings.timeouts, phase=WatchPhase.WHOLE)
+        response: aiohttp.ClientResponse | None = None
+        try:
+            try:
+                response = await session.post(self._chat_url, data=payload)
+                state.phase = Phase.BODY
+                if not 200 <= response.status < 300:
+                    raise await self._error_from(response, state)
+                return await self._read_completion(response, request, state)
+            except asyncio.CancelledError as exc:
+                expired = watchdog.claim()
+                if expired is None:
+                    raise
+                raise self._timeout(state, expired) from exc
+            except ProviderError:
+                raise
+            except _TRANSPORT_ERRORS as exc:
+                raise translate_exception(exc, state) from exc
+        finally:
+            watchdog.cancel()
+            if response is not None:
+                response.release()
+
+    # ---- health
+
+    async def check_health(self) -> HealthCheck:
+        """GET the models endpoint: healthy on 2xx, and on 404/405 (reachable, no such route)."""
+        session = self._get_session()
+        state = AttemptState(self.name, "", self._secrets)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        limit = min(self.settings.timeouts.headers_limit, self.settings.timeouts.total)
+        try:
+            async with asyncio.timeout(limit):
+                async with session.get(self.base_url + self.models_path) as response:
+                    state.phase = Phase.BODY
+                    latency = loop.time() - start
+                    if 200 <= response.status < 300 or response.status in (404, 405):
+                        return HealthCheck(healthy=True, latency=latency)
+                    error = await self._error_from(response, state)
+        except _TRANSPORT_ERRORS as exc:
+            if isinstance(exc, aiohttp.ClientError):
+                error = translate_exception(exc, state)
+            else:  # our asyncio.timeout
+                error = self._timeout(state, ErrorClass.HEADERS_TIMEOUT)
+        return HealthCheck(
+            healthy=False,
+            latency=loop.time() - start,
+            error_class=error.error_class,
+            message=str(error),
+        )
+
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.readany()
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:limit]
+
+
+async def _drain(response: aiohttp.ClientResponse) -> None:
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while await response.content.readany():
+                pass
+    except _TRANSPORT_ERRORS:
+        response.close()  # not reusable; nothing else to do: the answer was already complete
+        return
+    except asyncio.CancelledError:
+        response.close()
+        raise
+    response.release()

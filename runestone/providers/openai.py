@@ -1,0 +1,219 @@
+"""OpenAI's Chat Completions API: ``POST {base_url}/chat/completions``.
+
+Streams ask for ``stream_options.include_usage`` so the last chunk carries the
+usage; tool calls arrive as ``delta.tool_calls`` pieces (index, then id and
+name, then argument fragments) and are passed on as ``ToolCallDelta`` events
+in the same shape. ``data: [DONE]`` is the terminal sentinel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final
+
+from runestone.clock import SYSTEM_CLOCK, Clock
+from runestone.exceptions import ConfigError
+from runestone.messages import (
+    ChatRequest,
+    Completion,
+    FinishReason,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from runestone.providers.errors import AttemptState, classify_error_body
+from runestone.providers.http import HttpProvider, StreamDecoder, loads
+from runestone.providers.settings import ProviderSettings
+from runestone.providers.sse import SSEEvent
+
+__all__ = ["OpenAIProvider", "OpenAIStreamDecoder", "map_openai_finish_reason"]
+
+_FINISH_REASONS: Final[Mapping[str, str]] = {
+    "stop": FinishReason.STOP,
+    "length": FinishReason.LENGTH,
+    "tool_calls": FinishReason.TOOL_CALLS,
+    "function_call": FinishReason.TOOL_CALLS,
+    "content_filter": FinishReason.CONTENT_FILTER,
+    # Spellings some OpenAI-compatible servers use.
+    "eos": FinishReason.STOP,
+    "end_turn": FinishReason.STOP,
+    "stop_sequence": FinishReason.STOP,
+    "max_tokens": FinishReason.LENGTH,
+    "tool_use": FinishReason.TOOL_CALLS,
+}
+_DONE: Final = b"[DONE]"
+_MAX_TOKENS_FIELDS: Final = ("max_tokens", "max_completion_tokens")
+
+
+def map_openai_finish_reason(reason: str) -> str:
+    """OpenAI's finish reason as a :class:`FinishReason` value (unknown ones pass through)."""
+    return _FINISH_REASONS.get(reason, reason)
+
+
+def _usage(data: object) -> Usage | None:
+    if not isinstance(data, Mapping):
+        return None
+    return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
+
+
+class OpenAIStreamDecoder(StreamDecoder):
+    """``chat.completion.chunk`` events to stream events."""
+
+    __slots__ = ()
+
+    def decode(self, event: SSEEvent, out: list[StreamEvent]) -> None:
+        raw = event.raw
+        if raw == _DONE:
+            self.finished = True
+            return
+        try:
+            chunk = loads(raw)
+            choices = chunk.get("choices")
+            if choices:
+                choice = choices[0]
+                delta = choice.get("delta")
+                if delta:
+                    content = delta.get("content")
+                    if content:
+                        out.append(TextDelta(content))
+                        self.has_content = True
+                    calls = delta.get("tool_calls")
+                    if calls:
+                        for call in calls:
+                            function = call.get("function") or {}
+                            out.append(
+                                ToolCallDelta(
+                                    call.get("index", 0),
+                                    call.get("id"),
+                                    function.get("name"),
+                                    function.get("arguments") or "",
+                                )
+                            )
+                        self.has_content = True
+                    refusal = delta.get("refusal")
+                    if refusal:
+                        out.append(TextDelta(refusal))
+                        self.has_content = True
+                reason = choice.get("finish_reason")
+                if reason:
+                    self.finish_reason = _FINISH_REASONS.get(reason, reason)
+            usage = chunk.get("usage")
+            if usage:
+                self.usage = _usage(usage)
+            elif chunk.get("error"):
+                state = self.state
+                self.failure = classify_error_body(
+                    chunk,
+                    provider=state.provider,
+                    model=state.model,
+                    content_delivered=state.content_delivered,
+                    secrets=state.secrets,
+                )
+        except (ValueError, AttributeError, TypeError, KeyError, IndexError) as exc:
+            self.skip(event, exc)
+
+
+class OpenAIProvider(HttpProvider):
+    """OpenAI (``type: openai``).
+
+    Options: ``organization``, ``project``; ``max_tokens_field`` (``max_completion_tokens``
+    by default, or ``max_tokens``); ``stream_usage: false`` to leave out ``stream_options``.
+    """
+
+    type_name = "openai"
+    default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
+    chat_path = "/chat/completions"
+    models_path = "/models"
+    requires_api_key = True
+    options_schema: ClassVar[frozenset[str]] = frozenset(
+        {"organization", "project", "max_tokens_field", "stream_usage"}
+    )
+    # Current OpenAI models take max_completion_tokens; o-series models reject max_tokens.
+    default_max_tokens_field: ClassVar[str] = "max_completion_tokens"
+
+    def __init__(self, settings: ProviderSettings, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(settings, clock=clock)
+        options = settings.options
+        self.max_tokens_field = str(options.get("max_tokens_field", self.default_max_tokens_field))
+        self.stream_usage = bool(options.get("stream_usage", True))
+
+    @classmethod
+    def validate_config(cls, settings: ProviderSettings) -> None:
+        super().validate_config(settings)
+        path = f"providers.{settings.name}"
+        field = settings.options.get("max_tokens_field", cls.default_max_tokens_field)
+        if field not in _MAX_TOKENS_FIELDS:
+            raise ConfigError(
+                f"expected one of {list(_MAX_TOKENS_FIELDS)}, got {field!r}",
+                path=f"{path}.max_tokens_field",
+            )
+        if not isinstance(settings.options.get("stream_usage", True), bool):
+            raise ConfigError("expected true or false", path=f"{path}.stream_usage")
+
+    def auth_headers(self) -> dict[str, str]:
+        headers = super().auth_headers()
+        options = self.settings.options
+        if options.get("organization"):
+            headers["OpenAI-Organization"] = str(options["organization"])
+        if options.get("project"):
+            headers["OpenAI-Project"] = str(options["project"])
+        return headers
+
+    def encode_request(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = dict(request.extra)
+        body["model"] = request.model
+        body["messages"] = [message.to_dict() for message in request.messages]
+        body["stream"] = stream
+        if stream and self.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+        if request.tools:
+            body["tools"] = [tool.to_dict() for tool in request.tools]
+        if request.tool_choice is not None:
+            body["tool_choice"] = request.tool_choice.to_wire()
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.max_tokens is not None:
+            body[self.max_tokens_field] = request.max_tokens
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.response_format is not None:
+            body["response_format"] = dict(request.response_format)
+        if request.user is not None:
+            body["user"] = request.user
+        if request.metadata is not None and body.get("store") is True:
+            # OpenAI refuses metadata unless the completion is stored.
+            body["metadata"] = dict(request.metadata)
+        return body
+
+    def new_decoder(self, request: ChatRequest, state: AttemptState) -> StreamDecoder:
+        return OpenAIStreamDecoder(request, state)
+
+    def decode_completion(self, data: Any, request: ChatRequest, state: AttemptState) -> Completion:
+        choice = data["choices"][0]
+        message = choice["message"]
+        content = message.get("content") or message.get("refusal") or ""
+        if not isinstance(content, str):
+            raise TypeError(f"message content is {type(content).__name__}, not a string")
+        calls = tuple(
+            ToolCall(
+                id=call["id"],
+                name=call["function"]["name"],
+                arguments=call["function"].get("arguments") or "",
+            )
+            for call in message.get("tool_calls") or ()
+        )
+        reason = choice.get("finish_reason") or (
+            FinishReason.TOOL_CALLS if calls else FinishReason.STOP
+        )
+        return Completion(
+            text=content,
+            tool_calls=calls,
+            finish_reason=map_openai_finish_reason(reason),
+            usage=_usage(data.get("usage")),
+            provider=self.name,
+            model=request.model,
+        )
