@@ -1,0 +1,3 @@
+"""The HTTP front: an OpenAI-compatible API on starlette and uvicorn."""
+
+__all__: list[str] = []
