@@ -1,4 +1,4 @@
-"""Every way a supervised actor can die is seen by its supervisor (the pykka holes, ARCHITECTURE §9)."""
+"""Every way a supervised actor can die is seen by its supervisor (ARCHITECTURE §9)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from runestone.supervisors import (
     SupervisorHandle,
     start_supervisor,
 )
-from tests.supervisors.workers import Boom, Journal, Worker, crash_and_wait, worker_spec
+from tests.supervisors.workers import BoomError, Journal, Worker, crash_and_wait, worker_spec
 
 
 @pytest.fixture
@@ -35,9 +35,10 @@ def test_an_exception_in_a_tell_handler_restarts_the_actor(root: SupervisorHandl
     assert a.ask("ping") == ("a", 1)
     old = a.incarnation
     crash_and_wait(a, lambda h: h.tell("crash"))
-    assert old is not None and old.exit_reason is not None
+    assert old is not None
+    assert old.exit_reason is not None
     assert old.exit_reason.kind is ExitKind.CRASHED
-    assert "Boom: a crashed" in old.exit_reason.error
+    assert "BoomError: a crashed" in old.exit_reason.error
     assert a.ask("ping") == ("a", 1), "a fresh instance counts from the start"
 
 
@@ -47,10 +48,11 @@ def test_an_exception_in_an_ask_handler_reaches_the_asker_and_restarts_the_actor
     a = root.child("a")
     a.ask("ping")
     a.ask("ping")
-    with pytest.raises(Boom, match="a crashed"):
+    with pytest.raises(BoomError, match="a crashed"):
         a.ask("crash")
     assert a.ask("ping") == ("a", 1), "the crashed instance's state is gone"
-    assert a.incarnation is not None and a.incarnation.generation == 2
+    assert a.incarnation is not None
+    assert a.incarnation.generation == 2
 
 
 def test_a_base_exception_in_a_handler_ends_only_that_actor(root: SupervisorHandle) -> None:
@@ -73,7 +75,8 @@ def test_a_failing_on_stop_is_an_abnormal_exit(journal: Journal) -> None:
         a = root.child("a")
         old = a.incarnation
         crash_and_wait(a, lambda h: h.tell("stop"))
-        assert old is not None and old.exit_reason is not None
+        assert old is not None
+        assert old.exit_reason is not None
         assert old.exit_reason.kind is ExitKind.CRASHED
         assert old.exit_reason.phase == "on_stop"
         assert a.ask("ping") == ("a", 1)
@@ -91,7 +94,7 @@ def test_a_failing_on_start_at_boot_fails_the_supervisor_start_naming_the_child(
         worker_spec("broken", journal, fail_start=True),
         worker_spec("never", journal),
     ]
-    with pytest.raises(ChildStartError, match="'broken' failed to start: Boom") as caught:
+    with pytest.raises(ChildStartError, match="'broken' failed to start: BoomError") as caught:
         start_supervisor(specs, name="root")
     assert caught.value.child_id == "broken"
     assert journal.events("start") == ["first", "second"]
@@ -116,7 +119,8 @@ def test_a_failing_on_start_during_a_restart_is_retried_and_counts_against_inten
     assert root_incarnation is not None
     assert root_incarnation.exited.wait(5)
     assert len(attempts) == 1 + 3, "three restarts are tried; needing a fourth escalates"
-    assert exits and exits[0].kind is ExitKind.ESCALATED
+    assert exits
+    assert exits[0].kind is ExitKind.ESCALATED
 
 
 def test_an_expected_exception_answers_the_asker_without_a_crash() -> None:
@@ -135,7 +139,8 @@ def test_an_expected_exception_answers_the_asker_without_a_crash() -> None:
         with pytest.raises(KeyError, match="no such thing"):
             x.ask("missing")
         assert x.ask("other") == "ok"
-        assert x.incarnation is not None and x.incarnation.generation == generation
+        assert x.incarnation is not None
+        assert x.incarnation.generation == generation
     finally:
         root.stop()
 
@@ -150,9 +155,9 @@ def test_a_start_callable_that_returns_a_plain_pykka_actor_is_refused() -> None:
 
 def test_a_start_callable_that_raises_names_the_child() -> None:
     def start() -> pykka.ActorRef[Worker]:
-        raise Boom("cannot build it")
+        raise BoomError("cannot build it")
 
-    with pytest.raises(ChildStartError, match="'c' failed to start: Boom: cannot build it"):
+    with pytest.raises(ChildStartError, match="'c' failed to start: BoomError: cannot build it"):
         start_supervisor([worker_spec("ok"), ChildSpec("c", start)], name="root")
 
 
@@ -163,7 +168,8 @@ def test_a_late_exit_notice_from_an_old_incarnation_is_ignored(root: SupervisorH
     crash_and_wait(a, lambda h: h.tell("crash"))
     assert a.ask("ping") == ("a", 1)
     current = a.incarnation
-    assert current is not None and current.generation == 2
+    assert current is not None
+    assert current.generation == 2
     stale = ChildExited("a", 1, ExitReason(ExitKind.CRASHED, "handler", "old news"))
     root.tell(stale)
     assert root.count_children().active == 2

@@ -74,7 +74,7 @@ def test_an_ask_during_a_restart_that_takes_too_long_fails_with_a_clear_error() 
         w = root.child("w")
         w.tell("crash")
         assert start.entered.wait(5)
-        with pytest.raises(ActorUnavailableError, match="'w' is restarting .* in time"):
+        with pytest.raises(ActorUnavailableError, match=r"'w' is restarting .* in time"):
             w.ask("ping", timeout=0.2)
         start.gate.set()
         assert w.ask("ping") == ("w", 1), "the handle works again once the child is back"
