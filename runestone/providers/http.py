@@ -71,6 +71,14 @@ __all__ = ["HttpProvider", "StreamDecoder", "dumps", "loads"]
 
 log = structlog.get_logger(__name__)
 
+
+def _rare_log() -> Any:
+    # A fresh proxy for the rare paths (skipped chunks, odd endings): it follows the current
+    # structlog configuration even where loggers are cached on first use (and so can be
+    # captured in tests).
+    return structlog.get_logger(__name__)
+
+
 _ERROR_BODY_LIMIT: Final = 64 * 1024
 _DRAIN_SECONDS: Final = 2.0
 # Transport failures after the finish reason do not spoil a finished answer.
@@ -121,7 +129,7 @@ class StreamDecoder(abc.ABC):
     def skip(self, event: SSEEvent, exc: Exception) -> None:
         """Count and log a chunk that cannot be read; the stream carries on without it."""
         self.malformed += 1
-        log.warning(
+        _rare_log().warning(
             "malformed_chunk_skipped",
             provider=self.state.provider,
             model=self.state.model,
@@ -296,7 +304,7 @@ class HttpProvider(Provider):
             if failure is not None:
                 if decoder.finish_reason is None or failure.error_class not in _ENDS_AFTER_FINISH:
                     raise failure from cause
-                log.warning(
+                _rare_log().warning(
                     "stream_finalized_after_finish_reason",
                     provider=self.name,
                     model=request.model,
@@ -305,7 +313,7 @@ class HttpProvider(Provider):
             elif not decoder.finished:
                 if decoder.finish_reason is None:
                     raise self._cut(state, decoder)
-                log.info(
+                _rare_log().info(
                     "stream_finalized_without_sentinel", provider=self.name, model=request.model
                 )
             if response is not None and failure is None:
