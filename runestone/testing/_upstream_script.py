@@ -205,12 +205,13 @@ def _stream(
         steps.append(delta(reply, piece))
     headers = (("Content-Type", SSE_CONTENT_TYPE), ("Cache-Control", "no-cache"))
     if behaviour is Behaviour.CUT_AFTER:
-        return Script(Outcome.CUT, headers=headers, steps=tuple(steps), ending=Ending.CUT)
+        return Script(Outcome.CUT, headers=headers, steps=_coalesced(steps), ending=Ending.CUT)
     if behaviour is Behaviour.STALL_AFTER:
-        return Script(Outcome.STALLED, headers=headers, steps=tuple(steps), ending=Ending.STALL)
+        stalled = _coalesced(steps)
+        return Script(Outcome.STALLED, headers=headers, steps=stalled, ending=Ending.STALL)
     if behaviour is Behaviour.ERROR_EVENT_AFTER:
         steps.append(wire.error_event())
-        return Script(Outcome.ERROR_EVENT, headers=headers, steps=tuple(steps))
+        return Script(Outcome.ERROR_EVENT, headers=headers, steps=_coalesced(steps))
     finish = Finish.STOP if tool is None else Finish.TOOL
     steps.extend(wire.stream_finish(reply, finish, len(pieces)))
     if behaviour is Behaviour.NO_DONE:
@@ -219,7 +220,7 @@ def _stream(
         steps.append(wire.stream_end())
     if behaviour is Behaviour.MALFORMED_CHUNK:
         outcome = Outcome.MALFORMED
-    return Script(outcome, headers=headers, steps=tuple(steps))
+    return Script(outcome, headers=headers, steps=_coalesced(steps))
 
 
 def _whole(
@@ -254,6 +255,23 @@ def _whole(
         outcome = Outcome.MALFORMED
     steps: tuple[bytes | float, ...] = (*pauses, data)
     return Script(outcome, 200, headers, steps, content_length=len(data))
+
+
+def _coalesced(steps: list[bytes | float]) -> tuple[bytes | float, ...]:
+    """Frames with no pause between them joined into one write (fewer syscalls, same bytes)."""
+    merged: list[bytes | float] = []
+    pending: list[bytes] = []
+    for step in steps:
+        if isinstance(step, bytes):
+            pending.append(step)
+            continue
+        if pending:
+            merged.append(b"".join(pending))
+            pending.clear()
+        merged.append(step)
+    if pending:
+        merged.append(b"".join(pending))
+    return tuple(merged)
 
 
 def _rest_of_known_text(offset: int) -> tuple[str, ...]:

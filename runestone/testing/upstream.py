@@ -77,6 +77,8 @@ _STOP_TIMEOUT = 10.0
 # Backstop only: stop() aborts every live connection first, so nothing should wait this long.
 _SHUTDOWN_GRACE = 1.0
 _MAX_BODY = 64 * 1024 * 1024
+# Benchmarks open a thousand connections at once; the default backlog of 128 drops SYNs.
+_BACKLOG = 4096
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
 _WIRES: dict[str, Wire] = {"openai": OpenAIWire(), "anthropic": AnthropicWire()}
 _ROUTES_HINT = (
@@ -350,7 +352,7 @@ class FakeUpstream:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._requested_port)
+            site = web.TCPSite(runner, self._host, self._requested_port, backlog=_BACKLOG)
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -466,9 +468,14 @@ class FakeUpstream:
         else:
             response.content_length = script.content_length
         await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        # Pauses add up on a fixed schedule, so a busy loop delays tokens but never
+        # stretches the whole stream by its lag at every token.
+        due = loop.time()
         for step in script.steps:
             if isinstance(step, float):
-                await asyncio.sleep(step)
+                due += step
+                await asyncio.sleep(due - loop.time())
             else:
                 await response.write(step)
         if script.ending is Ending.CUT:
