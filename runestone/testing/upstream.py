@@ -10,7 +10,51 @@ Every request is recorded as an :class:`Attempt`.
 
 Routes: ``POST /v1/chat/completions`` and ``GET /v1/models`` (OpenAI; base URL
 ``openai_base_url``), ``POST /v1/messages`` (Anthropic; base URL
-``anthropic_base_url``).
+``anthropic_base_url``). ``GET /v1/models`` answers in Anthropic's shape when
+the request carries ``anthropic-version`` or ``x-api-key``.
+
+Behaviours (stream / whole answer where they differ):
+
+============================ ========================================================
+healthy (or any other name)  KNOWN_TEXT, token by token / whole, with usage
+rate-limit-once[:secs]       first request for this exact model since start/reset:
+                             429 with ``Retry-After: secs`` (default 1) and
+                             ``retry-after-ms``; then healthy
+rate-limit                   429 every time, no Retry-After
+error-once                   first request for this exact model: 500; then healthy
+unavailable                  503 every time
+overloaded                   Anthropic 529 ``overloaded_error``; OpenAI 503
+reset                        TCP reset after reading the request, before any byte
+blackhole                    reads the request, never answers, holds the connection
+slow-first-token:secs        headers and opening frames at once, first token after secs
+                             / whole body after secs
+cut-after:N                  N tokens, then FIN mid-body (no finish, no terminal chunk)
+                             / half the body, short of its Content-Length, then FIN
+stall-after:N                N tokens, then silence / headers, then silence
+malformed-chunk              one unparseable frame mid-stream, the rest complete
+                             / a 200 whose body is not JSON
+no-done                      finish reason and usage, no ``[DONE]`` / ``message_stop``
+                             / healthy
+error-event-after:N          N tokens, then an in-stream error (OpenAI ``data:
+                             {"error": …}``, Anthropic ``event: error`` overloaded)
+                             / OpenAI 500, Anthropic 529
+context-length               400: OpenAI ``context_length_exceeded``; Anthropic
+                             ``invalid_request_error`` "prompt is too long: …"
+content-policy               400: OpenAI ``content_policy_violation``; Anthropic
+                             ``invalid_request_error`` naming the content policy
+prefill                      a final assistant message holding a prefix of KNOWN_TEXT
+                             gets only the rest; any other gets KNOWN_TEXT whole
+reject-prefill               400 when the last message is the assistant's; else healthy
+down-for:secs                503 for secs after start/reset (injected clock), then healthy
+unauthorized                 401: OpenAI ``invalid_api_key``; Anthropic
+                             ``authentication_error``
+tool-call                    with tools: a call of the first tool with arguments
+                             KNOWN_TOOL_ARGUMENTS in several pieces; without: healthy
+============================ ========================================================
+
+A known behaviour with a bad argument (``cut-after:x``), or a request the real
+API would refuse (no ``max_tokens`` or ``anthropic-version`` for Anthropic, a
+``system`` role in Anthropic messages, …), gets a 400 naming the problem.
 
 From the command line::
 
