@@ -115,7 +115,7 @@ __all__ = [
     "main",
 ]
 
-THREAD_NAME = "runestone-fake-upstream"
+_THREAD_NAME = "runestone-fake-upstream"
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 # Backstop only: stop() aborts every live connection first, so nothing should wait this long.
@@ -296,7 +296,7 @@ class FakeUpstream:
         ready = threading.Event()
         failures: list[BaseException] = []
         thread = threading.Thread(
-            target=self._thread_main, args=(ready, failures), name=THREAD_NAME, daemon=True
+            target=self._thread_main, args=(ready, failures), name=_THREAD_NAME, daemon=True
         )
         self._thread = thread
         thread.start()
