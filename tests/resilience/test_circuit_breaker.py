@@ -1,0 +1,477 @@
+"""Circuit breaker rules one by one, on a fake clock (the model test covers their interplay)."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from runestone.exceptions import ConfigError, ErrorClass
+from runestone.resilience import (
+    CircuitBreaker,
+    CircuitBreakerPolicy,
+    CircuitState,
+    Permit,
+    StateChange,
+    TransitionReason,
+)
+from runestone.resilience.failure_policy import FAILURE_POLICIES
+from runestone.testing import FakeClock
+
+CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+NOT_COUNTED = [cls for cls, policy in FAILURE_POLICIES.items() if not policy.counts_against_circuit]
+
+
+def make(clock: FakeClock, seed: int = 7, **settings_: Any) -> CircuitBreaker:
+    return CircuitBreaker(CircuitBreakerPolicy(**settings_), clock, random.Random(seed))
+
+
+def admit(breaker: CircuitBreaker) -> Permit:
+    permit = breaker.acquire()
+    assert permit is not None, f"refused while {breaker.state}"
+    return permit
+
+
+def fail(breaker: CircuitBreaker, times: int, cls: ErrorClass = ErrorClass.SERVER_ERROR) -> None:
+    for _ in range(times):
+        breaker.record_failure(admit(breaker), cls)
+
+
+def open_it(breaker: CircuitBreaker) -> None:
+    fail(breaker, breaker.policy.consecutive_failures)
+    assert breaker.state is OPEN
+
+
+# -- closed -> open ------------------------------------------------------------------------
+
+
+def test_the_circuit_opens_after_the_configured_consecutive_failures() -> None:
+    breaker = make(FakeClock(), consecutive_failures=3, min_calls=100)
+    fail(breaker, 2)
+    assert breaker.state is CLOSED
+    fail(breaker, 1)
+    assert breaker.state is OPEN
+    assert breaker.acquire() is None
+
+
+def test_a_success_resets_the_consecutive_failure_count() -> None:
+    breaker = make(FakeClock(), consecutive_failures=3, min_calls=100)
+    fail(breaker, 2)
+    breaker.record_success(admit(breaker))
+    fail(breaker, 2)
+    assert breaker.state is CLOSED
+    assert breaker.snapshot().consecutive_failures == 2
+
+
+def test_the_circuit_opens_when_the_failure_rate_reaches_the_threshold_over_min_calls() -> None:
+    breaker = make(FakeClock(), consecutive_failures=100, failure_rate=0.5, min_calls=4)
+    for _ in range(2):
+        breaker.record_success(admit(breaker))
+    fail(breaker, 1)
+    assert breaker.state is CLOSED  # 1 of 3: under min_calls
+    fail(breaker, 1)
+    assert breaker.state is OPEN  # 2 of 4 = 50%
+    assert breaker.snapshot().openings == 1
+
+
+def test_failures_older_than_the_window_do_not_count_towards_the_rate() -> None:
+    clock = FakeClock()
+    breaker = make(clock, consecutive_failures=100, failure_rate=0.5, min_calls=4, window=10.0)
+    fail(breaker, 3)
+    clock.advance(10.0)
+    assert breaker.snapshot().window_calls == 0
+    for _ in range(3):
+        breaker.record_success(admit(breaker))
+    fail(breaker, 1)  # 1 of 4 within the window
+    assert breaker.state is CLOSED
+
+
+@given(
+    classes=st.lists(st.sampled_from(NOT_COUNTED), min_size=1, max_size=60),
+    settings_=st.fixed_dictionaries(
+        {"consecutive_failures": st.integers(1, 3), "min_calls": st.integers(1, 3)}
+    ),
+)
+def test_failures_that_do_not_count_against_the_circuit_never_trip_it(
+    classes: list[ErrorClass], settings_: dict[str, int]
+) -> None:
+    clock = FakeClock()
+    breaker = make(clock, failure_rate=0.01, **settings_)
+    for cls in classes:
+        permit = breaker.acquire()
+        if permit is None:  # cooling after a 429
+            clock.advance(breaker.policy.cooldown_cap)
+            continue
+        breaker.record_failure(permit, cls)
+        assert breaker.state is CLOSED
+        assert breaker.snapshot().window_failures == 0
+
+
+# -- open -> half-open ---------------------------------------------------------------------
+
+
+@settings(max_examples=200)
+@given(
+    recovery=st.floats(0.1, 100.0),
+    jitter=st.floats(0.0, 0.9),
+    multiplier=st.floats(1.0, 4.0),
+    cap_factor=st.floats(1.0, 20.0),
+    openings=st.integers(1, 8),
+    seed=st.integers(0, 2**32 - 1),
+    before=st.floats(0.0, 0.999),
+)
+def test_recovery_grows_per_consecutive_opening_capped_and_jittered_and_is_never_cut_short(
+    recovery: float,
+    jitter: float,
+    multiplier: float,
+    cap_factor: float,
+    openings: int,
+    seed: int,
+    before: float,
+) -> None:
+    clock = FakeClock()
+    cap = recovery * cap_factor
+    breaker = make(
+        clock,
+        seed,
+        consecutive_failures=1,
+        recovery=recovery,
+        recovery_max=cap,
+        recovery_multiplier=multiplier,
+        jitter=jitter,
+    )
+    open_it(breaker)
+    base = recovery
+    for opening in range(1, openings + 1):
+        opened_at = clock.monotonic()
+        retry_at = breaker.retry_at
+        assert retry_at is not None
+        duration = retry_at - opened_at
+        assert base * (1 - jitter) * (1 - 1e-9) <= duration <= min(base * (1 + jitter), cap) + 1e-9
+        assert duration <= cap + 1e-9
+        # Any moment before the recovery time: refused, still open.
+        clock.advance(duration * before)
+        assert breaker.acquire() is None
+        assert breaker.state is OPEN
+        assert breaker.snapshot().openings == opening
+        clock.advance(retry_at - clock.monotonic())
+        probe = admit(breaker)
+        assert probe.probe
+        assert breaker.state is HALF_OPEN
+        breaker.record_failure(probe, ErrorClass.CONNECTION_ERROR)
+        assert breaker.state is OPEN
+        base = min(base * multiplier, cap)
+
+
+def test_recovery_starts_again_from_its_base_after_the_circuit_closes() -> None:
+    clock = FakeClock()
+    breaker = make(clock, consecutive_failures=1, recovery=10.0, jitter=0.0, recovery_multiplier=3)
+    open_it(breaker)
+    clock.advance(10.0)
+    breaker.record_failure(admit(breaker), ErrorClass.SERVER_ERROR)
+    assert breaker.retry_at == clock.monotonic() + 30.0
+    clock.advance(30.0)
+    breaker.record_success(admit(breaker))
+    assert breaker.state is CLOSED
+    open_it(breaker)
+    assert breaker.retry_at == clock.monotonic() + 10.0
+
+
+def test_the_default_recovery_cap_is_ten_times_the_recovery() -> None:
+    policy = CircuitBreakerPolicy(recovery=7.0)
+    assert policy.recovery_cap == 70.0
+    assert CircuitBreakerPolicy(recovery=7.0, recovery_max=9.0).recovery_cap == 9.0
+
+
+def test_poll_tells_listeners_when_recovery_falls_due() -> None:
+    clock = FakeClock()
+    breaker = make(clock, consecutive_failures=1, recovery=5.0, jitter=0.0)
+    changes: list[StateChange] = []
+    breaker.add_listener(changes.append)
+    open_it(breaker)
+    assert not breaker.recovery_due()
+    clock.advance(5.0)
+    assert breaker.recovery_due()
+    assert breaker.poll() is HALF_OPEN
+    assert not breaker.recovery_due()
+    due = StateChange(OPEN, HALF_OPEN, clock.monotonic(), TransitionReason.RECOVERY_DUE)
+    assert changes[-1] == due
+
+
+# -- half-open -----------------------------------------------------------------------------
+
+
+def half_open(clock: FakeClock, **settings_: Any) -> CircuitBreaker:
+    breaker = make(clock, consecutive_failures=1, recovery=1.0, jitter=0.0, **settings_)
+    open_it(breaker)
+    clock.advance(1.0)
+    return breaker
+
+
+def test_half_open_admits_the_configured_probes_and_refuses_everyone_else_meanwhile() -> None:
+    clock = FakeClock()
+    breaker = half_open(clock, half_open_probes=2, half_open_successes=3)
+    probes = [admit(breaker), admit(breaker)]
+    assert all(p.probe for p in probes)
+    assert breaker.acquire() is None
+    assert breaker.acquire() is None
+    breaker.record_success(probes[0])
+    third = admit(breaker)  # a slot freed; the circuit needs one more success
+    assert third.probe
+    assert breaker.acquire() is None
+    breaker.record_success(probes[1])
+    assert breaker.state is HALF_OPEN
+    breaker.record_success(third)
+    assert breaker.state is CLOSED
+    assert not admit(breaker).probe
+
+
+def test_one_probe_failure_reopens_the_circuit() -> None:
+    clock = FakeClock()
+    breaker = half_open(clock, half_open_probes=2, half_open_successes=2)
+    first, second = admit(breaker), admit(breaker)
+    breaker.record_success(first)
+    breaker.record_failure(second, ErrorClass.IDLE_TIMEOUT)
+    assert breaker.state is OPEN
+
+
+def test_a_released_or_not_counted_probe_frees_its_slot_without_deciding_anything() -> None:
+    clock = FakeClock()
+    breaker = half_open(clock)
+    breaker.release(admit(breaker))
+    breaker.record_failure(admit(breaker), ErrorClass.BAD_REQUEST)
+    assert breaker.state is HALF_OPEN
+    assert admit(breaker).probe
+
+
+def test_a_probe_never_settled_frees_its_slot_after_the_probe_timeout() -> None:
+    clock = FakeClock()
+    breaker = half_open(clock, probe_timeout=20.0)
+    lost = admit(breaker)
+    clock.advance(19.0)
+    assert breaker.acquire() is None
+    clock.advance(1.0)
+    replacement = admit(breaker)
+    breaker.record_success(lost)  # too late: the slot was given away
+    assert breaker.state is HALF_OPEN
+    breaker.record_success(replacement)
+    assert breaker.state is CLOSED
+
+
+def test_a_success_reported_while_open_by_a_call_admitted_earlier_does_not_close_it() -> None:
+    clock = FakeClock()
+    breaker = make(clock, consecutive_failures=2, recovery=5.0, jitter=0.0)
+    early = admit(breaker)
+    fail(breaker, 2)
+    assert breaker.state is OPEN
+    breaker.record_success(early)
+    assert breaker.state is OPEN
+    clock.advance(5.0)
+    assert breaker.state is HALF_OPEN
+    breaker.record_success(early)  # still not a probe
+    assert breaker.state is HALF_OPEN
+
+
+def test_a_failure_reported_late_by_a_call_from_before_the_opening_changes_nothing() -> None:
+    clock = FakeClock()
+    breaker = make(clock, consecutive_failures=1, recovery=5.0, jitter=0.0)
+    early = admit(breaker)
+    open_it(breaker)
+    clock.advance(5.0)
+    probe = admit(breaker)
+    breaker.record_failure(early, ErrorClass.SERVER_ERROR)
+    assert breaker.state is HALF_OPEN
+    breaker.record_success(probe)
+    assert breaker.state is CLOSED
+
+
+# -- rate limiting -------------------------------------------------------------------------
+
+
+def test_a_429_cools_the_provider_for_its_retry_after_without_counting_as_a_failure() -> None:
+    clock = FakeClock()
+    breaker = make(clock, consecutive_failures=1)
+    breaker.record_rate_limited(admit(breaker), 12.0)
+    assert breaker.state is CLOSED
+    assert breaker.snapshot().consecutive_failures == 0
+    assert breaker.cooling_until == clock.monotonic() + 12.0
+    assert breaker.retry_at == clock.monotonic() + 12.0
+    clock.advance(11.9)
+    assert breaker.acquire() is None
+    clock.advance(0.1)
+    assert breaker.snapshot().cooling_until is None
+    admit(breaker)
+
+
+@pytest.mark.parametrize("retry_after", [None, -3.0, float("nan"), float("inf")])
+def test_a_429_without_a_usable_retry_after_cools_for_the_default(
+    retry_after: float | None,
+) -> None:
+    clock = FakeClock()
+    breaker = make(clock, rate_limit_cooldown=4.0, rate_limit_cooldown_max=60.0)
+    breaker.record_failure(admit(breaker), ErrorClass.RATE_LIMITED, retry_after=retry_after)
+    assert breaker.cooling_until == clock.monotonic() + 4.0
+
+
+def test_a_huge_retry_after_is_capped() -> None:
+    clock = FakeClock()
+    breaker = make(clock, rate_limit_cooldown_max=60.0)
+    breaker.record_rate_limited(admit(breaker), 86_400.0)
+    assert breaker.cooling_until == clock.monotonic() + 60.0
+
+
+def test_a_shorter_retry_after_never_shortens_a_cooling_period() -> None:
+    clock = FakeClock()
+    breaker = make(clock)
+    first, second = admit(breaker), admit(breaker)
+    breaker.record_rate_limited(first, 30.0)
+    breaker.record_rate_limited(second, 1.0)
+    assert breaker.cooling_until == clock.monotonic() + 30.0
+
+
+def test_a_rate_limited_probe_frees_its_slot_and_cools() -> None:
+    clock = FakeClock()
+    breaker = half_open(clock)
+    breaker.record_rate_limited(admit(breaker), 3.0)
+    assert breaker.state is HALF_OPEN
+    assert breaker.acquire() is None
+    clock.advance(3.0)
+    assert admit(breaker).probe
+
+
+# -- manual control and listeners ----------------------------------------------------------
+
+
+def test_force_open_refuses_everything_until_reset() -> None:
+    clock = FakeClock()
+    breaker = make(clock)
+    breaker.force_open()
+    clock.advance(10_000.0)
+    assert breaker.state is OPEN
+    assert breaker.forced is OPEN
+    assert breaker.acquire() is None
+    assert breaker.retry_at is None
+    breaker.reset()
+    assert breaker.snapshot().forced is None
+    admit(breaker)
+
+
+def test_force_closed_admits_everything_and_ignores_outcomes_until_reset() -> None:
+    clock = FakeClock()
+    breaker = make(clock, consecutive_failures=1)
+    breaker.force_closed()
+    fail(breaker, 10)
+    breaker.record_rate_limited(admit(breaker), 30.0)
+    assert breaker.state is CLOSED
+    admit(breaker)
+    breaker.reset()
+    fail(breaker, 1)
+    assert breaker.state is OPEN
+
+
+def test_reset_forgets_history_cooling_and_recovery_growth() -> None:
+    clock = FakeClock()
+    breaker = make(clock, consecutive_failures=2, jitter=0.0, recovery=5.0)
+    fail(breaker, 1)
+    breaker.record_rate_limited(admit(breaker), 50.0)
+    breaker.reset()
+    snap = breaker.snapshot()
+    assert (snap.state, snap.consecutive_failures, snap.window_calls, snap.cooling_until) == (
+        CLOSED,
+        0,
+        0,
+        None,
+    )
+    admit(breaker)
+
+
+def test_listeners_hear_every_state_change_in_order_and_can_be_removed() -> None:
+    clock = FakeClock()
+    breaker = make(clock, consecutive_failures=1, recovery=2.0, jitter=0.0)
+    heard: list[StateChange] = []
+    breaker.add_listener(heard.append)
+    open_it(breaker)
+    clock.advance(2.0)
+    breaker.record_success(admit(breaker))
+    breaker.force_open()
+    breaker.remove_listener(heard.append)
+    breaker.remove_listener(heard.append)  # twice is harmless
+    breaker.reset()
+    assert [(c.old, c.new, c.reason) for c in heard] == [
+        (CLOSED, OPEN, TransitionReason.CONSECUTIVE_FAILURES),
+        (OPEN, HALF_OPEN, TransitionReason.RECOVERY_DUE),
+        (HALF_OPEN, CLOSED, TransitionReason.PROBES_SUCCEEDED),
+        (CLOSED, OPEN, TransitionReason.FORCED_OPEN),
+    ]
+    assert [c.at for c in heard] == [1000.0, 1002.0, 1002.0, 1002.0]
+
+
+def test_the_snapshot_is_plain_data() -> None:
+    clock = FakeClock()
+    breaker = make(clock, consecutive_failures=1, recovery=5.0, jitter=0.0)
+    open_it(breaker)
+    clock.advance(1.0)
+    data = breaker.snapshot().to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["state"] == "open"
+    assert data["retry_in"] == 4.0
+    assert data["changed_ago"] == 1.0
+    assert data["openings"] == 1
+
+
+# -- bad settings --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("consecutive_failures", 0),
+        ("consecutive_failures", 2.5),
+        ("consecutive_failures", True),
+        ("failure_rate", 0.0),
+        ("failure_rate", 1.5),
+        ("window", 0),
+        ("window", float("inf")),
+        ("min_calls", 0),
+        ("recovery", -1),
+        ("recovery", "30s"),
+        ("recovery_max", 1.0),
+        ("recovery_multiplier", 0.5),
+        ("jitter", 1.0),
+        ("jitter", -0.1),
+        ("half_open_probes", 0),
+        ("half_open_successes", 0),
+        ("rate_limit_cooldown", -1),
+        ("rate_limit_cooldown_max", 0.5),
+        ("probe_timeout", 0),
+        ("probe_timeout", float("nan")),
+    ],
+)
+def test_a_bad_breaker_setting_raises_a_config_error_naming_the_field(
+    field: str, value: object
+) -> None:
+    with pytest.raises(ConfigError, match=field) as caught:
+        CircuitBreakerPolicy(**{field: value})  # type: ignore[arg-type]
+    assert caught.value.path == field
+
+
+def test_a_breaker_policy_reads_a_config_mapping_and_names_the_full_key_path() -> None:
+    policy = CircuitBreakerPolicy.from_mapping({"consecutive_failures": 3, "recovery": 12})
+    assert (policy.consecutive_failures, policy.recovery) == (3, 12)
+    with pytest.raises(ConfigError) as caught:
+        CircuitBreakerPolicy.from_mapping({"window": -5}, path="providers.openai.circuit_breaker")
+    assert caught.value.path == "providers.openai.circuit_breaker.window"
+    with pytest.raises(ConfigError, match=r"unknown key.*recovry"):
+        CircuitBreakerPolicy.from_mapping({"recovry": 3})
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        CircuitBreakerPolicy.from_mapping([1, 2])  # type: ignore[arg-type]
+
+
+def test_an_unknown_error_class_is_a_value_error_naming_it() -> None:
+    breaker = make(FakeClock())
+    with pytest.raises(ValueError, match="error_class"):
+        breaker.record_failure(admit(breaker), "teapot")  # type: ignore[arg-type]
