@@ -14,8 +14,6 @@ from runestone.providers.http import HttpProvider, StreamDecoder
 from runestone.providers.openai import OpenAIProvider
 from runestone.providers.openai_compatible import OpenAICompatibleProvider
 from runestone.providers.registry import (
-    ENTRY_POINT_GROUP,
-    REGISTRY,
     ProviderRegistry,
     create_provider,
     provider_type,
@@ -33,8 +31,6 @@ from runestone.providers.simulated import SimulatedProvider
 from runestone.providers.sse import SSEEvent, SSEParser
 
 __all__ = [
-    "ENTRY_POINT_GROUP",
-    "REGISTRY",
     "AnthropicProvider",
     "Capability",
     "HealthCheck",

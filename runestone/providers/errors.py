@@ -79,6 +79,7 @@ _POLICY_CODES: Final = frozenset(
 )
 _POLICY_PHRASES: Final = (
     "content policy",
+    "content filtering",
     "content management policy",
     "usage policies",
     "safety system",

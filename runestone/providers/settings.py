@@ -244,7 +244,7 @@ class ProviderSettings:
         api_key = data.get("api_key")
         if api_key is not None and not isinstance(api_key, str):
             raise ConfigError("expected a string", path=f"{path}.api_key")
-        headers = data.get("headers") or {}
+        headers = _mapping_or_empty(data, "headers")
         if not isinstance(headers, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
@@ -256,7 +256,7 @@ class ProviderSettings:
             raise ConfigError("expected an integer", path=f"{path}.max_connections")
         if max_connections < 1:
             raise ConfigError("must be at least 1", path=f"{path}.max_connections")
-        models_raw = data.get("models") or {}
+        models_raw = _mapping_or_empty(data, "models")
         if not isinstance(models_raw, Mapping):
             raise ConfigError("expected a mapping of model names", path=f"{path}.models")
         models = {
@@ -265,7 +265,7 @@ class ProviderSettings:
         }
         policies: dict[str, Mapping[str, Any]] = {}
         for key in ("retry", "circuit_breaker"):
-            value = data.get(key) or {}
+            value = _mapping_or_empty(data, key)
             if not isinstance(value, Mapping):
                 raise ConfigError("expected a mapping", path=f"{path}.{key}")
             policies[key] = dict(value)
@@ -281,7 +281,7 @@ class ProviderSettings:
             "circuit_breaker",
             "options",
         }
-        options_raw = data.get("options") or {}
+        options_raw = _mapping_or_empty(data, "options")
         if not isinstance(options_raw, Mapping):
             raise ConfigError("expected a mapping", path=f"{path}.options")
         options = dict(options_raw)
@@ -299,6 +299,11 @@ class ProviderSettings:
             circuit_breaker=policies["circuit_breaker"],
             options=options,
         )
+
+
+def _mapping_or_empty(data: Mapping[str, Any], key: str) -> object:
+    value = data.get(key)
+    return {} if value is None else value
 
 
 def _positive_number(value: object, path: str) -> float:

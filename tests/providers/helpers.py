@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from aiohttp import web
 
 from runestone.exceptions import ProviderError
 from runestone.io import DataPlane
@@ -110,3 +112,47 @@ async def collect_async(provider: Provider, chat: ChatRequest) -> Outcome:
 def collect(plane: DataPlane, provider: Provider, chat: ChatRequest) -> Outcome:
     """Stream ``chat`` through ``provider`` on the data plane."""
     return plane.run(collect_async(provider, chat), timeout=20)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class MiniServer:
+    """A one-route aiohttp server on the data plane's loop, for answers the fake cannot give."""
+
+    def __init__(self, plane: DataPlane, handler: Handler) -> None:
+        self.plane = plane
+        self.handler = handler
+        self.requests: list[dict[str, Any]] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        return await self.handler(request)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def start(self) -> MiniServer:
+        self.plane.run(self._start(), timeout=5)
+        self.plane.register_closeable(self)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
