@@ -357,8 +357,8 @@ class CircuitBreakerMachine(RuleBasedStateMachine):
 
 
 CircuitBreakerMachine.TestCase.settings = settings(
-    max_examples=150,
-    stateful_step_count=60,
+    max_examples=100,
+    stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
