@@ -248,17 +248,18 @@ class DataPlane:
         Closing the returned sink (``close()``, ``with``, or garbage collection)
         cancels the producing coroutine.
         """
-        sink: ThreadSink[T] = ThreadSink(self.loop, maxsize=maxsize)
-        sink.attach(self.submit(pump(source, sink)))
-        return sink
+        front: ThreadSink[T] = ThreadSink(self.loop, maxsize=maxsize)
+        # The pump holds only the producer side, so a dropped front can be collected.
+        front.attach(self.submit(pump(source, front.sink)))
+        return front
 
     def aiterate(
         self, source: AsyncIterable[T], *, maxsize: int = DEFAULT_SINK_SIZE
     ) -> AsyncSink[T]:
         """Like :meth:`iterate` for an asyncio consumer on any loop (``async for``)."""
-        sink: AsyncSink[T] = AsyncSink(self.loop, maxsize=maxsize)
-        sink.attach(self.submit(pump(source, sink)))
-        return sink
+        front: AsyncSink[T] = AsyncSink(self.loop, maxsize=maxsize)
+        front.attach(self.submit(pump(source, front.sink)))
+        return front
 
 
 async def pump(source: AsyncIterable[T], sink: Sink[T]) -> None:
@@ -285,12 +286,16 @@ async def pump(source: AsyncIterable[T], sink: Sink[T]) -> None:
 
 
 class Sink(Generic[T]):
-    """The producer's side of a bounded event channel (loop side, single producer).
+    """The producer's side of a bounded event channel, used on the producer's loop.
 
     ``send`` appends an item, waiting only while ``maxsize`` items are unread;
     ``finish`` ends the stream, optionally with an exception the consumer raises.
     Once the consumer has closed its side, ``send`` drops items, ``cancelled``
     is true and the attached producer has been cancelled.
+
+    A consumer reads it through a :class:`ThreadSink` or an :class:`AsyncSink`
+    wrapped around it; the producer holds only this object, so a consumer that
+    is dropped without closing is still garbage-collected (and then cancels).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, maxsize: int = DEFAULT_SINK_SIZE):
@@ -299,6 +304,9 @@ class Sink(Generic[T]):
         self._loop = loop
         self._maxsize = maxsize
         self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)  # a thread consumer waits on it
+        self._waiting = False
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
         self._items: deque[T] = deque()
         self._closed = False
         self._error: BaseException | None = None
@@ -344,17 +352,36 @@ class Sink(Generic[T]):
             self._error = error
             self._wake_consumer()
 
-    # ---- consumer helpers (called with the lock held)
+    # ---- for the consumer fronts
 
     def _wake_consumer(self) -> None:
-        raise NotImplementedError
+        """Called with the lock held after an item or the end arrived."""
+        if self._waiting:
+            self._ready.notify()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            loop, future = waiter
+            if loop is self._loop and _running_loop() is loop:
+                _resolve(future)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, future)
 
-    def _took(self) -> None:
-        """An item was taken: let a producer waiting for space go on."""
+    def _take(self) -> T:
+        """Pop the next item (lock held) and let a producer waiting for space go on."""
+        item = self._items.popleft()
         space = self._space
         if space is not None and len(self._items) < self._maxsize:
             self._space = None
             self._loop.call_soon_threadsafe(_resolve, space)
+        return item
+
+    def _end(self) -> BaseException | None:
+        error = self._error
+        if isinstance(error, asyncio.CancelledError):
+            # Consumers may be actors: never hand them a BaseException.
+            return concurrent.futures.CancelledError()
+        return error
 
     def _cancel(self) -> None:
         with self._lock:
@@ -364,17 +391,12 @@ class Sink(Generic[T]):
             self._items.clear()
             space, self._space = self._space, None
             producer = self._producer
+            self._ready.notify_all()
+            self._wake_consumer()
         if space is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(_resolve, space)
         if producer is not None:
             producer.cancel()
-
-    def _end(self) -> BaseException | None:
-        error = self._error
-        if isinstance(error, asyncio.CancelledError):
-            # Consumers may be actors: never hand them a BaseException.
-            return concurrent.futures.CancelledError()
-        return error
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -382,20 +404,24 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class ThreadSink(Sink[T]):
-    """A sink a thread iterates: ``for event in sink`` blocks until the next one.
+class ThreadSink(Generic[T]):
+    """What a thread iterates: ``for event in sink`` blocks until the next one.
 
+    The producer side is :attr:`sink` (``send``/``finish`` are also offered here).
     Not for use on an event loop (it would block it); see :class:`AsyncSink`.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, maxsize: int = DEFAULT_SINK_SIZE):
-        super().__init__(loop, maxsize=maxsize)
-        self._ready = threading.Condition(self._lock)
-        self._waiting = False
+        self.sink: Sink[T] = Sink(loop, maxsize=maxsize)
 
-    def _wake_consumer(self) -> None:
-        if self._waiting:
-            self._ready.notify()
+    async def send(self, item: T) -> None:
+        await self.sink.send(item)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.sink.finish(error)
+
+    def attach(self, producer: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> None:
+        self.sink.attach(producer)
 
     def __iter__(self) -> Iterator[T]:
         return self
@@ -405,30 +431,27 @@ class ThreadSink(Sink[T]):
 
     def get(self, timeout: float | None = None) -> T:
         """The next item; ``StopIteration`` at the end; ``TimeoutError`` after ``timeout``."""
-        with self._ready:
-            while not self._items:
-                if self._closed:
-                    error = self._end()
+        sink = self.sink
+        with sink._ready:
+            while not sink._items:
+                if sink._cancelled:
+                    raise StopIteration
+                if sink._closed:
+                    error = sink._end()
                     if error is not None:
                         raise error
                     raise StopIteration
-                if self._cancelled:
-                    raise StopIteration
-                self._waiting = True
+                sink._waiting = True
                 try:
-                    if not self._ready.wait(timeout):
+                    if not sink._ready.wait(timeout):
                         raise TimeoutError(f"no event within {timeout} s")
                 finally:
-                    self._waiting = False
-            item = self._items.popleft()
-            self._took()
-            return item
+                    sink._waiting = False
+            return sink._take()
 
     def close(self) -> None:
-        """Consumer side: stop reading; the producer is cancelled promptly."""
-        self._cancel()
-        with self._ready:
-            self._ready.notify_all()
+        """Stop reading; the producer is cancelled promptly."""
+        self.sink._cancel()
 
     def __enter__(self) -> Self:
         return self
@@ -442,60 +465,60 @@ class ThreadSink(Sink[T]):
         self.close()
 
     def __del__(self) -> None:
-        if not self._closed and not self._cancelled:
+        sink = getattr(self, "sink", None)  # None if __init__ failed
+        if sink is not None and not sink._closed and not sink._cancelled:
             with contextlib.suppress(Exception):
-                self._cancel()
+                sink._cancel()
 
 
-class AsyncSink(Sink[T]):
-    """A sink an asyncio task iterates (``async for``), on the producer's loop or another."""
+class AsyncSink(Generic[T]):
+    """What an asyncio task iterates (``async for``), on the producer's loop or another.
+
+    The producer side is :attr:`sink` (``send``/``finish`` are also offered here).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, maxsize: int = DEFAULT_SINK_SIZE):
-        super().__init__(loop, maxsize=maxsize)
-        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+        self.sink: Sink[T] = Sink(loop, maxsize=maxsize)
 
-    def _wake_consumer(self) -> None:
-        waiter = self._waiter
-        if waiter is None:
-            return
-        self._waiter = None
-        loop, future = waiter
-        if loop is self._loop and _running_loop() is loop:
-            _resolve(future)
-        elif not loop.is_closed():
-            loop.call_soon_threadsafe(_resolve, future)
+    async def send(self, item: T) -> None:
+        await self.sink.send(item)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.sink.finish(error)
+
+    def attach(self, producer: concurrent.futures.Future[Any] | asyncio.Future[Any]) -> None:
+        self.sink.attach(producer)
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self
 
     async def __anext__(self) -> T:
+        sink = self.sink
         loop = asyncio.get_running_loop()
         while True:
-            with self._lock:
-                if self._items:
-                    item = self._items.popleft()
-                    self._took()
-                    return item
-                if self._closed:
-                    error = self._end()
+            with sink._lock:
+                if sink._cancelled:
+                    raise StopAsyncIteration
+                if sink._items:
+                    return sink._take()
+                if sink._closed:
+                    error = sink._end()
                     if error is not None:
                         raise error
                     raise StopAsyncIteration
-                if self._cancelled:
-                    raise StopAsyncIteration
                 future: asyncio.Future[None] = loop.create_future()
-                self._waiter = (loop, future)
+                sink._waiter = (loop, future)
             try:
                 await future
             except asyncio.CancelledError:
-                with self._lock:
-                    if self._waiter is not None and self._waiter[1] is future:
-                        self._waiter = None
+                with sink._lock:
+                    if sink._waiter is not None and sink._waiter[1] is future:
+                        sink._waiter = None
                 raise
 
     async def aclose(self) -> None:
-        """Consumer side: stop reading; the producer is cancelled promptly."""
-        self._cancel()
+        """Stop reading; the producer is cancelled promptly."""
+        self.sink._cancel()
 
     async def __aenter__(self) -> Self:
         return self
@@ -507,6 +530,12 @@ class AsyncSink(Sink[T]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def __del__(self) -> None:
+        sink = getattr(self, "sink", None)
+        if sink is not None and not sink._closed and not sink._cancelled:
+            with contextlib.suppress(Exception):
+                sink._cancel()
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
