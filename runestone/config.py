@@ -590,7 +590,7 @@ def _build(raw: object, env: Mapping[str, str], *, origin: str | None) -> Config
             )
         block = _mapping(block, path, what="a provider block (a mapping)")
         reason = None
-        if _is_legacy(block) or name in cost_table:
+        if _is_legacy(block):
             block, reason, default_model = _map_legacy(
                 name, block, cost_table.get(name, []), env, path
             )
@@ -766,6 +766,13 @@ def _cost_table(value: object, providers: Mapping[str, Any]) -> dict[str, list[_
         if provider not in providers:
             raise ConfigError(
                 f"unknown provider {provider!r}; configured: {', '.join(map(str, providers))}",
+                path=f"{path}.provider",
+            )
+        block = providers[provider]
+        if isinstance(block, Mapping) and not _is_legacy(block):
+            raise ConfigError(
+                f"{provider!r} is a current-shape provider block (no default_model or "
+                f"api_key_env); list its models under providers.{provider}.models instead",
                 path=f"{path}.provider",
             )
         model = _string(row.get("model"), f"{path}.model", what="a model name")
