@@ -257,7 +257,13 @@ def _read_yaml(path: Path) -> object:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = " ".join(part for part in (exc.context, exc.problem) if part)
+        problem = exc.problem or "syntax error"
+        if exc.context:
+            context = exc.context
+            started = exc.context_mark
+            if started is not None and mark is not None and started.line != mark.line:
+                context += f" that started at line {started.line + 1}"
+            problem += f" ({context})"
         raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
@@ -279,8 +285,8 @@ class _StrictLoader(yaml.SafeLoader):
                     continue  # an unhashable key: the base class reports it
                 if earlier is not None:
                     raise yaml.constructor.ConstructorError(
-                        f"in the mapping starting at line {node.start_mark.line + 1}",
-                        node.start_mark,
+                        None,
+                        None,
                         f"key {key!r} appears twice (first at line {earlier.start_mark.line + 1})",
                         key_node.start_mark,
                     )
@@ -569,7 +575,25 @@ def _build(raw: object, env: Mapping[str, str], *, origin: str | None) -> Config
     expansion = _Expansion(env)
     data = expansion.walk(top, "")
     assert isinstance(data, Mapping)
+    try:
+        return _build_expanded(data, env, expansion.references, origin)
+    except ConfigError as exc:
+        variables = expansion.references.get(exc.path)
+        if not variables:
+            raise
+        # The bad value came from the environment: say from where.
+        message = str(exc).removeprefix(f"{exc.path}: ")
+        raise ConfigError(
+            f"{message} (from {', '.join('$' + name for name in variables)})", path=exc.path
+        ) from exc
 
+
+def _build_expanded(
+    data: Mapping[str, Any],
+    env: Mapping[str, str],
+    references: Mapping[str, tuple[str, ...]],
+    origin: str | None,
+) -> Config:
     providers_raw = data.get("providers")
     if providers_raw is None:
         raise ConfigError(
@@ -596,7 +620,7 @@ def _build(raw: object, env: Mapping[str, str], *, origin: str | None) -> Config
             )
             if default_model is not None:
                 legacy_defaults.append(f"{name}/{default_model}")
-        candidates[name] = _provider(name, block, defaults, expansion.references, reason, path)
+        candidates[name] = _provider(name, block, defaults, references, reason, path)
 
     for name, candidate in candidates.items():
         if candidate.skip_reason is not None:
