@@ -772,6 +772,10 @@ class Done:
     provider: str = ""
     model: str = ""
     usage: Usage | None = None
+    attempts: tuple[Any, ...] = ()
+    """Every attempt the request made (set on the final event a caller receives)."""
+    cost: float | None = None
+    """What the answer cost on the provider that answered, when its prices are known."""
 
 
 _ERROR_TYPES: Final[Mapping[ErrorClass, type[ProviderError]]] = {
@@ -802,6 +806,10 @@ class StreamError:
     model: str = ""
     retry_after: float | None = None
     content_delivered: bool = False
+    attempts: tuple[Any, ...] = ()
+    """Every attempt the request made (set on the final event a caller receives)."""
+    kind: str = ""
+    """The name of the Runestone error behind it (``NoCandidatesError`` …), when not a provider's."""
 
     @classmethod
     def from_exception(cls, exc: ProviderError) -> StreamError:

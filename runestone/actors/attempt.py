@@ -1,0 +1,224 @@
+"""One upstream attempt, run on the data plane: events go straight to the caller's sink.
+
+The attempt is the only place a chunk is touched: it forwards text and
+tool-call deltas to the request's sink as they arrive (recording what reached
+the caller, so a cut stream can be continued), keeps the usage and finish
+reason for the stream task, and turns every failure into a
+:class:`ProviderError` result. Its stream task hears of it once, when it ends.
+
+Continuation modes (ARCHITECTURE §3): ``PREFILL`` sends the delivered text as a
+final assistant message and forwards what the model adds; ``REPLAY`` asks for
+the whole answer, forwards nothing while it repeats the delivered text exactly,
+then only what follows, and stops at the first divergence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import structlog
+
+from runestone.exceptions import ErrorClass, ProviderError, StreamCutError, UpstreamServerError
+from runestone.messages import (
+    ChatRequest,
+    Done,
+    Event,
+    Message,
+    Role,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from runestone.io import Sink
+    from runestone.providers import Provider
+
+__all__ = ["AttemptMode", "AttemptRecord", "AttemptResult", "RequestContext", "run_attempt"]
+
+log = structlog.get_logger(__name__)
+
+
+class AttemptMode(enum.StrEnum):
+    FRESH = "fresh"
+    PREFILL = "prefill"
+    REPLAY = "replay"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt as the caller's final event reports it."""
+
+    provider: str
+    model: str
+    outcome: str
+    latency: float = 0.0
+    first_token: float | None = None
+    mode: AttemptMode = AttemptMode.FRESH
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "outcome": self.outcome,
+            "latency": round(self.latency, 6),
+            "first_token": None if self.first_token is None else round(self.first_token, 6),
+            "mode": self.mode.value,
+        }
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What one request carries across attempts and across stream-task restarts.
+
+    Written by one attempt at a time (on the loop) and read by the stream task
+    only after that attempt has ended, so it needs no lock of its own.
+    """
+
+    id: str
+    request: ChatRequest
+    sink: Sink[Event]
+    deadline: float
+    delivered: list[str] = field(default_factory=list)
+    delivered_tools: bool = False
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    restarts: int = 0
+    cut_error: ProviderError | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def stream(self) -> bool:
+        return self.request.stream
+
+    @property
+    def committed(self) -> bool:
+        """Content has reached the caller: the commit point has passed."""
+        return bool(self.delivered) or self.delivered_tools
+
+    @property
+    def delivered_text(self) -> str:
+        return "".join(self.delivered)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """How an attempt ended: ``error`` None means it completed."""
+
+    error: ProviderError | None
+    latency: float
+    first_token: float | None = None
+    usage: Usage | None = None
+    finish_reason: str = "stop"
+    outcome: str = "ok"
+
+
+def attempt_request(ctx: RequestContext, model: str, mode: AttemptMode) -> ChatRequest:
+    """The request one attempt sends: the caller's, for ``model``, plus a prefill if asked."""
+    request = ctx.request.replace(model=model)
+    if mode is AttemptMode.PREFILL:
+        prefill = Message(role=Role.ASSISTANT, content=ctx.delivered_text)
+        request = request.replace(messages=(*request.messages, prefill))
+    return request
+
+
+async def run_attempt(
+    provider: Provider,
+    ctx: RequestContext,
+    model: str,
+    mode: AttemptMode = AttemptMode.FRESH,
+) -> AttemptResult:
+    """Run one attempt against ``provider``; never raises but for cancellation."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    request = attempt_request(ctx, model, mode)
+    sink = ctx.sink
+    first_token: float | None = None
+    usage: Usage | None = None
+    finish = "stop"
+    # REPLAY: the text still to be matched before anything is forwarded.
+    pending = ctx.delivered_text if mode is AttemptMode.REPLAY else ""
+    try:
+        if ctx.stream:
+            async for event in provider.stream(request):
+                if type(event) is TextDelta:
+                    text = event.text
+                    if pending:
+                        if pending.startswith(text):
+                            pending = pending[len(text) :]
+                            continue
+                        if not text.startswith(pending):
+                            return AttemptResult(
+                                StreamCutError(
+                                    "replay diverged from the text already delivered",
+                                    provider=provider.name,
+                                    model=model,
+                                    content_delivered=True,
+                                ),
+                                loop.time() - started,
+                                outcome="replay_diverged",
+                            )
+                        text = text[len(pending) :]
+                        pending = ""
+                        if not text:
+                            continue
+                        event = TextDelta(text)
+                    if first_token is None:
+                        first_token = loop.time() - started
+                    ctx.delivered.append(text)
+                    await sink.send(event)
+                elif type(event) is ToolCallDelta:
+                    if first_token is None:
+                        first_token = loop.time() - started
+                    ctx.delivered_tools = True
+                    await sink.send(event)
+                elif type(event) is Usage:
+                    usage = event
+                elif type(event) is Done:
+                    finish = event.finish_reason
+                    usage = event.usage or usage
+            if pending:
+                # The replayed answer ended before it even repeated what was delivered.
+                return AttemptResult(
+                    StreamCutError(
+                        "replay ended before repeating the text already delivered",
+                        provider=provider.name,
+                        model=model,
+                        content_delivered=True,
+                    ),
+                    loop.time() - started,
+                    outcome="replay_diverged",
+                )
+        else:
+            completion = await provider.complete(request)
+            first_token = loop.time() - started
+            for event in completion.events():
+                if type(event) is TextDelta:
+                    ctx.delivered.append(event.text)
+                    await sink.send(event)
+                elif type(event) is ToolCallDelta:
+                    ctx.delivered_tools = True
+                    await sink.send(event)
+            usage = completion.usage
+            finish = completion.finish_reason
+    except ProviderError as exc:
+        if ctx.committed:
+            exc.content_delivered = True
+        return AttemptResult(exc, loop.time() - started, first_token, outcome=exc.error_class)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        # A bug in a provider, not an upstream failure; logged in full, reported as a 5xx.
+        log.error("attempt_internal_error", provider=provider.name, model=model, exc_info=True)
+        error = UpstreamServerError(
+            f"internal error in provider {provider.name!r}: {type(exc).__name__}",
+            provider=provider.name,
+            model=model,
+            content_delivered=ctx.committed,
+            error_class=ErrorClass.SERVER_ERROR,
+        )
+        return AttemptResult(error, loop.time() - started, first_token, outcome="internal_error")
+    return AttemptResult(None, loop.time() - started, first_token, usage, finish)

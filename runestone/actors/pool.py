@@ -1,0 +1,134 @@
+"""The Pool: admits requests up to a bound and runs each as a stream task under a supervisor.
+
+Past ``max_in_flight`` a request is refused at once with :class:`OverloadedError`,
+never queued. Each admitted request gets a transient stream task under the
+dynamic supervisor beside the Pool, so a crashed task is restarted (and picks its
+request up again) without the Pool or any other request noticing. A restarted
+Pool recounts what is in flight from that supervisor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import structlog
+
+from runestone.actors.attempt import RequestContext
+from runestone.actors.stream_task import StreamTask, TaskEnv, TaskFinished
+from runestone.exceptions import OverloadedError, SupervisionError
+from runestone.supervisors import RestartType, SupervisedActor, SupervisorHandle
+
+__all__ = ["GetStats", "Pool", "PoolStats", "SetLimit", "Submit"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """A request to run. With ``reply`` the answer (``None`` or the refusal) goes there;
+    without it, it is the ``ask``'s answer (a refusal is raised)."""
+
+    ctx: RequestContext
+    reply: Callable[[BaseException | None], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetLimit:
+    max_in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetStats:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    in_flight: int
+    max_in_flight: int
+    admitted: int
+    refused: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "admitted": self.admitted,
+            "refused": self.refused,
+        }
+
+
+class Pool(SupervisedActor):
+    """Admission and spawning (see the module docstring). Reach it through ``system.pool``."""
+
+    expected_exceptions: ClassVar[tuple[type[Exception], ...]] = (OverloadedError,)
+
+    def __init__(
+        self,
+        tasks: Callable[[], SupervisorHandle],
+        env: TaskEnv,
+        max_in_flight: int,
+    ) -> None:
+        super().__init__()
+        self._tasks = tasks
+        self._env = env
+        self.max_in_flight = max_in_flight
+        self._in_flight: set[str] = set()
+        self._admitted = 0
+        self._refused = 0
+
+    def on_start(self) -> None:
+        # After a restart, what runs under the task supervisor is still in flight.
+        try:
+            self._in_flight = {row.id for row in self._tasks().which_children(timeout=2)}
+        except SupervisionError:
+            self._in_flight = set()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Submit(ctx=ctx, reply=reply):
+                error = self._admit(ctx)
+                if reply is not None:
+                    reply(error)
+                elif error is not None:
+                    raise error
+            case TaskFinished(request_id=request_id):
+                self._in_flight.discard(request_id)
+                if self._env.metrics is not None:
+                    self._env.metrics.in_flight.set(len(self._in_flight))
+            case SetLimit(max_in_flight=limit):
+                self.max_in_flight = limit
+            case GetStats():
+                return PoolStats(
+                    len(self._in_flight), self.max_in_flight, self._admitted, self._refused
+                )
+            case _:
+                raise SupervisionError(f"pool got an unknown message {type(message).__name__}")
+        return None
+
+    def _admit(self, ctx: RequestContext) -> BaseException | None:
+        if len(self._in_flight) >= self.max_in_flight:
+            self._refused += 1
+            log.warning("request_refused_overloaded", request_id=ctx.id, limit=self.max_in_flight)
+            return OverloadedError(
+                f"overloaded: {len(self._in_flight)} requests in flight, "
+                f"the limit is {self.max_in_flight}; retry shortly"
+            )
+        env = self._env
+
+        def start() -> Any:
+            return StreamTask.start(ctx, env)
+
+        try:
+            self._tasks().spawn(start, child_id=ctx.id, restart=RestartType.TRANSIENT)
+        except SupervisionError as exc:
+            log.error("stream_task_spawn_failed", request_id=ctx.id, error=str(exc))
+            return OverloadedError(f"could not start the request: {exc}")
+        self._in_flight.add(ctx.id)
+        self._admitted += 1
+        log.info("request_started", request_id=ctx.id, model=ctx.request.model)
+        if env.metrics is not None:
+            env.metrics.in_flight.set(len(self._in_flight))
+        return None

@@ -1,0 +1,175 @@
+"""The provider actor: one per provider, owner of its circuit breaker and health figures.
+
+It grants and refuses permits, takes outcome reports and publishes its status
+to the directory. It never does upstream I/O: attempts run on the data plane
+and only their outcomes come here.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from runestone.actors.directory import Directory, ProviderStatus
+from runestone.clock import SYSTEM_CLOCK, Clock
+from runestone.exceptions import ErrorClass, SupervisionError
+from runestone.resilience import (
+    CircuitBreaker,
+    CircuitBreakerPolicy,
+    HealthTracker,
+    Permit,
+    StateChange,
+)
+from runestone.supervisors import SupervisedActor
+
+__all__ = [
+    "Acquire",
+    "Drain",
+    "GetStatus",
+    "Outcome",
+    "ProviderActor",
+    "Refused",
+    "Release",
+]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Acquire:
+    """Ask for a permit to start one attempt."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """No permit: the circuit is open (or half-open with its probes taken)."""
+
+    provider: str
+    retry_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an attempt made under ``permit`` ended (``error_class`` None: success)."""
+
+    permit: Permit
+    error_class: ErrorClass | None = None
+    latency: float = 0.0
+    first_token: float | None = None
+    retry_after: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """An attempt under ``permit`` was cancelled or never made: no outcome."""
+
+    permit: Permit
+
+
+@dataclass(frozen=True, slots=True)
+class GetStatus:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Drain:
+    """Stop after the attempts in flight end; ``notify`` is called (with the child id) then."""
+
+    notify: Callable[[str], None]
+
+
+class ProviderActor(SupervisedActor):
+    """The control-plane side of one provider (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        child_id: str,
+        policy: CircuitBreakerPolicy,
+        directory: Directory,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+        on_state_change: Callable[[str, StateChange], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.child_id = child_id
+        self._directory = directory
+        self._clock = clock
+        self._breaker = CircuitBreaker(policy, clock, rng)
+        self._health = HealthTracker(clock)
+        self._on_state_change = on_state_change
+        self._drain: Drain | None = None
+        self._breaker.add_listener(self._changed)
+
+    def on_start(self) -> None:
+        self._publish()
+
+    def _changed(self, change: StateChange) -> None:
+        self._health.record_state_change(change)
+        log.info(
+            "circuit_state_changed",
+            provider=self.name,
+            old=change.old.value,
+            new=change.new.value,
+            reason=change.reason.value,
+        )
+        if self._on_state_change is not None:
+            self._on_state_change(self.name, change)
+
+    def _publish(self) -> None:
+        self._directory.publish(
+            self.child_id,
+            ProviderStatus(self._breaker.snapshot(), self._health.snapshot()),
+        )
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Acquire():
+                permit = self._breaker.acquire()
+                if permit is None:
+                    self._publish()  # the state may have moved on with time
+                    return Refused(self.name, self._breaker.retry_at)
+                self._health.record_start()
+                self._publish()
+                return permit
+            case Outcome():
+                self._settle(message)
+            case Release(permit=permit):
+                self._breaker.release(permit)
+                self._health.record_cancelled()
+                self._publish()
+                self._maybe_drained()
+            case GetStatus():
+                return ProviderStatus(self._breaker.snapshot(), self._health.snapshot())
+            case Drain():
+                self._drain = message
+                self._maybe_drained()
+            case _:
+                raise SupervisionError(
+                    f"provider actor {self.name!r} got an unknown message {type(message).__name__}"
+                )
+        return None
+
+    def _settle(self, outcome: Outcome) -> None:
+        if outcome.error_class is None:
+            self._breaker.record_success(outcome.permit)
+            self._health.record_success(outcome.latency, first_token=outcome.first_token)
+        else:
+            self._breaker.record_failure(
+                outcome.permit, outcome.error_class, retry_after=outcome.retry_after
+            )
+            self._health.record_failure(outcome.error_class, detail=outcome.detail)
+        self._publish()
+        self._maybe_drained()
+
+    def _maybe_drained(self) -> None:
+        if self._drain is not None and self._health.in_flight == 0:
+            notify, self._drain = self._drain.notify, None
+            notify(self.child_id)

@@ -1,0 +1,81 @@
+"""Prometheus metrics of one system, in a registry of its own (two systems never collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["CIRCUIT_STATE_VALUES", "Metrics"]
+
+CIRCUIT_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+"""How ``runestone_circuit_state`` encodes a circuit's state."""
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    """Requests, attempts, latency, time to first token, circuits, in-flight, restarts."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "runestone_requests",
+            "Requests by the provider and model that answered (or failed last) and outcome.",
+            ["provider", "model", "outcome"],
+            registry=self.registry,
+        )
+        self.attempts = Counter(
+            "runestone_attempts",
+            "Upstream attempts by provider, model and outcome.",
+            ["provider", "model", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "runestone_attempt_latency_seconds",
+            "Upstream attempt latency.",
+            ["provider", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_token = Histogram(
+            "runestone_time_to_first_token_seconds",
+            "Time from the start of an attempt to its first content.",
+            ["provider", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.circuit_state = Gauge(
+            "runestone_circuit_state",
+            "Circuit state per provider: 0 closed, 1 half-open, 2 open.",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "runestone_in_flight_requests",
+            "Requests admitted and not finished.",
+            registry=self.registry,
+        )
+        self.restarts = Counter(
+            "runestone_actor_restarts",
+            "Actor restarts by supervisor.",
+            ["supervisor"],
+            registry=self.registry,
+        )
+        self.resumes = Counter(
+            "runestone_stream_resumes",
+            "Cut streams continued on another candidate, by mode (prefill or replay).",
+            ["mode"],
+            registry=self.registry,
+        )
+
+    def observe_attempt(
+        self, provider: str, model: str, outcome: str, latency: float, first_token: float | None
+    ) -> None:
+        self.attempts.labels(provider, model, outcome).inc()
+        if outcome == "ok":
+            self.latency.labels(provider, model).observe(latency)
+        if first_token is not None:
+            self.first_token.labels(provider, model).observe(first_token)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition format."""
+        return generate_latest(self.registry)

@@ -1,0 +1,592 @@
+"""The System: Runestone embedded in a process — start, stream, complete, health, reload, stop.
+
+::
+
+    system = runestone.start("config/runestone.yaml")   # a path, a dict or a Config
+    for event in system.stream({"model": "fast", "messages": [...], "stream": True}):
+        ...                                              # TextDelta, ToolCallDelta, Usage, Done | StreamError
+    system.complete({...})                               # a Response, or the failure raised
+    system.stop()
+
+The supervision tree (ARCHITECTURE §1)::
+
+    root
+    ├── provider_factory      builds providers from config; adds/removes them at run time
+    ├── providers             one ProviderActor per provider
+    ├── router                plans each request
+    └── pool                  ─ admission (the Pool actor: ``system.pool``)
+                              └ tasks (a DynamicSupervisor of stream tasks)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from runestone.actors.attempt import AttemptRecord, RequestContext
+from runestone.actors.directory import Directory
+from runestone.actors.pool import GetStats, Pool, PoolStats, SetLimit, Submit
+from runestone.actors.provider_factory import (
+    FactoryEnv,
+    ProviderFactory,
+    ProviderSupervisor,
+    Reload,
+    ReloadReport,
+)
+from runestone.actors.router import Router, UpdateRouting
+from runestone.actors.stream_task import TaskEnv
+from runestone.clock import Cancellable, Clock
+from runestone.config import Config, load_config
+from runestone.exceptions import (
+    NoCandidatesError,
+    OverloadedError,
+    RunestoneError,
+    SupervisionError,
+)
+from runestone.io import AsyncSink, DataPlane, ThreadSink
+from runestone.logging import configure_logging
+from runestone.messages import (
+    ChatRequest,
+    CompletionBuilder,
+    Done,
+    Event,
+    StreamError,
+    ToolCall,
+    Usage,
+)
+from runestone.metrics import CIRCUIT_STATE_VALUES, Metrics
+from runestone.resilience import StateChange
+from runestone.supervisors import (
+    ActorHandle,
+    ChildKind,
+    ChildSpec,
+    ChildState,
+    DynamicSupervisor,
+    ExitReason,
+    IntensityPolicy,
+    SupervisorHandle,
+    start_supervisor,
+    supervisor_spec,
+)
+
+__all__ = ["EventStream", "LoopClock", "Response", "System", "start"]
+
+log = structlog.get_logger(__name__)
+
+
+class _LoopTimer:
+    __slots__ = ("cancelled", "handle", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.cancelled = False
+        self.handle: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        handle = self.handle
+        if handle is not None and not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(handle.cancel)
+
+
+class LoopClock:
+    """The real clock, whose delayed calls run on the data-plane loop (no thread per timer)."""
+
+    def __init__(self, data_plane: DataPlane) -> None:
+        self._data_plane = data_plane
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
+        loop = self._data_plane.loop
+        timer = _LoopTimer(loop)
+
+        def fire() -> None:
+            if not timer.cancelled:
+                callback()
+
+        def arm() -> None:
+            if not timer.cancelled:
+                timer.handle = loop.call_later(delay, fire)
+
+        with contextlib.suppress(RuntimeError):  # the data plane is stopping
+            self._data_plane.call_soon_threadsafe(arm)
+        return timer
+
+
+class _Lookup:
+    """A cached child handle, looked up again once its supervisor has retired the slot."""
+
+    def __init__(self, resolve: Callable[[], ActorHandle]) -> None:
+        self._resolve = resolve
+        self._handle: ActorHandle | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Any:
+        handle = self._handle
+        if handle is None or handle.state is ChildState.STOPPED:
+            with self._lock:
+                handle = self._handle
+                if handle is None or handle.state is ChildState.STOPPED:
+                    handle = self._handle = self._resolve()
+        return handle
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A whole answer from :meth:`System.complete`."""
+
+    text: str
+    model: str
+    provider: str
+    finish_reason: str
+    usage: Usage | None
+    tool_calls: tuple[ToolCall, ...] = ()
+    attempts: tuple[AttemptRecord, ...] = ()
+    cost: float | None = None
+    request_id: str = ""
+
+
+class EventStream:
+    """The events of one streamed request: iterate it; ``close()`` cancels the request."""
+
+    def __init__(self, sink: ThreadSink[Event], request_id: str) -> None:
+        self._sink = sink
+        self.request_id = request_id
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self._sink)
+
+    def __next__(self) -> Event:
+        return next(self._sink)
+
+    def close(self) -> None:
+        self._sink.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+@dataclass
+class _Handles:
+    root: SupervisorHandle
+    pool: Callable[[], ActorHandle]
+    router: Callable[[], ActorHandle]
+    factory: Callable[[], ActorHandle]
+    providers: Callable[[], SupervisorHandle]
+    tasks: Callable[[], SupervisorHandle]
+
+
+@dataclass
+class _Holder:
+    """Handles the actors need, filled in once the tree is up."""
+
+    handles: _Handles | None = None
+    root_exit: list[ExitReason] = field(default_factory=list)
+
+    def get(self) -> _Handles:
+        if self.handles is None:
+            raise SupervisionError("the system is still starting")
+        return self.handles
+
+
+_request_ids = itertools.count(1)
+
+
+class System:
+    """A running Runestone (see the module docstring). Made by :func:`start`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        data_plane: DataPlane | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self._own_data_plane = data_plane is None
+        self.data_plane = data_plane or DataPlane().start()
+        self.clock: Clock = clock or LoopClock(self.data_plane)
+        self.metrics = Metrics()
+        self.directory = Directory()
+        self._holder = _Holder()
+        self._stopped = False
+        self._started_at = self.clock.monotonic()
+        try:
+            self._start_tree()
+        except BaseException:
+            if self._own_data_plane:
+                self.data_plane.stop()
+            raise
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    def _start_tree(self) -> None:
+        config = self.config
+        holder = self._holder
+        clock = self.clock
+        metrics = self.metrics
+
+        def on_state_change(provider: str, change: StateChange) -> None:
+            metrics.circuit_state.labels(provider).set(CIRCUIT_STATE_VALUES[change.new.value])
+
+        factory_env = FactoryEnv(
+            directory=self.directory,
+            data_plane=self.data_plane,
+            clock=clock,
+            providers=lambda: holder.get().providers(),
+            on_state_change=on_state_change,
+        )
+        task_env = TaskEnv(
+            directory=self.directory,
+            router=_DeferredHandle(lambda: holder.get().router()),  # type: ignore[arg-type]
+            pool=lambda: holder.get().pool(),
+            data_plane=self.data_plane,
+            clock=clock,
+            resume=config.routing.resume,
+            metrics=metrics,
+        )
+        intensity = config.supervision
+        max_in_flight = config.pool.max_in_flight
+        # Stream tasks fail one by one; their restarts must not add up to an escalation
+        # that would drop every other stream.
+        task_intensity = IntensityPolicy(max(10, max_in_flight), intensity.max_seconds)
+        specs = [
+            ChildSpec(
+                "provider_factory",
+                lambda: ProviderFactory.start(config.providers, factory_env),
+            ),
+            ChildSpec(
+                "providers",
+                lambda: ProviderSupervisor.start(
+                    (), name="providers", env=factory_env, intensity=intensity, clock=clock
+                ),
+                kind=ChildKind.SUPERVISOR,
+                shutdown=30.0,
+                start_timeout=30.0,
+            ),
+            ChildSpec(
+                "router",
+                lambda: Router.start(self.directory, config.routing, clock=clock),
+            ),
+            supervisor_spec(
+                "pool",
+                [
+                    supervisor_spec(
+                        "tasks",
+                        [],
+                        actor_class=DynamicSupervisor,
+                        intensity=task_intensity,
+                        clock=clock,
+                        max_children=max_in_flight,
+                    ),
+                    ChildSpec(
+                        "admission",
+                        lambda: Pool.start(lambda: holder.get().tasks(), task_env, max_in_flight),
+                    ),
+                ],
+                intensity=intensity,
+                clock=clock,
+            ),
+        ]
+        root = start_supervisor(
+            specs,
+            name="root",
+            intensity=intensity,
+            clock=clock,
+            on_exit=holder.root_exit.append,
+        )
+        pool_sup = _Lookup(lambda: root.child("pool"))
+        holder.handles = _Handles(
+            root=root,
+            pool=_Lookup(lambda: pool_sup().child("admission")),
+            router=_Lookup(lambda: root.child("router")),
+            factory=_Lookup(lambda: root.child("provider_factory")),
+            providers=_Lookup(lambda: root.child("providers")),
+            tasks=_Lookup(lambda: pool_sup().child("tasks")),
+        )
+        log.info(
+            "system_started",
+            providers=list(config.providers),
+            skipped=[s.name for s in config.skipped],
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the actors (children before parents), then the data plane. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        handles = self._holder.handles
+        if handles is not None:
+            try:
+                handles.root.stop(timeout=timeout)
+            except SupervisionError as exc:
+                log.error("system_stop_incomplete", error=str(exc))
+        if self._own_data_plane:
+            self.data_plane.stop()
+        log.info("system_stopped")
+
+    def __enter__(self) -> System:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- handles ----------------------------------------------------------------------------
+
+    @property
+    def supervisor(self) -> SupervisorHandle:
+        """The root supervisor (``which_children()``, ``count_children()``, ``tree()``)."""
+        return self._holder.get().root
+
+    @property
+    def pool(self) -> ActorHandle:
+        """The Pool actor: ``tell``/``ask`` it a :class:`Submit` of a request context."""
+        handle: ActorHandle = self._holder.get().pool()
+        return handle
+
+    @property
+    def router(self) -> ActorHandle:
+        handle: ActorHandle = self._holder.get().router()
+        return handle
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def _context(
+        self, request: ChatRequest | Mapping[str, Any], sink: Any, request_id: str | None
+    ) -> RequestContext:
+        if self._stopped:
+            raise SupervisionError("the system is stopped")
+        chat = request if isinstance(request, ChatRequest) else ChatRequest.from_dict(request)
+        return RequestContext(
+            id=request_id or f"req-{next(_request_ids)}-{uuid.uuid4().hex[:8]}",
+            request=chat,
+            sink=sink,
+            deadline=self.clock.monotonic() + self.config.pool.request_timeout,
+        )
+
+    def stream(
+        self, request: ChatRequest | Mapping[str, Any], *, request_id: str | None = None
+    ) -> EventStream:
+        """Start ``request`` and iterate its events as they arrive.
+
+        Raises :class:`RequestValidationError` for a bad request and
+        :class:`OverloadedError` when the pool is full; every upstream failure
+        arrives in-band as the terminal :class:`StreamError`.
+        """
+        chat = request if isinstance(request, ChatRequest) else ChatRequest.from_dict(request)
+        if not chat.stream:
+            chat = chat.replace(stream=True)
+        front: ThreadSink[Event] = ThreadSink(self.data_plane.loop)
+        ctx = self._context(chat, front.sink, request_id)
+        self.pool.ask(Submit(ctx))
+        return EventStream(front, ctx.id)
+
+    def complete(
+        self, request: ChatRequest | Mapping[str, Any], *, request_id: str | None = None
+    ) -> Response:
+        """The whole answer of ``request`` (asked of upstreams without streaming).
+
+        Raises the failure (a :class:`ProviderError` subclass, or
+        :class:`NoCandidatesError`) when no candidate answered.
+        """
+        chat = request if isinstance(request, ChatRequest) else ChatRequest.from_dict(request)
+        if chat.stream:
+            chat = chat.replace(stream=False)
+        front: ThreadSink[Event] = ThreadSink(self.data_plane.loop)
+        ctx = self._context(chat, front.sink, request_id)
+        self.pool.ask(Submit(ctx))
+        with contextlib.closing(front):
+            return _response(ctx.id, list(front))
+
+    async def astream(
+        self, request: ChatRequest | Mapping[str, Any], *, request_id: str | None = None
+    ) -> AsyncIterator[Event]:
+        """:meth:`stream` for asyncio callers: ``async for event in await system.astream(...)``.
+
+        Never blocks the caller's loop: admission is asked with ``tell`` and answered
+        through ``call_soon_threadsafe``.
+        """
+        chat = request if isinstance(request, ChatRequest) else ChatRequest.from_dict(request)
+        front: AsyncSink[Event] = AsyncSink(self.data_plane.loop)
+        ctx = self._context(chat, front.sink, request_id)
+        await self._admit(ctx)
+        return front
+
+    async def acomplete(
+        self, request: ChatRequest | Mapping[str, Any], *, request_id: str | None = None
+    ) -> Response:
+        """:meth:`complete` for asyncio callers."""
+        chat = request if isinstance(request, ChatRequest) else ChatRequest.from_dict(request)
+        if chat.stream:
+            chat = chat.replace(stream=False)
+        stream = await self.astream(chat, request_id=request_id)
+        events = [event async for event in stream]
+        return _response(request_id or "", events)
+
+    async def _admit(self, ctx: RequestContext) -> None:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[BaseException | None] = loop.create_future()
+
+        def reply(error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, answer, error)
+
+        self.pool.tell(Submit(ctx, reply))
+        error = await answer
+        if error is not None:
+            raise error
+
+    # -- health and reload ------------------------------------------------------------------
+
+    def health(self, *, timeout: float = 5.0) -> dict[str, Any]:
+        """The whole tree and every provider's circuit and health figures, as plain data."""
+        handles = self._holder.handles
+        status = "ok"
+        tree: dict[str, Any] | None
+        try:
+            tree = handles.root.tree(timeout=timeout) if handles else None
+        except SupervisionError as exc:
+            tree = None
+            status = "down"
+            log.warning("health_tree_unavailable", error=str(exc))
+        providers: dict[str, Any] = {}
+        usable = 0
+        for name, entry in self.directory.entries().items():
+            info: dict[str, Any] = {
+                "type": entry.config.settings.type,
+                "models": sorted(entry.config.settings.models),
+            }
+            if entry.status is not None:
+                info.update(entry.status.to_dict())
+                if entry.status.state.value != "open":
+                    usable += 1
+            providers[name] = info
+        if status == "ok" and usable == 0:
+            status = "degraded" if providers else "down"
+        try:
+            pool: dict[str, int] | None = self.pool_stats(timeout=timeout).to_dict()
+        except SupervisionError:
+            pool = None
+            status = "down"
+        return {
+            "status": "down" if self._stopped else status,
+            "uptime": round(self.clock.monotonic() - self._started_at, 3),
+            "tree": tree,
+            "providers": providers,
+            "skipped": {s.name: s.reason for s in self.config.skipped},
+            "pool": pool,
+        }
+
+    def pool_stats(self, *, timeout: float = 5.0) -> PoolStats:
+        stats: PoolStats = self.pool.ask(GetStats(), timeout=timeout)
+        return stats
+
+    def reload(self, config: str | os.PathLike[str] | Mapping[str, Any] | Config) -> ReloadReport:
+        """Apply a new config: providers added, removed (after their streams) or replaced;
+        routing and the pool's bound updated. Streams in flight finish."""
+        new = load_config(config)
+        handles = self._holder.get()
+        report: ReloadReport = handles.factory().ask(Reload(new.providers), timeout=60)
+        handles.router().ask(UpdateRouting(new.routing))
+        handles.pool().ask(SetLimit(new.pool.max_in_flight))
+        self.config = new
+        return report
+
+
+class _DeferredHandle:
+    """Forwards ``ask``/``tell`` to a handle looked up on each call (cheap once cached)."""
+
+    def __init__(self, lookup: Callable[[], ActorHandle]) -> None:
+        self._lookup = lookup
+
+    def ask(self, message: Any, *, timeout: float = 5.0) -> Any:
+        return self._lookup().ask(message, timeout=timeout)
+
+    def tell(self, message: Any) -> None:
+        self._lookup().tell(message)
+
+
+def _settle(future: asyncio.Future[BaseException | None], error: BaseException | None) -> None:
+    if not future.done():
+        future.set_result(error)
+
+
+def _response(request_id: str, events: list[Event]) -> Response:
+    builder = CompletionBuilder()
+    terminal: Event | None = None
+    for event in events:
+        if isinstance(event, StreamError):
+            terminal = event
+        else:
+            builder.add(event)
+            if isinstance(event, Done):
+                terminal = event
+    if isinstance(terminal, StreamError):
+        raise stream_error_to_exception(terminal)
+    if not isinstance(terminal, Done):
+        raise SupervisionError(f"request {request_id} ended without a terminal event")
+    completion = builder.build()
+    return Response(
+        text=completion.text,
+        model=terminal.model,
+        provider=terminal.provider,
+        finish_reason=terminal.finish_reason,
+        usage=completion.usage,
+        tool_calls=completion.tool_calls,
+        attempts=tuple(terminal.attempts),
+        cost=terminal.cost,
+        request_id=request_id,
+    )
+
+
+_KINDS: dict[str, type[RunestoneError]] = {
+    "NoCandidatesError": NoCandidatesError,
+    "OverloadedError": OverloadedError,
+}
+
+
+def stream_error_to_exception(event: StreamError) -> RunestoneError:
+    """The exception a non-streaming caller gets for a terminal :class:`StreamError`."""
+    kind = _KINDS.get(event.kind)
+    error: RunestoneError
+    error = kind(event.message) if kind is not None else event.to_exception()
+    error.attempts = event.attempts  # type: ignore[attr-defined]
+    return error
+
+
+_configure_lock = threading.Lock()
+
+
+def start(
+    config: str | os.PathLike[str] | Mapping[str, Any] | Config | None = None,
+    *,
+    data_plane: DataPlane | None = None,
+    clock: Clock | None = None,
+    configure_logs: bool = True,
+) -> System:
+    """Load ``config`` (the bundled one when None), start the actor system and return it."""
+    from runestone.config import BUNDLED_CONFIG
+
+    loaded = load_config(BUNDLED_CONFIG if config is None else config)
+    if configure_logs:
+        with _configure_lock:
+            configure_logging(loaded.logging.level, json=loaded.logging.json)
+    return System(loaded, data_plane=data_plane, clock=clock)
