@@ -44,6 +44,7 @@ from runestone.providers.base import Provider
 from runestone.providers.registry import provider_type, provider_types
 from runestone.providers.settings import Capability, ModelInfo, ProviderSettings, Secret
 from runestone.resilience import CircuitBreakerPolicy, RetryPolicy
+from runestone.routing.policies import POLICIES
 from runestone.supervisors.intensity import IntensityPolicy
 
 __all__ = [
@@ -70,17 +71,8 @@ log = structlog.get_logger(__name__)
 BUNDLED_CONFIG: Final = Path(__file__).resolve().parent.parent / "config" / "runestone.yaml"
 """The config shipped with the repository: answers on a fresh machine through ``simulated``."""
 
-ROUTING_POLICIES: Final[tuple[str, ...]] = (
-    "priority",
-    "cost",
-    "latency",
-    "health",
-    "round_robin",
-    "weighted",
-    "least_loaded",
-    "capability",
-)
-"""The routing policy names ``routing.policy`` accepts (ARCHITECTURE §7)."""
+ROUTING_POLICIES: Final[tuple[str, ...]] = tuple(POLICIES)
+"""The routing policy names ``routing.policy`` accepts: those :mod:`runestone.routing` knows."""
 
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -102,7 +94,10 @@ class RoutingConfig:
     """The routing policy and the name tables the Router reads.
 
     Every target is a live ``"provider/model"`` reference; entries naming a
-    skipped provider were dropped at load time.
+    skipped provider were dropped at load time. A key of ``fallbacks`` and
+    ``context_window_fallbacks`` is a ``"provider/model"`` reference or an alias.
+    ``weights`` (for the ``weighted`` policy) holds every weight given, per
+    ``"provider/model"``; read one with :meth:`weight`.
     """
 
     policy: str = "priority"
@@ -110,6 +105,11 @@ class RoutingConfig:
     fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen)
     context_window_fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen)
     resume: ResumeConfig = field(default_factory=ResumeConfig)
+    weights: Mapping[str, float] = field(default_factory=_frozen)
+
+    def weight(self, ref: str) -> float:
+        """The weight of ``"provider/model"`` (1.0 unless configured)."""
+        return self.weights.get(ref, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -910,17 +910,29 @@ class _Refs:
         refs = [f"{p}/{m}" for p, models in self.models.items() if p in self.live for m in models]
         return ", ".join(refs)
 
-    def check(self, value: object, path: str) -> str | None:
-        """The reference if it is live; ``None`` if its provider is skipped; else an error."""
+    def check(
+        self,
+        value: object,
+        path: str,
+        *,
+        what: str = "a 'provider/model' reference",
+        aliases: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """The reference if it is live; ``None`` if its provider is skipped; else an error.
+
+        Passing ``aliases`` says an alias name would do too (and names them in the error).
+        """
         if not isinstance(value, str) or "/" not in value:
+            if aliases is not None:
+                what += " or an alias"
             hint = ""
             if isinstance(value, str):
                 matches = [f"{p}/{value}" for p, models in self.models.items() if value in models]
                 if len(matches) == 1:
                     hint = f" (did you mean {matches[0]!r}?)"
-            raise ConfigError(
-                f"expected a 'provider/model' reference, got {_shown(value)}{hint}", path=path
-            )
+                elif aliases:
+                    hint = f"; aliases: {', '.join(map(str, aliases))}"
+            raise ConfigError(f"expected {what}, got {_shown(value)}{hint}", path=path)
         provider, _, model = value.partition("/")
         if provider not in self.models:
             raise ConfigError(
@@ -966,7 +978,14 @@ class _Refs:
         return tuple(found)
 
 
-_ROUTING_KEYS: Final = ("policy", "aliases", "fallbacks", "context_window_fallbacks", "resume")
+_ROUTING_KEYS: Final = (
+    "policy",
+    "aliases",
+    "fallbacks",
+    "context_window_fallbacks",
+    "resume",
+    "weights",
+)
 
 
 def _routing(
@@ -1012,10 +1031,14 @@ def _routing(
         raw = _mapping(data.get(key), f"routing.{key}", what="a mapping of 'provider/model' keys")
         for source, targets in raw.items():
             path = _join(f"routing.{key}", source)
-            ref = refs.check(source, path)
+            if isinstance(source, str) and source in raw_aliases:
+                # An alias as the key: the fallbacks of whatever it resolves to.
+                name: str | None = source if source in aliases else None
+            else:
+                name = refs.check(source, path, aliases=raw_aliases)
             found = refs.targets(targets, path, source=source)
-            if ref is not None and found:
-                table[ref] = found
+            if name is not None and found:
+                table[name] = found
         tables[key] = table
 
     resume = _mapping(data.get("resume"), "routing.resume")
@@ -1029,7 +1052,32 @@ def _routing(
             prefill=_read(resume, "prefill", True, "routing.resume", _boolean),
             replay=_read(resume, "replay", True, "routing.resume", _boolean),
         ),
+        weights=MappingProxyType(_weights(data.get("weights"), refs)),
     )
+
+
+def _weights(value: object, refs: _Refs) -> dict[str, float]:
+    """``{"provider/model" | provider: weight}``; a model's own weight beats its provider's."""
+    data = _mapping(value, "routing.weights", what="a mapping of 'provider/model' or provider")
+    by_provider: dict[str, float] = {}
+    by_model: dict[str, float] = {}
+    for key, raw in data.items():
+        path = _join("routing.weights", key)
+        weight = _number(raw, path, minimum=0, exclusive=False)
+        if isinstance(key, str) and "/" not in key and key in refs.models:
+            if key in refs.live:
+                by_provider[key] = weight
+            continue
+        ref = refs.check(key, path, what="a 'provider/model' reference or a provider name")
+        if ref is not None:
+            by_model[ref] = weight
+    weights = {
+        f"{provider}/{model}": weight
+        for provider, weight in by_provider.items()
+        for model in refs.models[provider]
+    }
+    weights.update(by_model)
+    return weights
 
 
 # ---------------------------------------------------------------------------
@@ -1189,6 +1237,9 @@ def _describe_lines(config: Config) -> Iterator[str]:
     yield from _describe_table("aliases", routing.aliases)
     yield from _describe_table("fallbacks", routing.fallbacks)
     yield from _describe_table("context-window fallbacks", routing.context_window_fallbacks)
+    if routing.weights:
+        weights = ", ".join(f"{ref} {weight:g}" for ref, weight in routing.weights.items())
+        yield f"weights (others 1): {weights}"
     resume = routing.resume
     yield (
         f"resume after a cut: prefill {'on' if resume.prefill else 'off'}, "

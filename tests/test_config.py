@@ -235,6 +235,40 @@ def test_every_section_is_read_into_its_dataclass() -> None:
     assert config.routing.resume == ResumeConfig(prefill=False, replay=True)
 
 
+def test_weights_are_per_model_with_a_provider_weight_for_the_rest() -> None:
+    data = _base()
+    data["routing"]["policy"] = "weighted"
+    data["routing"]["weights"] = {"sim": 2, "sim/m2": 0.5, "openai/gpt-4o-mini": 3}
+    routing = load_config(data, env={}).routing
+    assert routing.weights == {"sim/m1": 2.0, "sim/m2": 0.5, "openai/gpt-4o-mini": 3.0}
+    assert routing.weight("sim/m2") == 0.5
+    assert routing.weight("elsewhere/m") == 1.0
+    assert (
+        "weights (others 1): sim/m1 2, sim/m2 0.5, openai/gpt-4o-mini 3"
+        in describe(load_config(data, env={})).splitlines()
+    )
+
+
+def test_weights_of_a_skipped_provider_are_dropped() -> None:
+    data = _base()
+    data["providers"]["openai"]["api_key"] = "${UNSET}"
+    data["routing"]["weights"] = {"openai": 2, "openai/gpt-4o-mini": 3, "sim/m1": 4}
+    assert load_config(data, env={}).routing.weights == {"sim/m1": 4.0}
+
+
+def test_an_alias_may_be_the_key_of_a_fallback_list() -> None:
+    data = _base()
+    data["providers"]["openai"]["api_key"] = "${KEY}"
+    data["routing"]["aliases"]["gpt"] = ["openai/gpt-4o-mini"]
+    data["routing"]["fallbacks"] = {"fast": ["sim/m2"], "gpt": ["sim/m1"]}
+    data["routing"]["context_window_fallbacks"] = {"fast": ["sim/m2"]}
+    live = load_config(data, env={"KEY": OPENAI_KEY}).routing
+    assert live.fallbacks == {"fast": ("sim/m2",), "gpt": ("sim/m1",)}
+    assert live.context_window_fallbacks == {"fast": ("sim/m2",)}
+    # With openai skipped the alias `gpt` has no target left; its fallbacks go with it.
+    assert load_config(data, env={}).routing.fallbacks == {"fast": ("sim/m2",)}
+
+
 @pytest.mark.parametrize("policy", ROUTING_POLICIES)
 def test_every_routing_policy_name_is_accepted(policy: str) -> None:
     data = _base()
@@ -631,7 +665,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
         "unknown routing key",
         _with("routing.alias", {}),
         "routing.alias: unknown key; expected one of: policy, aliases, fallbacks, "
-        "context_window_fallbacks, resume",
+        "context_window_fallbacks, resume, weights",
     ),
     (
         "alias to an unknown model",
@@ -675,6 +709,23 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
         "fallback from an unknown model",
         _with("routing.fallbacks", {"sim/m9": ["sim/m1"]}),
         "routing.fallbacks.sim/m9: unknown model 'sim/m9'; configured: sim/m1, sim/m2",
+    ),
+    (
+        "fallback from a name that is neither a model nor an alias",
+        _with("routing.fallbacks", {"fastt": ["sim/m1"]}),
+        "routing.fallbacks.fastt: expected a 'provider/model' reference or an alias, got "
+        "'fastt'; aliases: fast",
+    ),
+    (
+        "negative weight",
+        _with("routing.weights", {"sim/m1": -1}),
+        "routing.weights.sim/m1: expected a number >= 0, got -1",
+    ),
+    (
+        "weight for an unknown name",
+        _with("routing.weights", {"mistral": 2}),
+        "routing.weights.mistral: expected a 'provider/model' reference or a provider name, "
+        "got 'mistral'",
     ),
     (
         "fallback to itself",
