@@ -1,0 +1,50 @@
+"""Routing: from what a request needs and the live candidates to an ordered plan.
+
+Pure logic like :mod:`runestone.resilience`: the Router actor owns a policy and
+calls :func:`plan` with the candidates' current health and circuit state. The
+policy registry by config name is :data:`runestone.routing.policies.POLICIES`.
+"""
+
+from __future__ import annotations
+
+from runestone.routing.candidate import Candidate
+from runestone.routing.capabilities import capable, unmet_requirement
+from runestone.routing.plan import Exclusion, Plan, plan
+from runestone.routing.policies import (
+    CapabilityPolicy,
+    CostPolicy,
+    HealthPolicy,
+    LatencyPolicy,
+    LeastLoadedPolicy,
+    PriorityPolicy,
+    RoundRobinPolicy,
+    RoutingPolicy,
+    SortingPolicy,
+    WeightedPolicy,
+    make_policy,
+)
+from runestone.routing.requirements import Requirements, estimate_prompt_tokens
+from runestone.routing.table import RoutingTable
+
+__all__ = [
+    "Candidate",
+    "CapabilityPolicy",
+    "CostPolicy",
+    "Exclusion",
+    "HealthPolicy",
+    "LatencyPolicy",
+    "LeastLoadedPolicy",
+    "Plan",
+    "PriorityPolicy",
+    "Requirements",
+    "RoundRobinPolicy",
+    "RoutingPolicy",
+    "RoutingTable",
+    "SortingPolicy",
+    "WeightedPolicy",
+    "capable",
+    "estimate_prompt_tokens",
+    "make_policy",
+    "plan",
+    "unmet_requirement",
+]

@@ -1,0 +1,34 @@
+"""The capability filter: does a candidate have what a request needs?"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from runestone.routing.candidate import Candidate
+from runestone.routing.requirements import Requirements
+
+__all__ = ["capable", "unmet_requirement"]
+
+
+def unmet_requirement(candidate: Candidate, requirements: Requirements) -> str | None:
+    """Why ``candidate`` cannot serve the request, or ``None`` when it can.
+
+    It must list every needed capability (tools, vision, json, prefill), have a
+    context window of at least the estimated prompt plus ``max_tokens``, and
+    allow ``max_tokens`` of output. An unknown window or output limit passes.
+    """
+    missing = requirements.capabilities - candidate.capabilities
+    if missing:
+        return "lacks " + ", ".join(sorted(missing))
+    window = candidate.context_window
+    if window is not None and window < requirements.context_tokens:
+        return f"context window {window} < {requirements.context_tokens} tokens needed"
+    limit, wanted = candidate.max_output_tokens, requirements.max_tokens
+    if limit is not None and wanted is not None and limit < wanted:
+        return f"max output {limit} < max_tokens {wanted}"
+    return None
+
+
+def capable(candidates: Iterable[Candidate], requirements: Requirements) -> list[Candidate]:
+    """The candidates that can serve the request, in their given order."""
+    return [c for c in candidates if unmet_requirement(c, requirements) is None]

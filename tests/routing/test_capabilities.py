@@ -1,0 +1,55 @@
+"""The capability filter never lets through a candidate that cannot serve the request."""
+
+from __future__ import annotations
+
+from hypothesis import given
+
+from runestone.providers.settings import Capability
+from runestone.routing import Candidate, Requirements, capable, unmet_requirement
+
+from .strategies import pools, requirements
+
+
+@given(pool=pools(max_size=10), needs=requirements)
+def test_the_filter_keeps_exactly_the_candidates_that_have_what_is_needed(
+    pool: list[Candidate], needs: Requirements
+) -> None:
+    kept = capable(pool, needs)
+    for candidate in pool:
+        fits = (
+            needs.capabilities <= candidate.capabilities
+            and (
+                candidate.context_window is None or candidate.context_window >= needs.context_tokens
+            )
+            and (
+                candidate.max_output_tokens is None
+                or needs.max_tokens is None
+                or candidate.max_output_tokens >= needs.max_tokens
+            )
+        )
+        assert (candidate in kept) == fits
+    assert kept == [c for c in pool if c in kept]  # order kept
+
+
+def test_the_reason_names_what_is_missing() -> None:
+    text_only = Candidate("p", "m", context_window=1_000, max_output_tokens=100)
+    assert unmet_requirement(text_only, Requirements(tools=True, vision=True)) == (
+        "lacks tools, vision"
+    )
+    assert unmet_requirement(text_only, Requirements(prompt_tokens=990, max_tokens=20)) == (
+        "context window 1000 < 1010 tokens needed"
+    )
+    assert unmet_requirement(text_only, Requirements(max_tokens=500)) == (
+        "max output 100 < max_tokens 500"
+    )
+    assert unmet_requirement(text_only, Requirements(prompt_tokens=990)) is None
+
+
+def test_a_window_exactly_as_large_as_needed_fits() -> None:
+    candidate = Candidate("p", "m", context_window=1_000, capabilities=frozenset(Capability))
+    needs = Requirements(prompt_tokens=600, max_tokens=400, tools=True, json=True)
+    assert unmet_requirement(candidate, needs) is None
+
+
+def test_unknown_limits_do_not_exclude() -> None:
+    assert unmet_requirement(Candidate("p", "m"), Requirements(prompt_tokens=10**6)) is None

@@ -1,0 +1,127 @@
+"""What a request needs: flags read from the request, and the documented token estimate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runestone.exceptions import RequestValidationError
+from runestone.messages import ChatRequest
+from runestone.providers.settings import Capability
+from runestone.routing import Requirements, estimate_prompt_tokens
+from runestone.routing.requirements import (
+    DEFAULT_OUTPUT_TOKENS,
+    IMAGE_TOKENS,
+    MESSAGE_OVERHEAD_TOKENS,
+)
+
+IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+
+
+def test_plain_text_costs_a_token_per_four_characters_plus_framing() -> None:
+    messages = [{"role": "system", "content": "x" * 40}, {"role": "user", "content": "y" * 21}]
+    assert estimate_prompt_tokens(messages) == 61 // 4 + 2 * MESSAGE_OVERHEAD_TOKENS + 1
+
+
+def test_each_image_adds_a_fixed_allowance() -> None:
+    messages = [{"role": "user", "content": [{"type": "text", "text": "abcd"}, IMAGE, IMAGE]}]
+    assert estimate_prompt_tokens(messages) == 1 + MESSAGE_OVERHEAD_TOKENS + 2 * IMAGE_TOKENS + 1
+
+
+def test_tool_schemas_and_tool_calls_count_by_their_json() -> None:
+    bare = estimate_prompt_tokens([{"role": "user", "content": "hi"}])
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    assert estimate_prompt_tokens([{"role": "user", "content": "hi"}], [tool]) > bare
+    with_call = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+    ]
+    assert estimate_prompt_tokens(with_call) > bare + MESSAGE_OVERHEAD_TOKENS
+
+
+texts = st.text(max_size=300)
+
+
+@given(system=texts, user=st.lists(texts, min_size=1, max_size=4), max_tokens=st.integers(1, 10**5))
+def test_a_dict_and_its_validated_request_need_the_same(
+    system: str, user: list[str], max_tokens: int
+) -> None:
+    raw: dict[str, Any] = {
+        "model": "m",
+        "messages": [{"role": "system", "content": system}]
+        + [{"role": "user", "content": [{"type": "text", "text": t}, IMAGE]} for t in user],
+        "max_tokens": max_tokens,
+        "response_format": {"type": "json_object"},
+    }
+    from_dict = Requirements.from_request(raw)
+    assert from_dict == Requirements.from_request(ChatRequest.from_dict(raw))
+    assert from_dict.prompt_tokens >= sum(len(t) for t in [system, *user]) // 4
+    assert (from_dict.vision, from_dict.json, from_dict.tools) == (True, True, False)
+
+
+def test_requirements_name_the_capabilities_they_need() -> None:
+    request = {
+        "messages": [{"role": "user", "content": [IMAGE]}],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "response_format": {"type": "json_schema", "json_schema": {}},
+    }
+    needs = Requirements.from_request(request)
+    assert needs.capabilities == {Capability.TOOLS, Capability.VISION, Capability.JSON}
+    assert Requirements(prefill=True).capabilities == {Capability.PREFILL}
+    assert Requirements().capabilities == frozenset()
+
+
+def test_a_tool_result_in_the_history_needs_tools_too() -> None:
+    request = {"messages": [{"role": "tool", "tool_call_id": "c1", "content": "42"}]}
+    assert Requirements.from_request(request).tools
+
+
+def test_the_context_needed_is_the_prompt_plus_max_tokens() -> None:
+    needs = Requirements.from_request(
+        {"messages": [{"role": "user", "content": "z" * 400}], "max_completion_tokens": 1000}
+    )
+    assert needs.max_tokens == 1000
+    assert needs.context_tokens == needs.prompt_tokens + 1000
+    assert needs.output_tokens == 1000
+
+
+def test_without_max_tokens_only_the_prompt_must_fit_and_cost_assumes_a_default_answer() -> None:
+    needs = Requirements(prompt_tokens=100)
+    assert needs.context_tokens == 100
+    assert needs.output_tokens == DEFAULT_OUTPUT_TOKENS
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        ([], "request"),
+        ({"messages": "hello"}, "messages"),
+        ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({"messages": ["hello"]}, "messages[0]"),
+        ({"messages": [], "tools": "all"}, "tools"),
+        ({"messages": [], "max_tokens": 0}, "max_tokens"),
+        ({"messages": [], "max_tokens": "5"}, "max_tokens"),
+        ({"messages": [], "max_completion_tokens": True}, "max_completion_tokens"),
+    ],
+)
+def test_a_bad_request_raises_a_validation_error_naming_the_field(
+    request_: Any, field: str
+) -> None:
+    with pytest.raises(RequestValidationError) as caught:
+        Requirements.from_request(request_)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"prompt_tokens": -1}, "prompt_tokens"), ({"max_tokens": 0}, "max_tokens")],
+)
+def test_impossible_requirements_raise_a_value_error_naming_the_field(
+    kwargs: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValueError, match=field):
+        Requirements(**kwargs)
