@@ -87,7 +87,10 @@ FAILURE_POLICIES: Mapping[ErrorClass, FailurePolicy] = MappingProxyType(
         ErrorClass.CONNECT_TIMEOUT: _SILENT_ROUTE,
         ErrorClass.HEADERS_TIMEOUT: _SILENT_ROUTE,
         ErrorClass.FIRST_TOKEN_TIMEOUT: _SILENT_ROUTE,
-        ErrorClass.IDLE_TIMEOUT: _SILENT_ROUTE,
+        # A stall after content is a cut stream in all but name: continued elsewhere.
+        ErrorClass.IDLE_TIMEOUT: FailurePolicy(
+            False, FailoverScope.NEXT, CircuitEffect.FAILURE, resumable=True
+        ),
         ErrorClass.TOTAL_TIMEOUT: _SILENT_ROUTE,
         ErrorClass.STREAM_CUT: _CUT,
         ErrorClass.MALFORMED: _CUT,

@@ -92,9 +92,10 @@ def test_a_bad_key_fails_over_and_counts_against_the_circuit() -> None:
     )
 
 
-def test_only_cut_and_malformed_streams_are_resumable() -> None:
+def test_only_cut_stalled_and_malformed_streams_are_resumable() -> None:
+    # A stall after content is continued like a cut (issue 5: "cut or stalls").
     resumable = {cls for cls, row in FAILURE_POLICIES.items() if row.resumable}
-    assert resumable == {ErrorClass.STREAM_CUT, ErrorClass.MALFORMED}
+    assert resumable == {ErrorClass.STREAM_CUT, ErrorClass.MALFORMED, ErrorClass.IDLE_TIMEOUT}
 
 
 def test_a_failure_class_is_looked_up_by_its_value_too() -> None:

@@ -189,7 +189,8 @@ def test_after_the_commit_point_only_a_resumable_failure_fails_over_by_continuat
         FAIL_OVER, RetryReason.RESUME
     )
     assert decide(ErrorClass.MALFORMED, content_delivered=True).reason is RetryReason.RESUME
-    for cls in (ErrorClass.SERVER_ERROR, ErrorClass.IDLE_TIMEOUT, ErrorClass.RATE_LIMITED):
+    assert decide(ErrorClass.IDLE_TIMEOUT, content_delivered=True).reason is RetryReason.RESUME
+    for cls in (ErrorClass.SERVER_ERROR, ErrorClass.TOTAL_TIMEOUT, ErrorClass.RATE_LIMITED):
         assert decide(cls, content_delivered=True) == RetryDecision(GIVE_UP, RetryReason.COMMITTED)
 
 

@@ -1,0 +1,80 @@
+"""A running system in front of the fake upstream, built from a config the test describes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import runestone
+from runestone.system import System
+from runestone.testing.fixtures import fake_upstream  # noqa: F401 - a fixture, used by name
+from runestone.testing.upstream import FakeUpstream
+
+FAST_RETRY = {"max_attempts": 2, "base_delay": 0.01, "max_delay": 0.05}
+TIMEOUTS = {"connect": 2, "first_token": 2, "idle": 2, "total": 10}
+
+
+def models(*names: str, **extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {name: {} for name in names}
+    out.update(extra)
+    return out
+
+
+def openai_provider(
+    up: FakeUpstream, model_specs: dict[str, dict[str, Any]], **overrides: Any
+) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "type": "openai",
+        "api_key": "sk-test-primary-key",
+        "base_url": up.openai_base_url,
+        "timeouts": TIMEOUTS,
+        "retry": FAST_RETRY,
+        "models": model_specs,
+    }
+    block.update(overrides)
+    return block
+
+
+def anthropic_provider(
+    up: FakeUpstream, model_specs: dict[str, dict[str, Any]], **overrides: Any
+) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "type": "anthropic",
+        "api_key": "sk-ant-test-backup-key",
+        "base_url": up.anthropic_base_url,
+        "timeouts": TIMEOUTS,
+        "retry": FAST_RETRY,
+        "models": model_specs,
+    }
+    block.update(overrides)
+    return block
+
+
+def config(
+    providers: dict[str, dict[str, Any]],
+    aliases: dict[str, list[str]] | None = None,
+    **sections: Any,
+) -> dict[str, Any]:
+    routing: dict[str, Any] = {"policy": "priority", "aliases": aliases or {}}
+    routing.update(sections.pop("routing", {}))
+    out: dict[str, Any] = {"providers": providers, "routing": routing}
+    out.update(sections)
+    out.setdefault("logging", {"level": "WARNING"})
+    return out
+
+
+@pytest.fixture
+def start_system() -> Iterator[Callable[[dict[str, Any]], System]]:
+    """Start systems from config dicts; every one is stopped after the test."""
+    started: list[System] = []
+
+    def start(cfg: dict[str, Any]) -> System:
+        system = runestone.start(cfg)
+        started.append(system)
+        return system
+
+    yield start
+    for system in started:
+        system.stop()
