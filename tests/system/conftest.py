@@ -66,12 +66,12 @@ def config(
 
 
 @pytest.fixture
-def start_system() -> Iterator[Callable[[dict[str, Any]], System]]:
+def start_system() -> Iterator[Callable[..., System]]:
     """Start systems from config dicts; every one is stopped after the test."""
     started: list[System] = []
 
-    def start(cfg: dict[str, Any]) -> System:
-        system = runestone.start(cfg)
+    def start(cfg: dict[str, Any], **options: Any) -> System:
+        system = runestone.start(cfg, **options)
         started.append(system)
         return system
 

@@ -16,10 +16,11 @@ from runestone.exceptions import (
 )
 from runestone.messages import Done, Event, StreamError, TextDelta
 from runestone.system import System
+from runestone.testing import FakeClock
 from runestone.testing.upstream import KNOWN_TEXT, FakeUpstream
 from tests.system.conftest import anthropic_provider, config, models, openai_provider
 
-Start = Callable[[dict[str, Any]], System]
+Start = Callable[..., System]
 USER = [{"role": "user", "content": "Tell me the known text."}]
 
 
@@ -125,36 +126,35 @@ def test_a_silent_provider_is_not_retried_on_the_same_route(
 
 
 def test_an_open_circuit_is_not_hammered_and_traffic_returns_after_recovery(
-    fake_upstream: FakeUpstream, start_system: Start
+    start_system: Start,
 ) -> None:
-    cfg = two_providers(fake_upstream, "down-for:0.6")
-    cfg["providers"]["primary"]["retry"] = {"max_attempts": 1}
-    cfg["providers"]["primary"]["circuit_breaker"] = {
-        "consecutive_failures": 2,
-        "recovery": 0.8,
-        "jitter": 0,
-    }
-    system = start_system(cfg)
-    fake_upstream.reset()  # the down window starts now
-    answered_by = []
-    for _ in range(5):
+    clock = FakeClock()
+    with FakeUpstream(clock=clock) as up:
+        cfg = two_providers(up, "down-for:0.6")
+        cfg["providers"]["primary"]["retry"] = {"max_attempts": 1}
+        cfg["providers"]["primary"]["circuit_breaker"] = {
+            "consecutive_failures": 2,
+            "recovery": 0.8,
+            "jitter": 0,
+        }
+        system = start_system(cfg, clock=clock)
+        answered_by = []
+        for _ in range(5):
+            _, events = run(system, "m")
+            done = terminal(events)
+            assert isinstance(done, Done)
+            answered_by.append(done.provider)
+        assert answered_by == ["backup"] * 5
+        primary_hits = [a for a in up.attempts if a.model.startswith("down-for")]
+        assert len(primary_hits) == 2, "after two failures the open circuit keeps requests away"
+        assert system.health()["providers"]["primary"]["circuit"]["state"] == "open"
+        clock.advance(0.9)  # past the upstream's outage and the breaker's recovery time
         _, events = run(system, "m")
         done = terminal(events)
         assert isinstance(done, Done)
-        answered_by.append(done.provider)
-    assert answered_by == ["backup"] * 5
-    primary_hits = [a for a in fake_upstream.attempts if a.model.startswith("down-for")]
-    assert len(primary_hits) == 2, "after two failures the open circuit keeps requests away"
-    state = system.health()["providers"]["primary"]["circuit"]["state"]
-    assert state == "open"
-    # Recovery: wait on the upstream's own record of time, not a sleep of ours.
-    import threading
-
-    threading.Event().wait(0.9)  # the breaker's recovery time must really pass
-    _, events = run(system, "m")
-    done = terminal(events)
-    assert isinstance(done, Done)
-    assert done.provider == "primary", "traffic returns to the primary once it recovered"
+        assert done.provider == "primary", "traffic returns to the primary once it recovered"
+        assert up.attempts[-1].outcome == "ok"
+        system.stop()
 
 
 def test_a_stream_cut_after_content_is_continued_by_prefill(
