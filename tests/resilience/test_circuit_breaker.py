@@ -90,6 +90,7 @@ def test_failures_older_than_the_window_do_not_count_towards_the_rate() -> None:
     assert breaker.state is CLOSED
 
 
+@settings(deadline=None)
 @given(
     classes=st.lists(st.sampled_from(NOT_COUNTED), min_size=1, max_size=60),
     settings_=st.fixed_dictionaries(
@@ -114,7 +115,7 @@ def test_failures_that_do_not_count_against_the_circuit_never_trip_it(
 # -- open -> half-open ---------------------------------------------------------------------
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     recovery=st.floats(0.1, 100.0),
     jitter=st.floats(0.0, 0.9),

@@ -7,7 +7,7 @@ import math
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runestone.exceptions import ConfigError, ErrorClass
@@ -102,6 +102,7 @@ def test_the_score_is_the_success_rate_damped_by_the_circuit_state() -> None:
     assert [c.new for c in snap.recent_changes] == [CircuitState.OPEN, CircuitState.HALF_OPEN]
 
 
+@settings(deadline=None)
 @given(
     outcomes=st.lists(
         st.tuples(

@@ -39,7 +39,7 @@ def brute_force_cost(candidate: Candidate, needs: Requirements) -> float:
     return (needs.prompt_tokens * candidate.input_per_1m + answer * candidate.output_per_1m) / 1e6
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(pool=pools(max_size=6), needs=requirements)
 def test_cost_order_is_the_brute_force_cheapest_first_order(
     pool: list[Candidate], needs: Requirements
@@ -110,6 +110,7 @@ def test_priority_keeps_the_given_order() -> None:
     assert PriorityPolicy().order([C, A, B], Requirements()) == [C, A, B]
 
 
+@settings(deadline=None)
 @given(pool=pools(max_size=8), needs=requirements, name=st.sampled_from(sorted(POLICIES)))
 def test_every_policy_returns_the_same_candidates_reordered(
     pool: list[Candidate], needs: Requirements, name: str

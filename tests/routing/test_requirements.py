@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runestone.exceptions import RequestValidationError
@@ -46,6 +46,7 @@ def test_tool_schemas_and_tool_calls_count_by_their_json() -> None:
 texts = st.text(max_size=300)
 
 
+@settings(deadline=None)
 @given(system=texts, user=st.lists(texts, min_size=1, max_size=4), max_tokens=st.integers(1, 10**5))
 def test_a_dict_and_its_validated_request_need_the_same(
     system: str, user: list[str], max_tokens: int
