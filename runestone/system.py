@@ -4,7 +4,7 @@
 
     system = runestone.start("config/runestone.yaml")   # a path, a dict or a Config
     for event in system.stream({"model": "fast", "messages": [...], "stream": True}):
-        ...                                              # TextDelta, ToolCallDelta, Usage, Done | StreamError
+        ...               # TextDelta, ToolCallDelta, Usage, then Done | StreamError
     system.complete({...})                               # a Response, or the failure raised
     system.stop()
 
@@ -264,6 +264,7 @@ class System:
             resume=config.routing.resume,
             metrics=metrics,
         )
+        task_env.new_context = self._context
         intensity = config.supervision
         max_in_flight = config.pool.max_in_flight
         # Stream tasks fail one by one; their restarts must not add up to an escalation

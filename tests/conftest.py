@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+pytest_plugins = ["runestone.testing.fixtures"]
+
 # Threads that libraries start once per process and keep on purpose.
 _PROCESS_THREAD_PREFIXES = ("pytest_timeout",)
 _GRACE_SECONDS = 5.0

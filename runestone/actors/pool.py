@@ -17,10 +17,11 @@ import structlog
 
 from runestone.actors.attempt import RequestContext
 from runestone.actors.stream_task import StreamTask, TaskEnv, TaskFinished
-from runestone.exceptions import OverloadedError, SupervisionError
+from runestone.exceptions import ErrorClass, OverloadedError, RunestoneError, SupervisionError
+from runestone.messages import StreamError
 from runestone.supervisors import RestartType, SupervisedActor, SupervisorHandle
 
-__all__ = ["GetStats", "Pool", "PoolStats", "SetLimit", "Submit"]
+__all__ = ["ActorSink", "GetStats", "Pool", "PoolStats", "SetLimit", "StreamRequest", "Submit"]
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +33,54 @@ class Submit:
 
     ctx: RequestContext
     reply: Callable[[BaseException | None], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """The actor-native way in: every event of the answer is told to ``reply_to``.
+
+    ``reply_to`` is an actor ref or handle; it receives the stream's events as
+    messages (text and tool-call deltas, usage, then one ``Done`` or ``StreamError``).
+    A refusal (overloaded, a bad request) arrives as that one ``StreamError``.
+    """
+
+    request: Any
+    reply_to: Any
+    request_id: str | None = None
+
+
+class ActorSink:
+    """The producer side of a sink whose consumer is an actor: each event is a ``tell``."""
+
+    def __init__(self, reply_to: Any) -> None:
+        self._reply_to = reply_to
+        self._cancelled = False
+        self._producer: Any = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def attach(self, producer: Any) -> None:
+        self._producer = producer
+        if self._cancelled:
+            producer.cancel()
+
+    async def send(self, item: Any) -> None:
+        self.put(item)
+
+    def put(self, item: Any) -> None:
+        if self._cancelled:
+            return
+        try:
+            self._reply_to.tell(item)
+        except Exception:  # noqa: BLE001 - a dead or unreachable caller: stop producing
+            self._cancelled = True
+            if self._producer is not None:
+                self._producer.cancel()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """The terminal event was already told; nothing more to send."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +143,8 @@ class Pool(SupervisedActor):
                     reply(error)
                 elif error is not None:
                     raise error
+            case StreamRequest():
+                self._stream_request(message)
             case TaskFinished(request_id=request_id):
                 self._in_flight.discard(request_id)
                 if self._env.metrics is not None:
@@ -107,6 +158,17 @@ class Pool(SupervisedActor):
             case _:
                 raise SupervisionError(f"pool got an unknown message {type(message).__name__}")
         return None
+
+    def _stream_request(self, message: StreamRequest) -> None:
+        sink = ActorSink(message.reply_to)
+        try:
+            ctx = self._env.new_context(message.request, sink, message.request_id)
+        except RunestoneError as exc:
+            sink.put(StreamError(ErrorClass.BAD_REQUEST, str(exc), kind=type(exc).__name__))
+            return
+        error = self._admit(ctx)
+        if error is not None:
+            sink.put(StreamError(ErrorClass.SERVER_ERROR, str(error), kind=type(error).__name__))
 
     def _admit(self, ctx: RequestContext) -> BaseException | None:
         if len(self._in_flight) >= self.max_in_flight:

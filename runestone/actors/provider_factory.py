@@ -1,4 +1,4 @@
-"""The ProviderFactory: builds provider objects and their actors from config, at start and at run time.
+"""The ProviderFactory: builds providers and their actors from config, at start and at run time.
 
 Provider types come from the registry (``openai``, ``anthropic``,
 ``openai_compatible``, ``simulated``, ``register_provider_type()`` and the

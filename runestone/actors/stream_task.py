@@ -120,6 +120,8 @@ class TaskEnv:
     metrics: Metrics | None = None
     rng: random.Random = field(default_factory=random.Random)
     ask_timeout: float = 5.0
+    new_context: Callable[[Any, Any, str | None], RequestContext] = field(default=None)  # type: ignore[assignment]
+    """Builds a request's context (validation, id, deadline); set by the System."""
 
 
 @dataclass
@@ -353,15 +355,15 @@ class StreamTask(SupervisedActor):
 
     def _continuation_failed(self, current: _Current, error: ProviderError) -> None:
         resume = self.env.resume
+        # A candidate that refused the prefill is asked for the whole answer instead.
         if (
             current.mode is AttemptMode.PREFILL
             and error.error_class is ErrorClass.BAD_REQUEST
             and resume.replay
             and not self.ctx.delivered_tools
+            and self._try(current.route, 1, AttemptMode.REPLAY)
         ):
-            # The candidate refused the prefill: ask it for the whole answer instead.
-            if self._try(current.route, 1, AttemptMode.REPLAY):
-                return
+            return
         self._advance()
 
     # -- endings ----------------------------------------------------------------------------

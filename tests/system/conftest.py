@@ -9,7 +9,6 @@ import pytest
 
 import runestone
 from runestone.system import System
-from runestone.testing.fixtures import fake_upstream  # noqa: F401 - a fixture, used by name
 from runestone.testing.upstream import FakeUpstream
 
 FAST_RETRY = {"max_attempts": 2, "base_delay": 0.01, "max_delay": 0.05}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from runestone.messages import Done, Event, StreamError, TextDelta
 from runestone.supervisors import ChildState
@@ -112,5 +111,3 @@ def test_a_task_killed_before_its_first_content_is_restarted_and_answers_whole(
         assert isinstance(events[-1], Done)
         assert len(up.attempts) == 2, "the restarted task asked again"
         system.stop()
-
-

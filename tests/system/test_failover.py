@@ -1,8 +1,9 @@
 """Every fault of the fake upstream through the whole system: what the caller got, what the
-upstream saw (ARCHITECTURE §3–§4)."""
+upstream saw (ARCHITECTURE §3, §4)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -81,9 +82,11 @@ def test_a_429_is_retried_on_the_same_provider_after_its_retry_after(
     assert second.time - first.time >= 0.3, "Retry-After was honoured"
 
 
-def test_a_500_once_is_retried_and_answered(fake_upstream: FakeUpstream, start_system: Start) -> None:
+def test_a_500_once_is_retried_and_answered(
+    fake_upstream: FakeUpstream, start_system: Start
+) -> None:
     system = start_system(two_providers(fake_upstream, "error-once"))
-    text, events = run(system, "m")
+    text, _events = run(system, "m")
     assert text == KNOWN_TEXT
     assert seen(fake_upstream) == [("error-once", "server_error"), ("error-once", "ok")]
 
@@ -214,7 +217,9 @@ def test_a_cut_stream_that_cannot_be_continued_is_an_in_band_error_never_a_short
     assert isinstance(error, StreamError)
     assert error.error_class is ErrorClass.STREAM_CUT
     assert error.content_delivered
-    assert text and KNOWN_TEXT.startswith(text) and text != KNOWN_TEXT
+    assert text
+    assert KNOWN_TEXT.startswith(text)
+    assert text != KNOWN_TEXT
     assert not any(isinstance(e, Done) for e in events)
 
 
@@ -286,7 +291,7 @@ def test_a_content_policy_refusal_is_returned_with_the_providers_reason_and_no_f
 
 def test_a_bad_key_fails_over(fake_upstream: FakeUpstream, start_system: Start) -> None:
     system = start_system(two_providers(fake_upstream, "unauthorized"))
-    text, events = run(system, "m")
+    text, _events = run(system, "m")
     assert text == KNOWN_TEXT
     assert seen(fake_upstream) == [("unauthorized", "unauthorized"), ("healthy", "ok")]
 
@@ -302,7 +307,9 @@ def test_complete_fails_over_whole_and_reports_the_attempts(
     assert all(not a.stream for a in fake_upstream.attempts)
 
 
-def test_an_unknown_model_is_a_clear_error(fake_upstream: FakeUpstream, start_system: Start) -> None:
+def test_an_unknown_model_is_a_clear_error(
+    fake_upstream: FakeUpstream, start_system: Start
+) -> None:
     system = start_system(two_providers(fake_upstream, "healthy"))
     _, events = run(system, "no-such-model")
     error = terminal(events)
@@ -342,3 +349,65 @@ def test_a_caller_that_goes_away_cancels_the_request(
     while system.pool_stats().in_flight and time.monotonic() < deadline:
         system.pool_stats()  # each call is a round trip to the Pool actor
     assert system.pool_stats().in_flight == 0
+
+
+def test_an_actor_can_tell_a_stream_request_and_receive_the_events(
+    fake_upstream: FakeUpstream, start_system: Start
+) -> None:
+    import pykka
+
+    from runestone.actors.pool import StreamRequest
+
+    received: list[Event] = []
+    ended = threading.Event()
+
+    class Caller(pykka.ThreadingActor):
+        def on_receive(self, message: Any) -> None:
+            received.append(message)
+            if isinstance(message, Done | StreamError):
+                ended.set()
+
+    system = start_system(two_providers(fake_upstream, "healthy"))
+    caller = Caller.start()
+    try:
+        system.pool.tell(StreamRequest({"model": "m", "messages": USER}, caller))
+        assert ended.wait(10)
+        assert "".join(e.text for e in received if isinstance(e, TextDelta)) == KNOWN_TEXT
+        assert isinstance(received[-1], Done)
+        ended.clear()
+        received.clear()
+        system.pool.tell(StreamRequest({"model": "m", "messages": []}, caller))
+        assert ended.wait(10)
+        assert isinstance(received[-1], StreamError)
+        assert received[-1].kind == "RequestValidationError"
+    finally:
+        caller.stop()
+
+
+def test_asyncio_callers_stream_without_blocking_their_loop(
+    fake_upstream: FakeUpstream, start_system: Start
+) -> None:
+    import asyncio
+
+    system = start_system(two_providers(fake_upstream, "healthy"))
+
+    async def main() -> tuple[str, str]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        tick_task = asyncio.create_task(ticker())
+        stream = await system.astream({"model": "m", "messages": USER, "stream": True})
+        text = "".join([e.text async for e in stream if isinstance(e, TextDelta)])
+        response = await system.acomplete({"model": "m", "messages": USER})
+        tick_task.cancel()
+        assert ticks > 0, "the caller's loop kept running while it waited"
+        return text, response.text
+
+    text, whole = asyncio.run(main())
+    assert text == KNOWN_TEXT
+    assert whole == KNOWN_TEXT
