@@ -84,6 +84,33 @@ class DataPlane:
         self._lock = threading.Lock()
         self._stopping = False
         self._stopped = False
+        self._attached_thread: int | None = None
+
+    @classmethod
+    def attached(cls, loop: asyncio.AbstractEventLoop, *, name: str = "attached") -> Self:
+        """A data plane on a loop that someone else runs (``runestone serve``: uvicorn's).
+
+        It starts and joins no thread. Call it from the loop's own thread;
+        :meth:`aclose` (awaited there) closes what was registered.
+        """
+        plane = cls(name=name)
+        plane._loop = loop
+        plane._attached_thread = threading.get_ident()
+        return plane
+
+    async def aclose(self) -> None:
+        """Close what was registered, on the loop (the way an attached data plane stops)."""
+        with self._lock:
+            if self._stopped or self._stopping:
+                return
+            self._stopping = True
+            closeables, self._closeables = self._closeables[::-1], []
+        for closeable in closeables:
+            try:
+                await closeable.aclose()
+            except Exception:  # one bad close must not leak the others
+                log.exception("data_plane_close_failed", closeable=repr(closeable))
+        self._stopped = True
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else "running" if self.running else "new"
@@ -96,7 +123,7 @@ class DataPlane:
         with self._lock:
             if self._stopped or self._stopping:
                 raise RuntimeError("a stopped DataPlane cannot be restarted; make a new one")
-            if self._thread is not None:
+            if self._thread is not None or self._attached_thread is not None:
                 return self
             ready = threading.Event()
             failure: list[BaseException] = []
@@ -145,6 +172,8 @@ class DataPlane:
 
     def in_loop_thread(self) -> bool:
         """Whether the caller runs on the data-plane thread."""
+        if self._attached_thread is not None:
+            return threading.get_ident() == self._attached_thread
         return self._thread is not None and threading.current_thread() is self._thread
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -152,6 +181,12 @@ class DataPlane:
 
         Idempotent. Must not be called from the loop itself.
         """
+        if self._attached_thread is not None:
+            if self.in_loop_thread():
+                raise RuntimeError("stop an attached DataPlane with `await aclose()` on its loop")
+            if self.running:
+                asyncio.run_coroutine_threadsafe(self.aclose(), self.loop).result(timeout)
+            return
         with self._lock:
             if self._stopped or self._stopping:
                 return

@@ -331,9 +331,27 @@ class System:
         )
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the actors (children before parents), then the data plane. Idempotent."""
+        """Stop the actors (children before parents), then the data plane. Idempotent.
+
+        On an attached data plane (``runestone serve``) call :meth:`astop` from its loop.
+        """
         if self._stopped:
             return
+        self._stop_actors(timeout)
+        if self._own_data_plane or not self.data_plane.in_loop_thread():
+            self.data_plane.stop()
+        log.info("system_stopped")
+
+    async def astop(self, timeout: float = 30.0) -> None:
+        """:meth:`stop` from the data plane's own loop: the actors stop off the loop,
+        then the providers' sessions close on it."""
+        if self._stopped:
+            return
+        await asyncio.to_thread(self._stop_actors, timeout)
+        await self.data_plane.aclose()
+        log.info("system_stopped")
+
+    def _stop_actors(self, timeout: float) -> None:
         self._stopped = True
         handles = self._holder.handles
         if handles is not None:
@@ -341,9 +359,6 @@ class System:
                 handles.root.stop(timeout=timeout)
             except SupervisionError as exc:
                 log.error("system_stop_incomplete", error=str(exc))
-        if self._own_data_plane:
-            self.data_plane.stop()
-        log.info("system_stopped")
 
     def __enter__(self) -> System:
         return self

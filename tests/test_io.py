@@ -323,3 +323,25 @@ def test_a_consumer_task_cancelled_while_waiting_leaves_the_sink_usable(plane: D
         return await anext(sink)
 
     assert plane.run(scenario()) == 5
+
+
+def test_an_attached_data_plane_runs_on_the_callers_loop_and_closes_there() -> None:
+    closed: list[str] = []
+
+    class Closeable:
+        async def aclose(self) -> None:
+            closed.append("closed")
+
+    async def main() -> None:
+        plane = DataPlane.attached(asyncio.get_running_loop())
+        assert plane.start() is plane, "no thread of its own to start"
+        assert plane.in_loop_thread()
+        plane.register_closeable(Closeable())
+        result = await asyncio.wrap_future(plane.submit(asyncio.sleep(0, "ran")))
+        assert result == "ran"
+        with pytest.raises(RuntimeError, match="aclose"):
+            plane.stop()
+        await plane.aclose()
+        assert closed == ["closed"]
+
+    asyncio.run(main())
