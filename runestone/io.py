@@ -98,6 +98,11 @@ class DataPlane:
         plane._attached_thread = threading.get_ident()
         return plane
 
+    @property
+    def is_attached(self) -> bool:
+        """Runs on someone else's loop (see :meth:`attached`)."""
+        return self._attached_thread is not None
+
     async def aclose(self) -> None:
         """Close what was registered, on the loop (the way an attached data plane stops)."""
         with self._lock:

@@ -338,8 +338,8 @@ class System:
         if self._stopped:
             return
         self._stop_actors(timeout)
-        if self._own_data_plane or not self.data_plane.in_loop_thread():
-            self.data_plane.stop()
+        if self._own_data_plane or self.data_plane.is_attached:
+            self.data_plane.stop()  # attached: closes the providers' sessions on its loop
         log.info("system_stopped")
 
     async def astop(self, timeout: float = 30.0) -> None:
