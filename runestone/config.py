@@ -417,6 +417,7 @@ class _Expansion:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.references: dict[str, tuple[str, ...]] = {}
+        self._open: set[int] = set()  # containers being walked: a YAML alias can loop
 
     def walk(self, value: object, path: str, key: str = "", parent: str = "") -> object:
         if isinstance(value, str):
@@ -434,11 +435,17 @@ class _Expansion:
             ):
                 return _typed(expanded)
             return expanded
-        if isinstance(value, Mapping):
-            return {k: self.walk(v, _join(path, k), str(k), key) for k, v in value.items()}
-        if isinstance(value, list | tuple):
+        if not isinstance(value, Mapping | list | tuple):
+            return value
+        if id(value) in self._open:
+            raise ConfigError("a YAML alias refers to a value that contains it", path=path)
+        self._open.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                return {k: self.walk(v, _join(path, k), str(k), key) for k, v in value.items()}
             return [self.walk(v, f"{path}[{i}]", key, parent) for i, v in enumerate(value)]
-        return value
+        finally:
+            self._open.discard(id(value))
 
 
 def _join(path: str, key: object) -> str:

@@ -1084,3 +1084,106 @@ def test_config_can_be_built_directly_for_tests_of_other_parts() -> None:
     assert built.model("sim/m1") is loaded.providers["sim"].settings.models["m1"]
     assert built.model("sim/none") is None
     assert built.model("nobody/m1") is None
+
+
+# --- anything at all gives a Config or a ConfigError -------------------------------------------
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", "sim/m1", "openai/gpt-4o-mini", "${X}", "${X:-7}", "$${", "${", "m1"]),
+    st.text(max_size=8),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), inner, max_size=3),
+    ),
+    max_leaves=8,
+)
+_PLACES = [
+    "providers",
+    "providers.sim",
+    "providers.sim.type",
+    "providers.sim.models",
+    "providers.sim.models.m1",
+    "providers.sim.models.m1.capabilities",
+    "providers.sim.timeouts",
+    "providers.sim.retry",
+    "providers.sim.circuit_breaker",
+    "providers.sim.token_rate",
+    "providers.sim.options",
+    "providers.openai.api_key",
+    "providers.openai.headers",
+    "providers.openai.base_url",
+    "providers.legacy",
+    "providers.legacy.default_model",
+    "providers.legacy.api_key_env",
+    "cost_table",
+    "defaults",
+    "defaults.retry",
+    "routing",
+    "routing.policy",
+    "routing.aliases",
+    "routing.aliases.fast",
+    "routing.fallbacks",
+    "routing.weights",
+    "routing.resume",
+    "supervision",
+    "supervision.max_seconds",
+    "pool",
+    "pool.max_in_flight",
+    "server",
+    "server.host",
+    "server.port",
+    "auth",
+    "auth.keys",
+    "logging",
+    "logging.level",
+]
+
+
+@given(place=st.sampled_from(_PLACES), value=_VALUES)
+def test_any_value_anywhere_gives_a_config_or_a_config_error_never_a_traceback(
+    place: str, value: object
+) -> None:
+    data = _with(place, value, legacy=True)()
+    outcome: Config | ConfigError
+    try:
+        outcome = load_config(data, env={"X": "x", "LEGACY_KEY": "k"})
+    except ConfigError as error:
+        outcome = error
+    if isinstance(outcome, ConfigError):
+        assert str(outcome)
+        assert OPENAI_KEY not in str(outcome)
+    else:
+        assert describe(outcome)
+
+
+def test_a_yaml_alias_that_contains_itself_is_an_error_not_a_recursion(tmp_path: Path) -> None:
+    path = tmp_path / "loop.yaml"
+    path.write_text(
+        "providers:\n  sim:\n    type: simulated\n    models: {m: {}}\n    options: &o {x: *o}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(path, env={})
+    assert str(error.value) == (
+        "providers.sim.options.x: a YAML alias refers to a value that contains it"
+    )
+
+
+def test_a_yaml_alias_used_twice_side_by_side_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "shared.yaml"
+    path.write_text(
+        "providers:\n"
+        "  sim:\n"
+        "    type: simulated\n"
+        "    models: {a: &spec {context_window: 4096, capabilities: [tools]}, b: *spec}\n",
+        encoding="utf-8",
+    )
+    models = load_config(path, env={}).providers["sim"].settings.models
+    assert models["a"].context_window == models["b"].context_window == 4096
