@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runestone.providers.settings import Capability, ModelInfo
 from runestone.resilience import CircuitSnapshot, CircuitState, HealthSnapshot
@@ -35,6 +35,7 @@ class Candidate:
     health: HealthSnapshot | None = None
     circuit: CircuitState = CircuitState.CLOSED
     retry_at: float | None = None
+    _key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.provider, str) or not self.provider or "/" in self.provider:
@@ -53,11 +54,12 @@ class Candidate:
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
                 raise ValueError(f"{name}: expected a whole number >= 1 or None, got {value!r}")
+        object.__setattr__(self, "_key", f"{self.provider}/{self.model}")
 
     @property
     def key(self) -> str:
         """``"provider/model"``: how configuration and plans name this candidate."""
-        return f"{self.provider}/{self.model}"
+        return self._key
 
     @property
     def in_flight(self) -> int:

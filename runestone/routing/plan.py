@@ -135,22 +135,31 @@ class _Planner:
 
     def take(self, keys: Sequence[str]) -> list[Candidate]:
         eligible: list[Candidate] = []
+        seen, index, now, floor = self.seen, self.index, self.now, self.floor
+        needed = self.requirements.capabilities
+        room = self.requirements.context_tokens
+        max_tokens = self.requirements.max_tokens or 0
         for key in keys:
-            if key in self.seen:
+            if key in seen:
                 continue
-            self.seen.add(key)
-            candidate = self.index.get(key)
+            seen.add(key)
+            candidate = index.get(key)
             if candidate is None:
                 self.excluded.append(Exclusion(key, "not configured"))
                 continue
-            reason = unmet_requirement(candidate, self.requirements)
-            window = candidate.context_window
-            floor = self.floor
+            window, limit = candidate.context_window, candidate.max_output_tokens
+            # The common case inline; unmet_requirement words the reason otherwise.
+            fits = (
+                needed <= candidate.capabilities
+                and (window is None or window >= room)
+                and (limit is None or limit >= max_tokens)
+            )
+            reason = None if fits else unmet_requirement(candidate, self.requirements)
             if reason is None and floor is not None and window is not None and window <= floor:
-                reason = f"context window {window} not larger than the {self.floor} exceeded"
-            if reason is None and candidate.is_blocked(self.now):
+                reason = f"context window {window} not larger than the {floor} exceeded"
+            if reason is None and candidate.is_blocked(now):
                 self.blocked.append(candidate)
-                reason = _blocked_reason(candidate, self.now)
+                reason = _blocked_reason(candidate, now)
             if reason is None:
                 eligible.append(candidate)
             else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from runestone.exceptions import RequestValidationError
@@ -55,27 +55,33 @@ class Requirements:
     prefill: bool = False
     prompt_tokens: int = 0
     max_tokens: int | None = None
+    # Derived once: the planner asks for them once per candidate.
+    _capabilities: frozenset[Capability] = field(init=False, repr=False, compare=False)
+    _context_tokens: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_count("prompt_tokens", self.prompt_tokens, minimum=0)
         if self.max_tokens is not None:
             _check_count("max_tokens", self.max_tokens, minimum=1)
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        """The capabilities a candidate must list."""
         wanted = (
             (self.tools, Capability.TOOLS),
             (self.vision, Capability.VISION),
             (self.json, Capability.JSON),
             (self.prefill, Capability.PREFILL),
         )
-        return frozenset(capability for needed, capability in wanted if needed)
+        needed = frozenset(capability for needed, capability in wanted if needed)
+        object.__setattr__(self, "_capabilities", needed)
+        object.__setattr__(self, "_context_tokens", self.prompt_tokens + (self.max_tokens or 0))
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """The capabilities a candidate must list."""
+        return self._capabilities
 
     @property
     def context_tokens(self) -> int:
         """Context window the request needs: the prompt plus the longest answer it allows."""
-        return self.prompt_tokens + (self.max_tokens or 0)
+        return self._context_tokens
 
     @property
     def output_tokens(self) -> int:
