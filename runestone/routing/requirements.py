@@ -156,7 +156,8 @@ def estimate_prompt_tokens(messages: Iterable[object], tools: Iterable[object] =
 
 
 def _message_size(message: Message) -> tuple[int, int]:
-    chars = sum(len(call.name) + len(call.arguments) for call in message.tool_calls)
+    calls = message.tool_calls
+    chars = len(_json([call.to_dict() for call in calls])) if calls else 0
     images = 0
     content = message.content
     if isinstance(content, str):

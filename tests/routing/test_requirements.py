@@ -126,3 +126,18 @@ def test_impossible_requirements_raise_a_value_error_naming_the_field(
 ) -> None:
     with pytest.raises(ValueError, match=field):
         Requirements(**kwargs)
+
+
+def test_tool_calls_count_alike_in_a_dict_and_its_validated_request() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"q": 1}'}}
+    raw: dict[str, Any] = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "42"},
+        ],
+    }
+    from_dict = Requirements.from_request(raw)
+    assert from_dict == Requirements.from_request(ChatRequest.from_dict(raw))
+    assert from_dict.tools
