@@ -21,6 +21,7 @@ The supervision tree (ARCHITECTURE §1)::
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import os
@@ -265,6 +266,12 @@ class System:
             metrics=metrics,
         )
         task_env.new_context = self._context
+        # Stream tasks are actors with mailboxes of their own; their loops run on reused
+        # threads (one per task in flight) rather than a new thread per request.
+        self._task_threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=config.pool.max_in_flight + 16, thread_name_prefix="runestone-task"
+        )
+        task_env.executor = self._task_threads
         intensity = config.supervision
         max_in_flight = config.pool.max_in_flight
         # Stream tasks fail one by one; their restarts must not add up to an escalation
@@ -359,6 +366,7 @@ class System:
                 handles.root.stop(timeout=timeout)
             except SupervisionError as exc:
                 log.error("system_stop_incomplete", error=str(exc))
+        self._task_threads.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> System:
         return self

@@ -122,6 +122,8 @@ class TaskEnv:
     ask_timeout: float = 5.0
     new_context: Callable[[Any, Any, str | None], RequestContext] = field(default=None)  # type: ignore[assignment]
     """Builds a request's context (validation, id, deadline); set by the System."""
+    executor: concurrent.futures.Executor | None = None
+    """Where stream tasks run their actor loops: reused threads instead of a new one each."""
 
 
 @dataclass
@@ -151,6 +153,15 @@ class StreamTask(SupervisedActor):
         self._timers: list[Cancellable] = []
 
     # -- life -------------------------------------------------------------------------------
+
+    def _start_actor_loop(self) -> None:
+        # A thread per request costs more than the rest of the control plane together;
+        # a task runs its actor loop on a reused thread of the system's executor instead.
+        executor = self.env.executor
+        if executor is None:
+            super()._start_actor_loop()
+        else:
+            executor.submit(self._actor_loop)
 
     def on_start(self) -> None:
         # The work happens in a handler: on_start runs while the supervisor waits for it.
