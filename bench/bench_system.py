@@ -22,7 +22,6 @@ import importlib.util
 import statistics
 import threading
 import time
-
 from typing import Any
 
 import aiohttp
@@ -205,7 +204,7 @@ def litellm_router(base_url: str, requests: int) -> None:
     if importlib.util.find_spec("litellm") is None:
         print("\n3. LiteLLM Router: not installed (pip install '.[bench]'), skipped")
         return
-    import litellm  # type: ignore[import-not-found]  # noqa: PLC0415 - optional
+    import litellm  # type: ignore[import-not-found]
 
     router = litellm.Router(
         model_list=[
@@ -268,9 +267,8 @@ def many_streams(base_url: str, streams: int, seconds: float) -> None:
         totals = [t for _, t in results]
         print(f"\n4. {streams} concurrent {seconds:g}-second streams through system.stream()")
         print(f"  completed correctly   {sum(ok for ok, _ in results)} / {streams}")
-        print(
-            f"  total time p50 / p99  {percentile(totals, 0.5):.2f} s / {percentile(totals, 0.99):.2f} s"
-        )
+        p50, p99 = percentile(totals, 0.5), percentile(totals, 0.99)
+        print(f"  total time p50 / p99  {p50:.2f} s / {p99:.2f} s")
         print(f"  CPU of the whole run  {cpu:.2f} s  (includes the {streams} caller threads)")
         print(f"  peak RSS              {peak_rss_mb():.0f} MB")
         print(f"  peak threads          {peak_threads}")
