@@ -18,12 +18,13 @@ from runestone.resilience.circuit_breaker import (
     TransitionReason,
 )
 from runestone.resilience.failure_policy import (
+    FAILURE_POLICIES,
     CircuitEffect,
     FailoverScope,
     FailurePolicy,
     failure_policy,
 )
-from runestone.resilience.health import HealthSnapshot, HealthTracker
+from runestone.resilience.health import CIRCUIT_SCORE_FACTORS, HealthSnapshot, HealthTracker
 from runestone.resilience.retry import (
     RetryAction,
     RetryDecision,
@@ -33,6 +34,8 @@ from runestone.resilience.retry import (
 )
 
 __all__ = [
+    "CIRCUIT_SCORE_FACTORS",
+    "FAILURE_POLICIES",
     "CircuitBreaker",
     "CircuitBreakerPolicy",
     "CircuitEffect",

@@ -1,8 +1,8 @@
 """Routing: from what a request needs and the live candidates to an ordered plan.
 
 Pure logic like :mod:`runestone.resilience`: the Router actor owns a policy and
-calls :func:`plan` with the candidates' current health and circuit state. The
-policy registry by config name is :data:`runestone.routing.policies.POLICIES`.
+calls :func:`plan` with the candidates' current health and circuit state.
+:data:`POLICIES` maps each ``routing.policy`` config name to its policy class.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from runestone.routing.candidate import Candidate
 from runestone.routing.capabilities import capable, unmet_requirement
 from runestone.routing.plan import Exclusion, Plan, plan
 from runestone.routing.policies import (
+    POLICIES,
     CapabilityPolicy,
     CostPolicy,
     HealthPolicy,
@@ -27,6 +28,7 @@ from runestone.routing.requirements import Requirements, estimate_prompt_tokens
 from runestone.routing.table import RoutingTable
 
 __all__ = [
+    "POLICIES",
     "Candidate",
     "CapabilityPolicy",
     "CostPolicy",
