@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = ["CIRCUIT_STATE_VALUES", "Metrics"]
 
@@ -54,18 +59,16 @@ class Metrics:
             "Requests admitted and not finished.",
             registry=self.registry,
         )
-        self.restarts = Counter(
-            "runestone_actor_restarts",
-            "Actor restarts by supervisor.",
-            ["supervisor"],
-            registry=self.registry,
-        )
         self.resumes = Counter(
             "runestone_stream_resumes",
             "Cut streams continued on another candidate, by mode (prefill or replay).",
             ["mode"],
             registry=self.registry,
         )
+
+    def watch_tree(self, tree: Callable[[], dict[str, Any] | None]) -> None:
+        """Export every actor's restart count, read from the supervision tree at scrape time."""
+        self.registry.register(_RestartCollector(tree))
 
     def observe_attempt(
         self, provider: str, model: str, outcome: str, latency: float, first_token: float | None
@@ -79,3 +82,30 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition format."""
         return generate_latest(self.registry)
+
+
+class _RestartCollector(Collector):
+    def __init__(self, tree: Callable[[], dict[str, Any] | None]) -> None:
+        self._tree = tree
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "runestone_actor_restarts",
+            "Restarts of each supervised actor, by its path in the supervision tree.",
+            labels=["actor"],
+        )
+        try:
+            tree = self._tree()
+        except Exception:  # noqa: BLE001 - a scrape during shutdown reports nothing, not a 500
+            tree = None
+        if tree is not None:
+            for path, restarts in _walk(tree, tree["id"]):
+                family.add_metric([path], restarts)
+        yield family
+
+
+def _walk(node: dict[str, Any], path: str) -> Iterator[tuple[str, int]]:
+    for child in node.get("children") or ():
+        child_path = f"{path}/{child['id']}"
+        yield child_path, int(child.get("restarts", 0))
+        yield from _walk(child, child_path)

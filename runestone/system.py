@@ -322,6 +322,7 @@ class System:
             clock=clock,
             on_exit=holder.root_exit.append,
         )
+        metrics.watch_tree(lambda: None if self._stopped else root.tree(timeout=2))
         pool_sup = _Lookup(lambda: root.child("pool"))
         holder.handles = _Handles(
             root=root,

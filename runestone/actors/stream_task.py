@@ -426,6 +426,14 @@ class StreamTask(SupervisedActor):
         self._cancel_timers()
         if not ctx.finished.is_set():
             ctx.finished.set()
+            metrics = self.env.metrics
+            if metrics is not None:
+                last = ctx.attempts[-1] if ctx.attempts else None
+                metrics.requests.labels(
+                    "" if last is None else last.provider,
+                    "" if last is None else last.model,
+                    outcome,
+                ).inc()
             with contextlib.suppress(RuntimeError):  # the data plane is stopping
                 self.env.data_plane.submit(_emit(ctx.sink, events))
             log.info(
