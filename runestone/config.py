@@ -171,6 +171,8 @@ class ProviderConfig:
     settings: ProviderSettings
     retry: RetryPolicy
     circuit_breaker: CircuitBreakerPolicy
+    probe_interval: float | None = None
+    """Seconds between active health probes (``health_probe: {interval: …}``); None: none."""
 
     @property
     def name(self) -> str:
@@ -562,6 +564,7 @@ _PROVIDER_KEYS: Final = (
     "models",
     "retry",
     "circuit_breaker",
+    "health_probe",
     "options",
 )
 _LEGACY_PROVIDER_KEYS: Final = ("type", "default_model", "api_key_env", "base_url", "enabled")
@@ -708,7 +711,14 @@ def _provider(
     _check_keys(block, allowed, path)
     enabled = _read(block, "enabled", True, path, _boolean)
 
-    merged = {k: v for k, v in block.items() if k != "enabled"}
+    probe = _mapping(block.get("health_probe") or {}, f"{path}.health_probe")
+    _check_keys(probe, ("interval",), f"{path}.health_probe")
+    probe_interval = (
+        None
+        if probe.get("interval") is None
+        else _number(probe["interval"], f"{path}.health_probe.interval", minimum=0, exclusive=True)
+    )
+    merged = {k: v for k, v in block.items() if k not in ("enabled", "health_probe")}
     for key, base in defaults.items():
         own = merged.get(key)
         if own is None:
@@ -726,7 +736,9 @@ def _provider(
     breaker = CircuitBreakerPolicy.from_mapping(
         settings.circuit_breaker, path=f"{path}.circuit_breaker"
     )
-    config = ProviderConfig(settings=settings, retry=retry, circuit_breaker=breaker)
+    config = ProviderConfig(
+        settings=settings, retry=retry, circuit_breaker=breaker, probe_interval=probe_interval
+    )
     if skip_reason is None and not enabled:
         skip_reason = "disabled (enabled: false)"
     if skip_reason is None and cls.requires_api_key and not settings.api_key:

@@ -550,10 +550,20 @@ def test_a_legacy_file_may_name_its_own_default_alias_and_use_new_sections() -> 
 _KNOWN_TYPES = "anthropic, openai, openai_compatible, simulated"
 _PROVIDER_KEYS = (
     "type, enabled, api_key, base_url, headers, timeouts, max_connections, models, retry, "
-    "circuit_breaker, options"
+    "circuit_breaker, health_probe, options"
 )
 
 BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
+    (
+        "health probe interval of zero",
+        _with("providers.sim.health_probe", {"interval": 0}),
+        "providers.sim.health_probe.interval: expected a number > 0, got 0",
+    ),
+    (
+        "health probe with an unknown key",
+        _with("providers.sim.health_probe", {"every": 5}),
+        "providers.sim.health_probe.every: unknown key; expected one of: interval",
+    ),
     (
         "unknown top-level key",
         _with("pools", {}),

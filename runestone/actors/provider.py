@@ -7,16 +7,20 @@ and only their outcomes come here.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pykka
 import structlog
 
 from runestone.actors.directory import Directory, ProviderStatus
-from runestone.clock import SYSTEM_CLOCK, Clock
+from runestone.clock import SYSTEM_CLOCK, Cancellable, Clock
 from runestone.exceptions import ErrorClass, SupervisionError
+from runestone.providers.base import HealthCheck
 from runestone.resilience import (
     CircuitBreaker,
     CircuitBreakerPolicy,
@@ -77,6 +81,16 @@ class GetStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """Time for an active health probe."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    future: concurrent.futures.Future[HealthCheck]
+
+
+@dataclass(frozen=True, slots=True)
 class Drain:
     """Stop after the attempts in flight end; ``notify`` is called (with the child id) then."""
 
@@ -96,8 +110,13 @@ class ProviderActor(SupervisedActor):
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         on_state_change: Callable[[str, StateChange], None] | None = None,
+        probe: Callable[[], concurrent.futures.Future[HealthCheck]] | None = None,
+        probe_interval: float | None = None,
     ) -> None:
         super().__init__()
+        self._probe = probe
+        self._probe_interval = probe_interval
+        self._probe_timer: Cancellable | None = None
         self.name = name
         self.child_id = child_id
         self._directory = directory
@@ -110,6 +129,55 @@ class ProviderActor(SupervisedActor):
 
     def on_start(self) -> None:
         self._publish()
+        self._schedule_probe()
+
+    def on_stop(self) -> None:
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+
+    def _schedule_probe(self) -> None:
+        if self._probe is None or self._probe_interval is None:
+            return
+        own = self.actor_ref
+
+        def due() -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                own.tell(Probe())
+
+        self._probe_timer = self._clock.call_later(self._probe_interval, due)
+
+    def _start_probe(self) -> None:
+        assert self._probe is not None
+        own = self.actor_ref
+        try:
+            future = self._probe()
+        except RuntimeError:  # the data plane is stopping
+            return
+
+        def done(f: concurrent.futures.Future[HealthCheck]) -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                own.tell(ProbeResult(f))
+
+        future.add_done_callback(done)
+
+    def _probed(self, future: concurrent.futures.Future[HealthCheck]) -> None:
+        try:
+            check = future.result()
+        except BaseException as exc:  # noqa: BLE001 - a probe that broke is a failed probe
+            log.warning("health_probe_failed", provider=self.name, error=repr(exc))
+        else:
+            # A probe is a call like any other in the health figures, but holds no permit:
+            # the breaker is driven by real traffic only.
+            self._health.record_start()
+            if check.healthy:
+                self._health.record_success(check.latency)
+            else:
+                detail = f"active probe: {check.message}"[:200]
+                self._health.record_failure(
+                    check.error_class or ErrorClass.SERVER_ERROR, detail=detail
+                )
+            self._publish()
+        self._schedule_probe()
 
     def _changed(self, change: StateChange) -> None:
         self._health.record_state_change(change)
@@ -151,6 +219,10 @@ class ProviderActor(SupervisedActor):
             case Drain():
                 self._drain = message
                 self._maybe_drained()
+            case Probe():
+                self._start_probe()
+            case ProbeResult(future=future):
+                self._probed(future)
             case _:
                 raise SupervisionError(
                     f"provider actor {self.name!r} got an unknown message {type(message).__name__}"

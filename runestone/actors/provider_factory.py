@@ -108,6 +108,8 @@ def provider_spec(entry: ProviderEntry, env: FactoryEnv) -> ChildSpec:
             clock=env.clock,
             rng=env.rng,
             on_state_change=env.on_state_change,
+            probe=lambda: env.data_plane.submit(entry.provider.check_health()),
+            probe_interval=entry.config.probe_interval,
         )
 
     return ChildSpec(entry.child_id, start, restart=RestartType.PERMANENT)

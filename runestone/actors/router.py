@@ -88,6 +88,7 @@ class Router(SupervisedActor):
                         name,
                         model,
                         priority=len(candidates),
+                        weight=self._routing.weight(f"{name}/{model.name}"),
                         health=None if status is None else status.health,
                         circuit=None if status is None else status.circuit,
                     )

@@ -74,3 +74,32 @@ def test_metrics_count_requests_attempts_circuits_and_restarts(
     assert 'runestone_circuit_state{provider="primary"} 2.0' in text
     assert 'runestone_actor_restarts_total{actor="root/router"} 1.0' in text
     assert "runestone_time_to_first_token_seconds_bucket" in text
+
+
+def test_an_active_health_probe_runs_on_its_interval(start_system: Start) -> None:
+    import time
+
+    from runestone.testing import FakeClock
+
+    clock = FakeClock()
+    with FakeUpstream() as up:
+        cfg = config(
+            {"primary": openai_provider(up, models("healthy"), health_probe={"interval": 30})},
+            aliases={"m": ["primary/healthy"]},
+        )
+        system = start_system(cfg, clock=clock)
+
+        def probes() -> int:
+            figures = system.health()["providers"]["primary"]["health"]
+            return int(figures["total_successes"]) + int(figures["total_failures"])
+
+        assert probes() == 0
+        clock.advance(29)
+        assert probes() == 0, "not due yet"
+        clock.advance(1)
+        deadline = time.monotonic() + 5
+        while probes() == 0 and time.monotonic() < deadline:
+            pass  # each probes() call is a round trip through the actors
+        assert probes() == 1
+        assert system.health()["providers"]["primary"]["health"]["total_successes"] == 1
+        system.stop()
