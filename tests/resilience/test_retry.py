@@ -41,7 +41,7 @@ def decide(cls: ErrorClass = ErrorClass.SERVER_ERROR, **kwargs: Any) -> RetryDec
     return decide_retry(policy, cls, **args)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(
     policy=retry_policies,
     cls=st.sampled_from(list(ErrorClass)),
@@ -92,7 +92,7 @@ def test_a_retry_is_never_scheduled_past_the_deadline_nor_before_an_honoured_ret
     assert 0.0 <= decision.delay <= max(policy.backoff_cap(attempt), imposed)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     policy=retry_policies,
     budget=st.floats(0.0, 60.0),

@@ -10,7 +10,7 @@ from runestone.routing import Candidate, Requirements, capable, unmet_requiremen
 from .strategies import pools, requirements
 
 
-@settings(deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(pool=pools(max_size=10), needs=requirements)
 def test_the_filter_keeps_exactly_the_candidates_that_have_what_is_needed(
     pool: list[Candidate], needs: Requirements

@@ -225,7 +225,7 @@ def tables(draw: st.DrawFn, pool: list[Candidate]) -> RoutingTable:
     )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(data=st.data(), pool=pools(max_size=8), needs=requirements)
 def test_a_plan_never_holds_an_incapable_or_refusing_candidate_outside_panic_or_twice(
     data: st.DataObject, pool: list[Candidate], needs: Requirements
@@ -262,7 +262,7 @@ def test_a_plan_never_holds_an_incapable_or_refusing_candidate_outside_panic_or_
         assert not any(c.is_blocked(NOW) for c in result)
 
 
-@settings(deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(pool=pools(min_size=2, max_size=8), needs=requirements)
 def test_panic_mode_picks_the_capable_candidate_recovering_soonest(
     pool: list[Candidate], needs: Requirements

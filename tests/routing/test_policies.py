@@ -110,7 +110,7 @@ def test_priority_keeps_the_given_order() -> None:
     assert PriorityPolicy().order([C, A, B], Requirements()) == [C, A, B]
 
 
-@settings(deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(pool=pools(max_size=8), needs=requirements, name=st.sampled_from(sorted(POLICIES)))
 def test_every_policy_returns_the_same_candidates_reordered(
     pool: list[Candidate], needs: Requirements, name: str
