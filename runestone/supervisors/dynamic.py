@@ -60,6 +60,7 @@ class DynamicSupervisor(Supervisor):
     """A one_for_one supervisor of children added at run time, at most ``max_children``."""
 
     default_restart: ClassVar[RestartType] = RestartType.TRANSIENT
+    child_events_at_debug: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -111,6 +111,15 @@ class Supervisor(SupervisedActor):
         self._children: dict[str, _Child] = {spec.id: _Child(spec) for spec in children}
         self._started_at = clock.monotonic()
 
+    child_events_at_debug: ClassVar[bool] = False
+    """Log child starts, exits and restarts at debug (for many short-lived children)."""
+
+    def _log_child(self, event: str, **fields: Any) -> None:
+        if self.child_events_at_debug:
+            log.debug(event, **fields)
+        else:
+            log.info(event, **fields)
+
     # -- life -------------------------------------------------------------------------------
 
     def on_start(self) -> None:
@@ -184,7 +193,7 @@ class Supervisor(SupervisedActor):
         child.incarnation = incarnation
         child.started_at = self._clock.monotonic()
         child.slot.install(incarnation)
-        log.info(
+        self._log_child(
             "child_started",
             supervisor=self.name,
             child_id=spec.id,
@@ -238,7 +247,7 @@ class Supervisor(SupervisedActor):
             return
         child.incarnation = None
         child.last_exit = notice.reason
-        log.info(
+        self._log_child(
             "child_exited",
             supervisor=self.name,
             child_id=notice.child_id,
@@ -287,7 +296,7 @@ class Supervisor(SupervisedActor):
                 child.slot.mark(ChildState.RESTARTING)
                 self.actor_ref.tell(RetryRestart(child_ids[index:]))
                 return
-            log.info(
+            self._log_child(
                 "child_restarted",
                 supervisor=self.name,
                 child_id=child_id,
