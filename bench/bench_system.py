@@ -277,12 +277,46 @@ def many_streams(base_url: str, streams: int, seconds: float) -> None:
         system.stop()
 
 
+def many_async_streams(base_url: str, streams: int, seconds: float) -> None:
+    """The same load from one asyncio caller (``system.astream()``): no thread per stream."""
+    system = runestone.start(system_config(base_url, max_in_flight=streams + 10))
+
+    async def consume() -> tuple[bool, float]:
+        start = time.perf_counter()
+        text = []
+        ok = False
+        stream = await system.astream({"model": "m", "messages": MESSAGES, "stream": True})
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                text.append(event.text)
+            elif isinstance(event, Done):
+                ok = "".join(text) == KNOWN_TEXT
+        return ok, time.perf_counter() - start
+
+    async def run_all() -> list[tuple[bool, float]]:
+        return list(await asyncio.gather(*(consume() for _ in range(streams))))
+
+    try:
+        cpu_before = cpu_seconds()
+        results = asyncio.run(run_all())
+        cpu = cpu_seconds() - cpu_before
+        totals = [t for _, t in results]
+        p50, p99 = percentile(totals, 0.5), percentile(totals, 0.99)
+        print(f"\n5. {streams} concurrent {seconds:g}-second streams through system.astream()")
+        print(f"  completed correctly   {sum(ok for ok, _ in results)} / {streams}")
+        print(f"  total time p50 / p99  {p50:.2f} s / {p99:.2f} s")
+        print(f"  CPU of the whole run  {cpu:.2f} s  (one asyncio caller thread)")
+        print(f"  peak RSS              {peak_rss_mb():.0f} MB (process peak so far)")
+    finally:
+        system.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: 1,2,3,4")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: 1,2,3,4,5")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
 
@@ -310,11 +344,14 @@ def main() -> None:
     finally:
         stop(process)
 
-    if "4" not in skip:
+    if not {"4", "5"} <= skip:
         interval = args.seconds / len(KNOWN_TOKENS)
         process, base_url = start_upstream(interval)
         try:
-            many_streams(base_url, args.streams, args.seconds)
+            if "4" not in skip:
+                many_streams(base_url, args.streams, args.seconds)
+            if "5" not in skip:
+                many_async_streams(base_url, args.streams, args.seconds)
         finally:
             stop(process)
 
