@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runestone.exceptions import ConfigError, NoCandidatesError
+from runestone.exceptions import NoCandidatesError
 from runestone.providers.settings import Capability
 from runestone.resilience import CircuitState
 from runestone.routing import (
@@ -293,30 +293,3 @@ def test_candidates_can_be_given_as_a_mapping_by_key() -> None:
     by_key = {c.key: c for c in POOL}
     result = plan("fast", Requirements(), by_key, TABLE, PriorityPolicy(), now=NOW)
     assert result.keys == keys("fast")
-
-
-@pytest.mark.parametrize(
-    ("data", "path"),
-    [
-        ({"aliases": ["a"]}, "routing.aliases"),
-        ({"aliases": {"fast": "alpha/small"}}, "routing.aliases.fast"),
-        ({"aliases": {"fast": ["alpha"]}}, "routing.aliases.fast[0]"),
-        ({"fallbacks": {"a/b": ["c/d", 5]}}, "routing.fallbacks.a/b[1]"),
-        ({"context_window_fallbacks": {"": ["c/d"]}}, "routing.context_window_fallbacks"),
-    ],
-)
-def test_a_bad_routing_table_raises_a_config_error_naming_the_path(
-    data: dict[str, object], path: str
-) -> None:
-    with pytest.raises(ConfigError) as caught:
-        RoutingTable.from_mapping(data)
-    assert caught.value.path == path
-
-
-def test_a_routing_table_is_a_frozen_copy() -> None:
-    aliases = {"fast": ["alpha/small"]}
-    table = RoutingTable.from_mapping({"aliases": aliases, "policy": "cost"})
-    aliases["fast"].append("beta/small")
-    assert table.aliases["fast"] == ("alpha/small",)
-    with pytest.raises(TypeError):
-        table.aliases["slow"] = ("x/y",)  # type: ignore[index]
