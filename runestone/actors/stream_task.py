@@ -321,6 +321,10 @@ class StreamTask(SupervisedActor):
             return
         self._last_error = error
         entry_config = current.entry.config
+        retry_after = error.retry_after
+        if retry_after is None and error.error_class is ErrorClass.RATE_LIMITED:
+            # The breaker cools the provider down for its default: waiting less is refused.
+            retry_after = entry_config.circuit_breaker.rate_limit_cooldown
         decision = decide_retry(
             entry_config.retry,
             error.error_class,
@@ -328,7 +332,7 @@ class StreamTask(SupervisedActor):
             now=self.env.clock.monotonic(),
             rng=self.env.rng,
             deadline=ctx.deadline,
-            retry_after=error.retry_after,
+            retry_after=retry_after,
             content_delivered=ctx.committed,
         )
         log.info(

@@ -411,3 +411,22 @@ def test_asyncio_callers_stream_without_blocking_their_loop(
     text, whole = asyncio.run(main())
     assert text == KNOWN_TEXT
     assert whole == KNOWN_TEXT
+
+
+def test_a_429_without_retry_after_waits_out_the_breakers_cooldown_then_fails_over(
+    fake_upstream: FakeUpstream, start_system: Start
+) -> None:
+    cfg = two_providers(fake_upstream, "rate-limit")
+    cfg["providers"]["primary"]["circuit_breaker"] = {"rate_limit_cooldown": 0.2}
+    system = start_system(cfg)
+    text, events = run(system, "m")
+    done = terminal(events)
+    assert text == KNOWN_TEXT
+    assert isinstance(done, Done)
+    assert [(a.provider, a.outcome) for a in done.attempts] == [
+        ("primary", ErrorClass.RATE_LIMITED.value),
+        ("primary", ErrorClass.RATE_LIMITED.value),
+        ("backup", "ok"),
+    ]
+    first, second, _ = fake_upstream.attempts
+    assert second.time - first.time >= 0.2, "the retry waited for the cooldown"
