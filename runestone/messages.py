@@ -48,6 +48,7 @@ __all__ = [
     "FinishReason",
     "ImagePart",
     "Message",
+    "Origin",
     "RawPart",
     "ResponseFormat",
     "Role",
@@ -736,10 +737,26 @@ class FinishReason(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Which attempt the first content a caller receives came from (the commit point).
+
+    An HTTP server sends its headers with that content, before ``Done`` names the
+    answer's provider and model; this is what it can say by then.
+    """
+
+    provider: str
+    model: str
+    attempt: int
+    """How many attempts the request had made, this one included."""
+
+
+@dataclass(frozen=True, slots=True)
 class TextDelta:
     """A piece of the answer's text."""
 
     text: str
+    origin: Origin | None = field(default=None, compare=False, repr=False)
+    """Set on the request's first content only (see :class:`Origin`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -750,6 +767,8 @@ class ToolCallDelta:
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    origin: Origin | None = field(default=None, compare=False, repr=False)
+    """Set on the request's first content only (see :class:`Origin`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import structlog
@@ -28,6 +28,7 @@ from runestone.messages import (
     Done,
     Event,
     Message,
+    Origin,
     Role,
     TextDelta,
     ToolCallDelta,
@@ -125,6 +126,11 @@ def attempt_request(ctx: RequestContext, model: str, mode: AttemptMode) -> ChatR
     return request
 
 
+def _origin(provider: Provider, ctx: RequestContext, model: str) -> Origin:
+    """Where the request's first content comes from: this attempt, after those recorded."""
+    return Origin(provider.name, model, len(ctx.attempts) + 1)
+
+
 async def run_attempt(
     provider: Provider,
     ctx: RequestContext,
@@ -168,11 +174,15 @@ async def run_attempt(
                         event = TextDelta(text)
                     if first_token is None:
                         first_token = loop.time() - started
+                    if not ctx.committed:
+                        event = TextDelta(text, _origin(provider, ctx, model))
                     ctx.delivered.append(text)
                     await sink.send(event)
                 elif type(event) is ToolCallDelta:
                     if first_token is None:
                         first_token = loop.time() - started
+                    if not ctx.committed:
+                        event = replace(event, origin=_origin(provider, ctx, model))
                     ctx.delivered_tools = True
                     await sink.send(event)
                 elif type(event) is Usage:
