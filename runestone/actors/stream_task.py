@@ -178,8 +178,8 @@ class StreamTask(SupervisedActor):
             case _AttemptEnded():
                 self._attempt_ended(message)
             case _RetryDue(route=route, attempt=attempt):
-                if not self._gone():
-                    self._try(route, attempt, AttemptMode.FRESH)
+                if not self._gone() and not self._try(route, attempt, AttemptMode.FRESH):
+                    self._advance()
             case _DeadlinePassed():
                 self._deadline_passed()
             case _:
@@ -256,7 +256,7 @@ class StreamTask(SupervisedActor):
             return False
         if isinstance(permit, Refused):
             self._record(route, "circuit_open", mode=mode)
-            return False
+            return self._wait_for_recovery(route, attempt, mode, permit, entry)
         self._tokens += 1
         token = self._tokens
         future = self.env.data_plane.submit(
@@ -268,6 +268,28 @@ class StreamTask(SupervisedActor):
         future.add_done_callback(lambda f: _tell(own, _AttemptEnded(token, f)))
         if mode is not AttemptMode.FRESH and self.env.metrics is not None:
             self.env.metrics.resumes.labels(mode=mode.value).inc()
+        return True
+
+    def _wait_for_recovery(
+        self,
+        route: Route,
+        attempt: int,
+        mode: AttemptMode,
+        refused: Refused,
+        entry: ProviderEntry,
+    ) -> bool:
+        """Panic mode: the last candidate is open. Rather than fail outright, wait for its
+        recovery when that comes soon enough (within the deadline and the route's
+        ``max_retry_after``), then ask it again."""
+        if self._queue or refused.retry_at is None or mode is not AttemptMode.FRESH:
+            return False
+        now = self.env.clock.monotonic()
+        wait = refused.retry_at - now
+        if wait > entry.config.retry.max_retry_after or now + wait >= self.ctx.deadline:
+            return False
+        log.info("routing_panic_wait", request_id=self.ctx.id, route=str(route), wait=wait)
+        self._tried.discard(route)
+        self._schedule(wait, _RetryDue(route, attempt))
         return True
 
     def _attempt_ended(self, message: _AttemptEnded) -> None:

@@ -4,6 +4,7 @@ upstream saw (ARCHITECTURE §3, §4)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -430,3 +431,40 @@ def test_a_429_without_retry_after_waits_out_the_breakers_cooldown_then_fails_ov
     ]
     first, second, _ = fake_upstream.attempts
     assert second.time - first.time >= 0.2, "the retry waited for the cooldown"
+
+
+def test_when_every_circuit_is_open_the_soonest_to_recover_is_waited_for(
+    start_system: Start,
+) -> None:
+    clock = FakeClock()
+    with FakeUpstream(clock=clock) as up:
+        cfg = config(
+            {
+                "only": openai_provider(
+                    up,
+                    models("down-for:1"),
+                    retry={"max_attempts": 1, "max_retry_after": 30},
+                    circuit_breaker={"consecutive_failures": 1, "recovery": 5, "jitter": 0},
+                )
+            },
+            aliases={"m": ["only/down-for:1"]},
+        )
+        system = start_system(cfg, clock=clock)
+        _, events = run(system, "m")
+        assert isinstance(terminal(events), StreamError), "the outage itself is reported"
+        before = clock.pending
+        stream = iter(system.stream({"model": "m", "messages": USER}))
+        # The circuit is open and nothing else can serve: the request waits for recovery,
+        # on a timer of the injected clock (besides its deadline's).
+        until = time.monotonic() + 5
+        while clock.pending < before + 2 and time.monotonic() < until:
+            system.pool_stats()  # a round trip to the actors, not a sleep
+        assert clock.pending == before + 2
+        clock.advance(5)
+        events = list(stream)
+        text = "".join(e.text for e in events if isinstance(e, TextDelta))
+        assert text == KNOWN_TEXT
+        done = terminal(events)
+        assert isinstance(done, Done)
+        assert [a.outcome for a in done.attempts] == ["circuit_open", "ok"]
+        system.stop()
