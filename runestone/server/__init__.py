@@ -1,3 +1,28 @@
-"""The HTTP front: an OpenAI-compatible API on starlette and uvicorn."""
+"""The HTTP front: OpenAI's and Anthropic's APIs on starlette and uvicorn, one event loop.
 
-__all__: list[str] = []
+::
+
+    from runestone.server import create_app, serve
+    serve(load_config("config/runestone.yaml"))     # what `runestone serve` runs
+    app = create_app(config)                        # an ASGI app, for another ASGI server
+
+The server's loop is the data plane (ARCHITECTURE §2): an upstream chunk is
+parsed and written to the client on it, never crossing a thread.
+"""
+
+from runestone.server.app import Gateway, GatewayApp, create_app
+from runestone.server.catalog import ModelCatalog
+from runestone.server.errors import ApiError
+from runestone.server.limits import KeyLimits, SlidingWindow
+from runestone.server.runner import serve
+
+__all__ = [
+    "ApiError",
+    "Gateway",
+    "GatewayApp",
+    "KeyLimits",
+    "ModelCatalog",
+    "SlidingWindow",
+    "create_app",
+    "serve",
+]

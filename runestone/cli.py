@@ -1,0 +1,239 @@
+"""The ``runestone`` command: ``serve``, ``check-config``, ``health``.
+
+::
+
+    runestone serve [--config PATH] [--host 127.0.0.1] [--port 4003]
+    runestone check-config PATH
+    runestone health [--url http://127.0.0.1:4003] [--key KEY] [--json]
+
+Exit status: 0 fine; 1 a bad config, an unhealthy server or a failure to
+start; 2 a usage error (or, for ``health``, a server that cannot be reached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final
+
+from runestone.config import BUNDLED_CONFIG, Config, describe, load_config
+from runestone.exceptions import ConfigError
+
+__all__ = ["format_health", "main"]
+
+DEFAULT_URL: Final = "http://127.0.0.1:4003"
+_HEALTH_TIMEOUT: Final = 10.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runestone",
+        description="Runestone: an LLM gateway that keeps answering when providers misbehave.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the OpenAI- and Anthropic-compatible HTTP API",
+        description="Serve /v1/chat/completions, /v1/messages, /v1/models, /health and "
+        "/metrics until SIGTERM or Ctrl-C.",
+    )
+    serve.add_argument(
+        "--config",
+        metavar="PATH",
+        default=None,
+        help=f"config file (default: the bundled {BUNDLED_CONFIG.name}, "
+        "which answers through the simulated provider)",
+    )
+    serve.add_argument("--host", default=None, help="address to bind (default: server.host)")
+    serve.add_argument(
+        "--port", type=int, default=None, help="port (default: server.port; 0 = any free port)"
+    )
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate a config and print what it implies",
+        description="Validate a config file and print its providers, models, aliases and "
+        "routing, or the one error that makes it unusable.",
+    )
+    check.add_argument("path", metavar="PATH", help="the config file")
+
+    health = commands.add_parser(
+        "health",
+        help="print a running server's supervision tree and provider health",
+        description="Ask a running server for GET /health and print it as tables.",
+    )
+    health.add_argument(
+        "--url",
+        default=os.environ.get("RUNESTONE_URL", DEFAULT_URL),
+        help=f"the server (default: $RUNESTONE_URL or {DEFAULT_URL})",
+    )
+    health.add_argument(
+        "--key", default=os.environ.get("RUNESTONE_API_KEY"), help="API key to send, if any"
+    )
+    health.add_argument("--json", action="store_true", help="print the raw JSON instead")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.path)
+    if args.command == "health":
+        return _health(args.url, args.key, as_json=args.json)
+    return _serve(args.config, args.host, args.port)
+
+
+def _load(path: str | None) -> Config | None:
+    try:
+        return load_config(BUNDLED_CONFIG if path is None else path)
+    except ConfigError as exc:
+        print(f"runestone: invalid config: {exc}", file=sys.stderr)
+        return None
+
+
+def _check_config(path: str) -> int:
+    config = _load(path)
+    if config is None:
+        return 1
+    print(describe(config))
+    return 0
+
+
+def _serve(path: str | None, host: str | None, port: int | None) -> int:
+    from runestone.server.runner import serve, with_address
+
+    config = _load(path)
+    if config is None:
+        return 1
+    try:
+        config = with_address(config, host=host, port=port)
+    except ConfigError as exc:
+        print(f"runestone: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return serve(config)
+    except SystemExit as exc:  # uvicorn exits this way when the application fails to start
+        print("runestone: the server failed to start (see the log above)", file=sys.stderr)
+        return exc.code if isinstance(exc.code, int) and exc.code else 1
+
+
+# --------------------------------------------------------------------------- health
+
+
+def _health(url: str, key: str | None, *, as_json: bool) -> int:
+    target = url.rstrip("/") + "/health"
+    request = urllib.request.Request(target, headers={"accept": "application/json"})
+    if key:
+        request.add_header("authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=_HEALTH_TIMEOUT) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"runestone: cannot reach {target}: {reason}", file=sys.stderr)
+        return 2
+    try:
+        report = json.loads(raw)
+    except ValueError:
+        print(f"runestone: {target} answered {status} with no JSON health report", file=sys.stderr)
+        return 2
+    if not isinstance(report, dict) or "status" not in report:
+        print(f"runestone: {target} answered {status}: {raw[:200]!r}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if as_json else format_health(report))
+    return 0 if status == 200 else 1
+
+
+def _seconds(value: object) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
+
+
+def _percent(value: object) -> str:
+    return f"{value * 100:.0f}%" if isinstance(value, int | float) else "-"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Iterator[str]:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
+
+    yield line(headers)
+    yield line(["-" * w for w in widths])
+    for row in rows:
+        yield line(row)
+
+
+def _tree_rows(node: Mapping[str, Any], depth: int = 0) -> Iterator[list[str]]:
+    restarts = node.get("restarts", node.get("restarts_in_window", 0))
+    last_exit = node.get("last_exit") or ""
+    yield [
+        "  " * depth + str(node.get("id", "?")),
+        str(node.get("kind", "")),
+        str(node.get("state", "")),
+        str(restarts),
+        str(last_exit)[:60],
+    ]
+    for child in node.get("children") or ():
+        if isinstance(child, Mapping):
+            yield from _tree_rows(child, depth + 1)
+
+
+def format_health(report: Mapping[str, Any]) -> str:
+    """A ``GET /health`` report as readable tables."""
+    lines = [f"status: {report.get('status')}   uptime: {_seconds(report.get('uptime'))}"]
+    if report.get("draining"):
+        lines.append("draining: stopping, finishing the requests in flight")
+    pool = report.get("pool")
+    if isinstance(pool, Mapping):
+        lines.append(
+            f"pool: {pool.get('in_flight')} in flight of {pool.get('max_in_flight')}, "
+            f"{pool.get('admitted')} admitted, {pool.get('refused')} refused"
+        )
+    providers = report.get("providers") or {}
+    lines += ["", "providers:"]
+    rows = []
+    for name, info in providers.items():
+        health = info.get("health") or {}
+        circuit = info.get("circuit") or {}
+        rows.append(
+            [
+                name,
+                str(info.get("type", "")),
+                str(circuit.get("state") or health.get("circuit") or "-"),
+                _percent(health.get("success_rate")),
+                _seconds(health.get("latency")),
+                _seconds(health.get("first_token")),
+                str(health.get("in_flight", "-")),
+                str(health.get("last_error") or "-"),
+            ]
+        )
+    headers = ["name", "type", "circuit", "success", "latency", "ttft", "in flight", "last error"]
+    lines += ["  " + row for row in _table(headers, rows)]
+    skipped = report.get("skipped") or {}
+    if skipped:
+        lines += ["", "skipped providers:"]
+        lines += [f"  {name}: {reason}" for name, reason in skipped.items()]
+    tree = report.get("tree")
+    lines += ["", "supervision tree:"]
+    if isinstance(tree, Mapping):
+        rows = list(_tree_rows(tree))
+        lines += [
+            "  " + row for row in _table(["actor", "kind", "state", "restarts", "last exit"], rows)
+        ]
+    else:
+        lines.append("  (unavailable)")
+    return "\n".join(lines)

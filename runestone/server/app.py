@@ -1,0 +1,379 @@
+"""The starlette application: routes, checks in their order, and the system's life.
+
+::
+
+    app = create_app(config)              # builds the System at startup, on the server's loop
+    uvicorn.run(app)                      # or runestone.server.serve(config)
+
+Routes::
+
+    POST /v1/chat/completions    OpenAI chat completions, streamed or whole
+    POST /v1/messages            Anthropic messages, streamed or whole
+    GET  /v1/models              every alias, provider/model and model name
+    GET  /v1/models/{id}
+    GET  /health                 the supervision tree and every provider: 200 when it can serve
+    GET  /health/live            200 while the process runs
+    GET  /health/ready           200 when requests would be taken now
+    GET  /metrics                Prometheus text format
+
+A chat request is checked in this order, so the cheap refusals come first and a
+bad key is refused before its body is read: key (401) → the key's requests per
+minute (429) → body size (413) → JSON and fields (400) → model (404) → the key's
+requests in flight (429) → the system (whatever the upstreams did). Every
+response carries ``x-request-id`` (the client's own when it sent one); every
+error has the dialect's JSON shape, unknown routes included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Final
+
+import structlog
+from prometheus_client import Counter
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+import runestone
+from runestone.clock import SYSTEM_CLOCK, Clock
+from runestone.config import Config
+from runestone.exceptions import RequestValidationError, RunestoneError
+from runestone.io import DataPlane
+from runestone.server.anthropic_schema import AnthropicDialect
+from runestone.server.auth import authenticate
+from runestone.server.body import ClientGoneError, read_json
+from runestone.server.catalog import ModelCatalog
+from runestone.server.dialect import Dialect
+from runestone.server.errors import ApiError, model_not_found, validation_error
+from runestone.server.exchange import Exchange
+from runestone.server.limits import KeyLimits
+from runestone.server.openai_schema import OpenAIDialect
+from runestone.system import System
+
+__all__ = ["REQUEST_ID_HEADER", "Gateway", "GatewayApp", "create_app"]
+
+log = structlog.get_logger(__name__)
+
+REQUEST_ID_HEADER: Final = "x-request-id"
+_MAX_REQUEST_ID = 128
+_OPENAI: Final = OpenAIDialect()
+_ANTHROPIC: Final = AnthropicDialect()
+_METRICS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+_ROUTE_LABELS: Final = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/v1/models",
+        "/health",
+        "/health/live",
+        "/health/ready",
+        "/metrics",
+    }
+)
+
+
+def _request_id(headers: Mapping[str, str]) -> str:
+    given = headers.get(REQUEST_ID_HEADER)
+    if given and len(given) <= _MAX_REQUEST_ID and given.isascii() and given.isprintable():
+        return given
+    return "req_" + uuid.uuid4().hex[:24]
+
+
+def _dialect_for(path: str) -> Dialect:
+    return _ANTHROPIC if path.startswith("/v1/messages") else _OPENAI
+
+
+def _error_response(error: ApiError, dialect: Dialect) -> Response:
+    return JSONResponse(
+        dialect.error_body(error), status_code=error.status, headers=error.headers()
+    )
+
+
+class Gateway:
+    """The state behind the routes: the system, the key limits, the model catalog.
+
+    ``system`` may be given (already running, not stopped by the gateway);
+    otherwise one is started from ``config`` at startup, on the server's loop as
+    its data plane, and stopped at shutdown. ``on_started`` is called once the
+    system is up.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        system: System | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        on_started: Callable[[Gateway], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._system = system
+        self._owns_system = system is None
+        self._on_started = on_started
+        self.limits = KeyLimits(config.auth.keys, clock=clock)
+        self.catalog = ModelCatalog(config, created=int(time.time()))
+        self.draining = False
+        self.in_flight = 0
+        self._ids: dict[str, int] = {}
+        self._stopped = False
+        self._responses: Counter | None = None
+
+    @property
+    def system(self) -> System:
+        system = self._system
+        if system is None:
+            raise ApiError(503, "the server is starting", code="starting", retry_after=1)
+        return system
+
+    # -- life ---------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        if self._system is None:
+            loop = asyncio.get_running_loop()
+            self._system = runestone.start(self.config, data_plane=DataPlane.attached(loop))
+        self._responses = Counter(
+            "runestone_http_responses",
+            "HTTP responses by route and status code.",
+            ["route", "status"],
+            registry=self._system.metrics.registry,
+        )
+        if self._on_started is not None:
+            self._on_started(self)
+
+    async def shutdown(self) -> None:
+        """Stop the system (when the gateway started it). Idempotent."""
+        self.draining = True
+        if self._stopped:
+            return
+        self._stopped = True
+        system = self._system
+        if system is not None and self._owns_system:
+            await system.astop()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    # -- chat ---------------------------------------------------------------------------------
+
+    async def chat_completions(self, request: Request) -> Response | Exchange:
+        return await self._chat(request, _OPENAI)
+
+    async def messages(self, request: Request) -> Response | Exchange:
+        return await self._chat(request, _ANTHROPIC)
+
+    async def _chat(self, request: Request, dialect: Dialect) -> Response | Exchange:
+        try:
+            if self.draining:
+                raise ApiError(503, "the server is shutting down", code="shutting_down")
+            key = authenticate(self.config.auth, request.headers)
+            self.limits.count(key)
+            data = await read_json(request, self.config.server.max_body_bytes)
+            try:
+                call = dialect.parse(data)
+            except RequestValidationError as exc:
+                raise validation_error(exc, data) from None
+            if call.request.model not in self.catalog:
+                raise model_not_found(call.request.model)
+            system = self.system
+            lease = self.limits.acquire(key)
+        except ApiError as error:
+            return _error_response(error, dialect)
+        except ClientGoneError:
+            return Response(status_code=400)  # nobody is listening any more
+        request_id = request.scope["runestone.request_id"]
+        # Two requests in flight must not share an id inside the system.
+        seen = self._ids.get(request_id, 0)
+        self._ids[request_id] = seen + 1
+        system_id = request_id if seen == 0 else f"{request_id}#{seen + 1}"
+        self.in_flight += 1
+
+        def on_end() -> None:
+            self.in_flight -= 1
+            left = self._ids[request_id] - 1
+            if left:
+                self._ids[request_id] = left
+            else:
+                del self._ids[request_id]
+
+        return Exchange(
+            system,
+            call,
+            dialect,
+            lease=lease,
+            request_id=system_id,
+            on_end=on_end,
+            draining=lambda: self.draining,
+        )
+
+    # -- models -------------------------------------------------------------------------------
+
+    async def list_models(self, _request: Request) -> Response:
+        return JSONResponse(self.catalog.listing())
+
+    async def get_model(self, request: Request) -> Response:
+        name = request.path_params["model_id"]
+        entry = self.catalog.entry(name)
+        if entry is None:
+            return _error_response(model_not_found(name), _OPENAI)
+        return JSONResponse(entry)
+
+    # -- health and metrics -------------------------------------------------------------------
+
+    async def health(self, _request: Request) -> Response:
+        try:
+            system = self.system
+        except ApiError as error:
+            return _error_response(error, _OPENAI)
+        report = await asyncio.to_thread(system.health)
+        report["draining"] = self.draining
+        report["http_in_flight"] = self.in_flight
+        ok = report.get("status") == "ok" and not self.draining
+        return JSONResponse(report, status_code=200 if ok else 503)
+
+    async def live(self, _request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def ready(self, _request: Request) -> Response:
+        system = self._system
+        if system is None or self.draining:
+            state = "starting" if system is None else "draining"
+            return JSONResponse({"status": state}, status_code=503)
+        try:
+            stats = await asyncio.to_thread(system.pool_stats)
+        except RunestoneError as exc:
+            return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
+        usable = [
+            name
+            for name, entry in system.directory.entries().items()
+            if entry.status is None or entry.status.state.value != "open"
+        ]
+        body = {"status": "ready" if usable else "no_usable_provider", "pool": stats.to_dict()}
+        full = stats.in_flight >= stats.max_in_flight
+        if full:
+            body["status"] = "full"
+        return JSONResponse(body, status_code=200 if usable and not full else 503)
+
+    async def metrics(self, _request: Request) -> Response:
+        try:
+            system = self.system
+        except ApiError as error:
+            return _error_response(error, _OPENAI)
+        text = await asyncio.to_thread(system.metrics.render)
+        return Response(text, media_type=_METRICS_TYPE)
+
+    # -- every response -----------------------------------------------------------------------
+
+    def count(self, path: str, status: int) -> None:
+        counter = self._responses
+        if counter is not None:
+            route = (
+                path
+                if path in _ROUTE_LABELS
+                else ("/v1/models/{id}" if path.startswith("/v1/models/") else "unmatched")
+            )
+            counter.labels(route, str(status)).inc()
+
+
+class GatewayApp:
+    """The ASGI app :func:`create_app` returns: the starlette app, with an
+    ``x-request-id`` on every response (errors of the framework's own included)
+    and a count of each status. ``gateway`` is its :class:`Gateway`."""
+
+    def __init__(self, app: Starlette, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+                break
+        request_id = _request_id({REQUEST_ID_HEADER: request_id} if request_id else {})
+        scope["runestone.request_id"] = request_id
+        header = (b"x-request-id", request_id.encode("latin-1"))
+        gateway = self.gateway
+        path = scope["path"]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), header]
+                gateway.count(path, message["status"])
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(
+    config: Config,
+    *,
+    system: System | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    on_started: Callable[[Gateway], None] | None = None,
+) -> GatewayApp:
+    """The gateway as an ASGI app (see :class:`Gateway` for ``system`` and ``on_started``)."""
+    gateway = Gateway(config, system=system, clock=clock, on_started=on_started)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            error = ApiError(
+                405,
+                f"method {request.method} is not allowed on {request.url.path}",
+                code="method_not_allowed",
+            )
+        elif exc.status_code == 404:
+            error = ApiError(
+                404,
+                f"unknown route: {request.method} {request.url.path} (the OpenAI API is under "
+                "/v1: POST /v1/chat/completions, GET /v1/models; Anthropic's: POST /v1/messages)",
+                code="unknown_route",
+            )
+        else:
+            error = ApiError(exc.status_code, str(exc.detail), code="http_error")
+        response = _error_response(error, _dialect_for(request.url.path))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.error("unhandled_error", path=request.url.path, exc_info=exc)
+        error = ApiError(
+            500,
+            f"the gateway failed internally ({type(exc).__name__}); the request was not answered",
+            code="internal_error",
+        )
+        return _error_response(error, _dialect_for(request.url.path))
+
+    routes = [
+        Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/messages", gateway.messages, methods=["POST"]),
+        Route("/v1/models", gateway.list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", gateway.get_model, methods=["GET"]),
+        Route("/health", gateway.health, methods=["GET"]),
+        Route("/health/live", gateway.live, methods=["GET"]),
+        Route("/health/ready", gateway.ready, methods=["GET"]),
+        Route("/metrics", gateway.metrics, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: internal_error},
+        lifespan=gateway.lifespan,
+    )
+    return GatewayApp(app, gateway)

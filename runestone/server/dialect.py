@@ -1,0 +1,62 @@
+"""What an API wire format provides to the exchange: parse a body, encode an answer.
+
+Two dialects exist — OpenAI's chat completions
+(:class:`runestone.server.openai_schema.OpenAIDialect`) and Anthropic's messages
+(:class:`runestone.server.anthropic_schema.AnthropicDialect`); the exchange
+(:mod:`runestone.server.exchange`) runs a request the same way for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from runestone.messages import ChatRequest, Completion, ToolCallDelta, Usage
+from runestone.server.errors import ApiError
+
+__all__ = ["ChatCall", "Dialect", "StreamEncoder"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCall:
+    """A validated chat request and the answer options that live outside it."""
+
+    request: ChatRequest
+    include_usage: bool = False
+
+
+class StreamEncoder(Protocol):
+    """The frames of one streamed answer, as bytes ready for the wire."""
+
+    def set_model(self, model: str) -> None:
+        """Name ``model`` (the one answering) in the frames from now on."""
+
+    def opening(self) -> bytes:
+        """The frames before any content."""
+
+    def text(self, text: str) -> bytes: ...
+
+    def tool_call(self, delta: ToolCallDelta) -> bytes: ...
+
+    def closing(self, finish_reason: str, usage: Usage | None) -> bytes:
+        """The frames that end a complete answer."""
+
+    def error(self, error: ApiError) -> bytes:
+        """An in-band error frame ending a broken answer."""
+
+
+class Dialect(Protocol):
+    """One API's wire format."""
+
+    name: str
+
+    def parse(self, data: Mapping[str, Any]) -> ChatCall:
+        """Validate a request body; raises ``RequestValidationError`` naming the field."""
+
+    def stream_encoder(self, call: ChatCall) -> StreamEncoder: ...
+
+    def whole(self, completion: Completion) -> dict[str, Any]:
+        """The body of a whole (non-streamed) answer."""
+
+    def error_body(self, error: ApiError) -> dict[str, Any]: ...

@@ -1,0 +1,237 @@
+"""OpenAI's chat-completions wire format: the request read, the answer written, exactly.
+
+A streamed answer is a run of ``chat.completion.chunk`` frames::
+
+    data: {… "delta": {"role": "assistant", "content": "", "refusal": null} …}   first
+    data: {… "delta": {"content": "Hel"} …}                                       text
+    data: {… "delta": {"tool_calls": [{"index": 0, "id": …, "function": …}]} …}  tool calls
+    data: {… "delta": {}, "finish_reason": "stop"}                                 the end
+    data: {… "choices": [], "usage": {…}}            with stream_options.include_usage
+    data: [DONE]
+
+A failure after content has been sent is ``data: {"error": {…}}`` and no ``[DONE]``:
+the SDKs raise it, so a cut answer never reads as a short, finished one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+from runestone.exceptions import RequestValidationError
+from runestone.messages import ChatRequest, Completion, ToolCall, ToolCallDelta, Usage
+from runestone.server import jsonio
+from runestone.server.dialect import ChatCall
+from runestone.server.errors import ApiError
+
+__all__ = [
+    "DONE_FRAME",
+    "ChunkEncoder",
+    "OpenAIDialect",
+    "completion_body",
+    "new_completion_id",
+    "parse_chat",
+    "usage_body",
+]
+
+DONE_FRAME: Final = b"data: [DONE]\n\n"
+
+
+def parse_chat(data: Mapping[str, Any]) -> ChatCall:
+    """Validate a chat-completions body; raises :class:`RequestValidationError` naming
+    the first bad field."""
+    request = ChatRequest.from_dict(data)
+    options = data.get("stream_options")
+    include_usage = False
+    if options is not None:
+        if not request.stream:
+            raise RequestValidationError("only allowed when stream is true", field="stream_options")
+        if not isinstance(options, Mapping):
+            raise RequestValidationError(
+                "expected an object like {'include_usage': true}", field="stream_options"
+            )
+        flag = options.get("include_usage", False)
+        if flag is None:
+            flag = False
+        if not isinstance(flag, bool):
+            raise RequestValidationError(
+                "expected true or false", field="stream_options.include_usage"
+            )
+        include_usage = flag
+    return ChatCall(request, include_usage)
+
+
+def new_completion_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:24]
+
+
+def usage_body(usage: Usage | None) -> dict[str, int] | None:
+    if usage is None:
+        return None
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def completion_body(
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    text: str,
+    tool_calls: tuple[ToolCall, ...],
+    finish_reason: str,
+    usage: Usage | None,
+) -> dict[str, Any]:
+    """A whole ``chat.completion`` object."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        # OpenAI sends null content beside tool calls when the model wrote no text.
+        "content": text if text or not tool_calls else None,
+        "refusal": None,
+        "annotations": [],
+    }
+    if tool_calls:
+        message["tool_calls"] = [call.to_dict() for call in tool_calls]
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": str(finish_reason),
+            }
+        ],
+        "usage": usage_body(usage),
+        "system_fingerprint": None,
+    }
+
+
+class ChunkEncoder:
+    """The SSE frames of one streamed completion; the constant parts are encoded once."""
+
+    __slots__ = ("_head", "_id", "_include_usage", "_tail", "created", "model")
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        include_usage: bool = False,
+        completion_id: str | None = None,
+        created: int | None = None,
+    ) -> None:
+        self._id = completion_id or new_completion_id()
+        self.created = int(time.time()) if created is None else created
+        self._include_usage = include_usage
+        self._tail = (
+            b',"logprobs":null,"finish_reason":null}]'
+            + (b',"usage":null' if include_usage else b"")
+            + b"}\n\n"
+        )
+        self.model = ""
+        self._head = b""
+        self.set_model(model)
+
+    @property
+    def completion_id(self) -> str:
+        return self._id
+
+    def set_model(self, model: str) -> None:
+        """Name ``model`` in the frames from now on."""
+        self.model = model
+        self._head = (
+            b'data: {"id":'
+            + jsonio.dumps(self._id)
+            + b',"object":"chat.completion.chunk","created":'
+            + str(self.created).encode()
+            + b',"model":'
+            + jsonio.dumps(model)
+            + b',"system_fingerprint":null,"choices":[{"index":0,"delta":'
+        )
+
+    def opening(self) -> bytes:
+        """The first frame: the assistant's role."""
+        return self._head + b'{"role":"assistant","content":"","refusal":null}' + self._tail
+
+    def text(self, text: str) -> bytes:
+        return self._head + b'{"content":' + jsonio.dumps(text) + b"}" + self._tail
+
+    def tool_call(self, delta: ToolCallDelta) -> bytes:
+        call: dict[str, Any] = {"index": delta.index}
+        if delta.id is not None:
+            call["id"] = delta.id
+            call["type"] = "function"
+        function: dict[str, str] = {}
+        if delta.name is not None:
+            function["name"] = delta.name
+        function["arguments"] = delta.arguments
+        call["function"] = function
+        return self._head + jsonio.dumps({"tool_calls": [call]}) + self._tail
+
+    def closing(self, finish_reason: str, usage: Usage | None) -> bytes:
+        """The finish-reason frame, the usage frame when asked for, and ``[DONE]``."""
+        frames = [
+            self._head
+            + b'{},"logprobs":null,"finish_reason":'
+            + jsonio.dumps(str(finish_reason))
+            + b"}]"
+            + (b',"usage":null' if self._include_usage else b"")
+            + b"}\n\n"
+        ]
+        if self._include_usage:
+            frames.append(
+                b"data: "
+                + jsonio.dumps(
+                    {
+                        "id": self._id,
+                        "object": "chat.completion.chunk",
+                        "created": self.created,
+                        "model": self.model,
+                        "system_fingerprint": None,
+                        "choices": [],
+                        "usage": usage_body(usage),
+                    }
+                )
+                + b"\n\n"
+            )
+        frames.append(DONE_FRAME)
+        return b"".join(frames)
+
+    @staticmethod
+    def error(error: ApiError) -> bytes:
+        """An in-band error frame (no ``[DONE]`` follows it)."""
+        return b"data: " + jsonio.dumps(error.openai_body()) + b"\n\n"
+
+
+class OpenAIDialect:
+    """``POST /v1/chat/completions``."""
+
+    name = "openai"
+
+    def parse(self, data: Mapping[str, Any]) -> ChatCall:
+        return parse_chat(data)
+
+    def stream_encoder(self, call: ChatCall) -> ChunkEncoder:
+        return ChunkEncoder(call.request.model, include_usage=call.include_usage)
+
+    def whole(self, completion: Completion) -> dict[str, Any]:
+        return completion_body(
+            completion_id=new_completion_id(),
+            created=int(time.time()),
+            model=completion.model,
+            text=completion.text,
+            tool_calls=completion.tool_calls,
+            finish_reason=completion.finish_reason,
+            usage=completion.usage,
+        )
+
+    def error_body(self, error: ApiError) -> dict[str, Any]:
+        return error.openai_body()
