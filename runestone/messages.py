@@ -828,7 +828,7 @@ class StreamError:
     attempts: tuple[Any, ...] = ()
     """Every attempt the request made (set on the final event a caller receives)."""
     kind: str = ""
-    """The name of the Runestone error behind it (``NoCandidatesError`` …), when not a provider's."""
+    """The Runestone error behind it (``NoCandidatesError`` …), when not a provider's."""
 
     @classmethod
     def from_exception(cls, exc: ProviderError) -> StreamError:
