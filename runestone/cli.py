@@ -21,6 +21,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
+import structlog
+
 from runestone.config import BUNDLED_CONFIG, Config, describe, load_config
 from runestone.exceptions import ConfigError
 
@@ -83,11 +85,20 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
+    if not structlog.is_configured():
+        # Until the config says how to log, warnings (a skipped provider …) go to
+        # stderr: stdout carries what the command prints.
+        structlog.configure(logger_factory=_stderr_logger)
     if args.command == "check-config":
         return _check_config(args.path)
     if args.command == "health":
         return _health(args.url, args.key, as_json=args.json)
     return _serve(args.config, args.host, args.port)
+
+
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    # Looked up at each use: whatever sys.stderr is then (a test may swap it).
+    return structlog.PrintLogger(sys.stderr)
 
 
 def _load(path: str | None) -> Config | None:

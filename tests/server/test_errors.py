@@ -1,0 +1,138 @@
+"""What each failure becomes in HTTP terms: a status only OpenAI would use, a 5xx only
+when every upstream failed (or for a bug of ours, said as such)."""
+
+from __future__ import annotations
+
+import pytest
+
+from runestone.exceptions import (
+    ErrorClass,
+    NoCandidatesError,
+    OverloadedError,
+    RateLimitedError,
+    RequestValidationError,
+    SupervisionError,
+)
+from runestone.messages import StreamError
+from runestone.server.errors import ApiError, from_exception, from_stream_error, validation_error
+
+
+def failure(error_class: ErrorClass, kind: str = "", **extra: object) -> StreamError:
+    return StreamError(
+        error_class,
+        "upstream said no",
+        provider="p",
+        model="m",
+        kind=kind,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("error_class", "kind", "status", "code"),
+    [
+        (ErrorClass.RATE_LIMITED, "RateLimitedError", 429, "upstream_rate_limited"),
+        (ErrorClass.SERVER_ERROR, "UpstreamServerError", 502, "upstream_error"),
+        (ErrorClass.CONNECTION_ERROR, "UpstreamConnectionError", 502, "upstream_error"),
+        (ErrorClass.STREAM_CUT, "StreamCutError", 502, "upstream_error"),
+        (ErrorClass.MALFORMED, "MalformedResponseError", 502, "upstream_error"),
+        (ErrorClass.AUTHENTICATION, "AuthenticationError", 502, "upstream_error"),
+        (ErrorClass.CONNECT_TIMEOUT, "UpstreamTimeoutError", 504, "upstream_timeout"),
+        (ErrorClass.FIRST_TOKEN_TIMEOUT, "UpstreamTimeoutError", 504, "upstream_timeout"),
+        (ErrorClass.IDLE_TIMEOUT, "UpstreamTimeoutError", 504, "upstream_timeout"),
+        (ErrorClass.TOTAL_TIMEOUT, "UpstreamTimeoutError", 504, "upstream_timeout"),
+        (ErrorClass.CONTEXT_LENGTH, "ContextLengthExceededError", 400, "context_length_exceeded"),
+        (ErrorClass.CONTENT_POLICY, "ContentPolicyError", 400, "content_policy_violation"),
+        (ErrorClass.BAD_REQUEST, "BadRequestError", 400, "upstream_bad_request"),
+    ],
+)
+def test_each_upstream_failure_class_has_its_status(
+    error_class: ErrorClass, kind: str, status: int, code: str
+) -> None:
+    error = from_stream_error(failure(error_class, kind))
+    assert (error.status, error.code) == (status, code)
+    assert "p/m" in error.message
+    assert "upstream said no" in error.message
+
+
+def test_an_upstream_retry_after_passes_through_rounded_up() -> None:
+    error = from_stream_error(failure(ErrorClass.RATE_LIMITED, "RateLimitedError", retry_after=2.2))
+    assert error.headers() == {"retry-after": "3"}
+
+
+def test_a_failure_after_content_says_the_answer_broke_off() -> None:
+    error = from_stream_error(
+        failure(ErrorClass.STREAM_CUT, "StreamCutError", content_delivered=True)
+    )
+    assert error.status == 502
+    assert "broke off" in error.message
+
+
+@pytest.mark.parametrize(
+    ("message", "status", "code"),
+    [
+        ("unknown model or alias 'x'", 404, "model_not_found"),
+        ("nothing can serve 'x': p/m: circuit open for another 3s", 503, "no_healthy_upstream"),
+        ("nothing can serve 'x': p/m: lacks vision", 400, "model_not_supported"),
+    ],
+)
+def test_no_candidates_is_a_404_a_503_or_a_400_by_why(message: str, status: int, code: str) -> None:
+    event = StreamError(ErrorClass.BAD_REQUEST, message, kind="NoCandidatesError")
+    error = from_stream_error(event, model="x")
+    assert (error.status, error.code) == (status, code)
+    assert from_exception(NoCandidatesError(message), model="x").status == status
+
+
+def test_the_pool_being_full_is_a_429_with_retry_after() -> None:
+    for error in (
+        from_exception(OverloadedError("overloaded")),
+        from_stream_error(StreamError(ErrorClass.SERVER_ERROR, "full", kind="OverloadedError")),
+    ):
+        assert error.status == 429
+        assert error.code == "server_overloaded"
+        assert error.headers() == {"retry-after": "1"}
+
+
+def test_a_crash_of_ours_is_an_honest_500() -> None:
+    event = StreamError(ErrorClass.SERVER_ERROR, "task crashed", kind="ActorCrashedError")
+    error = from_stream_error(event)
+    assert (error.status, error.code) == (500, "internal_error")
+    assert "ActorCrashedError" in error.message
+    assert from_exception(KeyError("x")).status == 500
+
+
+def test_a_stopped_system_is_a_503() -> None:
+    error = from_exception(SupervisionError("the system is stopped"))
+    assert (error.status, error.code) == (503, "shutting_down")
+
+
+def test_a_provider_error_raised_is_mapped_like_its_event() -> None:
+    error = from_exception(RateLimitedError("slow down", provider="p", model="m", retry_after=7))
+    assert (error.status, error.headers()) == (429, {"retry-after": "7"})
+
+
+def test_validation_errors_say_missing_only_when_the_field_is_absent() -> None:
+    missing = validation_error(RequestValidationError("required", field="messages"), {})
+    assert (missing.code, missing.param) == ("missing_required_parameter", "messages")
+    wrong = validation_error(
+        RequestValidationError("required: a list", field="messages"), {"messages": "x"}
+    )
+    assert wrong.code == "invalid_value"
+
+
+def test_both_error_shapes() -> None:
+    error = ApiError(404, "no such model", code="model_not_found", param="model")
+    assert error.openai_body() == {
+        "error": {
+            "message": "no such model",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }
+    assert error.anthropic_body() == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": "no such model"},
+    }
+    assert ApiError(502, "x").anthropic_body()["error"]["type"] == "api_error"
+    assert ApiError(429, "x").anthropic_body()["error"]["type"] == "rate_limit_error"

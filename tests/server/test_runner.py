@@ -1,0 +1,128 @@
+"""``runestone serve`` as a process: what it says, what it refuses, and how it stops."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from runestone.config import load_config
+from runestone.exceptions import ConfigError
+from runestone.server.app import Gateway
+from runestone.server.runner import banner, serve, with_address
+from runestone.testing.upstream import KNOWN_TEXT, FakeUpstream
+from tests.server.serving import RunningServer
+
+USER = [{"role": "user", "content": "Tell me the known text."}]
+
+
+def paced_config(up: FakeUpstream, *, grace: float) -> dict[str, Any]:
+    return {
+        "providers": {
+            "main": {
+                "type": "openai",
+                "api_key": "sk-test-upstream",
+                "base_url": up.openai_base_url,
+                "models": {"healthy": {}},
+            },
+            "gone": {"type": "openai", "api_key": "", "models": {"x": {}}},
+        },
+        "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace": grace},
+        "logging": {"level": "WARNING"},
+    }
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_lets_the_stream_in_flight_finish_and_refuses_new_connections(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    # About 41 tokens at 20 ms: the stream is still running when the signal arrives.
+    with (
+        FakeUpstream(token_interval=0.02) as up,
+        RunningServer(paced_config(up, grace=10), tmp_path) as server,
+        openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0) as sdk,
+    ):
+        # It said what is live, what was skipped and that it is open (on loopback only).
+        server.wait_for_line("auth:")
+        said = "\n".join(server.lines)
+        assert "live provider main (type openai): healthy" in said
+        assert "skipped provider gone: api_key is empty" in said
+        assert "auth: OPEN" in said
+        assert "127.0.0.1 is a loopback address" in said
+        stream = iter(sdk.chat.completions.create(model="healthy", messages=USER, stream=True))
+        chunks = [next(stream), next(stream)]
+        server.signal(signum)
+        server.wait_for_line("stopped accepting connections; 1 request")
+        host, port = server.url.removeprefix("http://").split(":")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((host, int(port)), timeout=5).close()
+        chunks += list(stream)
+        assert server.wait() == 0
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == KNOWN_TEXT
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert f"runestone: {signum.name} received, stopping" in server.lines
+    assert server.lines[-1] == "runestone: stopped"
+
+
+def test_a_stream_still_running_when_the_grace_ends_gets_an_error_not_a_cut(
+    tmp_path: Path,
+) -> None:
+    with (
+        FakeUpstream(token_interval=0.2) as up,
+        RunningServer(paced_config(up, grace=0), tmp_path) as server,
+        openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0) as sdk,
+    ):
+        stream = iter(sdk.chat.completions.create(model="healthy", messages=USER, stream=True))
+        next(stream)
+        server.signal(signal.SIGTERM)
+        with pytest.raises(openai.APIError) as caught:
+            list(stream)
+        assert server.wait() == 0
+    assert "shut down before the answer was complete" in caught.value.message
+
+
+def test_serving_open_on_a_public_address_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = with_address(
+        load_config({"providers": {"sim": {"type": "simulated", "models": {"m": {}}}}}),
+        host="0.0.0.0",
+    )
+    assert serve(config) == 2
+    error = capsys.readouterr().err
+    assert "refusing to serve '0.0.0.0' with no auth.keys" in error
+    assert "add auth.keys" in error
+
+
+def test_a_port_in_use_is_one_clear_message(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = with_address(
+            load_config({"providers": {"sim": {"type": "simulated", "models": {"m": {}}}}}),
+            port=port,
+        )
+        assert serve(config) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_a_port_out_of_range_is_refused() -> None:
+    config = load_config({"providers": {"sim": {"type": "simulated", "models": {"m": {}}}}})
+    with pytest.raises(ConfigError, match="--port: expected a port from 0 to 65535"):
+        with_address(config, port=70000)
+
+
+def test_the_banner_names_the_keys_when_there_are_some() -> None:
+    config = load_config(
+        {
+            "providers": {"sim": {"type": "simulated", "models": {"m": {}}}},
+            "auth": {"keys": [{"key": "sk-secret-value-1", "name": "team-a"}]},
+        }
+    )
+    text = banner(Gateway(config), "http://127.0.0.1:1")
+    assert "auth: 1 key(s): team-a" in text
+    assert "sk-secret-value-1" not in text

@@ -1,0 +1,151 @@
+"""The ``runestone`` command line: check-config, health, and serve's refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import runestone
+from runestone.cli import format_health, main
+from runestone.config import BUNDLED_CONFIG
+from runestone.testing.upstream import FakeUpstream
+from tests.server.serving import RunningServer
+
+SIMULATED = {"providers": {"sim": {"type": "simulated", "models": {"sim-fast": {}}}}}
+
+
+def write(tmp_path: Path, config: object) -> Path:
+    path = tmp_path / "runestone.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_check_config_prints_what_the_bundled_config_implies(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check-config", str(BUNDLED_CONFIG)]) == 0
+    out = capsys.readouterr().out
+    assert "simulated: live (type simulated)" in out
+    assert "aliases:" in out
+    assert "routing policy: priority" in out
+
+
+def test_check_config_names_the_bad_key_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, {**SIMULATED, "pool": {"max_in_flight": "lots"}})
+    assert main(["check-config", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "pool.max_in_flight: expected an integer >= 1, got 'lots'" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_check_config_on_a_missing_file_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check-config", str(tmp_path / "nope.yaml")]) == 1
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_serve_refuses_an_open_public_bind_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, SIMULATED)
+    assert main(["serve", "--config", str(path), "--host", "0.0.0.0"]) == 2
+    assert "refusing to serve '0.0.0.0' with no auth.keys" in capsys.readouterr().err
+
+
+def test_serve_reports_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, {"providers": {}})
+    assert main(["serve", "--config", str(path)]) == 1
+    assert "no usable provider" in capsys.readouterr().err
+
+
+def test_a_command_is_required() -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([])
+    assert caught.value.code == 2
+
+
+def test_health_prints_the_tree_and_providers_of_a_running_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeUpstream() as up:
+        config = {
+            "providers": {
+                "main": {
+                    "type": "openai",
+                    "api_key": "sk-test-upstream",
+                    "base_url": up.openai_base_url,
+                    "models": {"healthy": {}},
+                },
+                "gone": {"type": "anthropic", "api_key": "", "models": {"x": {}}},
+            },
+            "server": {"port": 0},
+            "logging": {"level": "WARNING"},
+        }
+        with RunningServer(config, tmp_path) as server:
+            status = main(["health", "--url", server.url])
+            out = capsys.readouterr().out
+            assert main(["health", "--url", server.url, "--json"]) == 0
+            raw = capsys.readouterr().out
+    assert status == 0
+    assert out.startswith("status: ok")
+    assert "main  openai  closed" in out
+    assert "gone: api_key is empty" in out
+    tree = out.splitlines()[out.splitlines().index("supervision tree:") + 3 :]
+    actors = {line.split()[0] for line in tree if line.strip()}
+    assert {"root", "provider_factory", "providers", "router", "pool", "admission"} <= actors
+    assert '"status": "ok"' in raw
+
+
+def test_health_of_an_unreachable_server_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["health", "--url", "http://127.0.0.1:9"]) == 2
+    assert "cannot reach http://127.0.0.1:9/health" in capsys.readouterr().err
+
+
+def test_a_health_report_reads_as_tables() -> None:
+    system = runestone.start(SIMULATED, configure_logs=False)
+    try:
+        report = system.health()
+    finally:
+        system.stop()
+    report["draining"] = True
+    text = format_health(report)
+    lines = text.splitlines()
+    assert lines[0].startswith("status: ok")
+    assert "draining: stopping, finishing the requests in flight" in text
+    header = next(line for line in lines if line.strip().startswith("name"))
+    assert header.split() == [
+        "name",
+        "type",
+        "circuit",
+        "success",
+        "latency",
+        "ttft",
+        "in",
+        "flight",
+        "last",
+        "error",
+    ]
+    assert any(line.split()[:3] == ["sim", "simulated", "closed"] for line in lines)
+    tree = lines[lines.index("supervision tree:") + 1 :]
+    assert tree[0].split() == ["actor", "kind", "state", "restarts", "last", "exit"]
+    assert any(line.startswith("      admission") for line in tree)
+
+
+def test_python_dash_m_runestone_is_the_same_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "runestone", "check-config", str(BUNDLED_CONFIG)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "simulated: live" in result.stdout
