@@ -610,6 +610,11 @@ def start(
     """Load ``config`` (the bundled one when None), start the actor system and return it."""
     from runestone.config import BUNDLED_CONFIG
 
+    if configure_logs and not isinstance(config, Config):
+        # Loading logs too (skipped providers): render it like everything else, at INFO,
+        # until the config says which level it wants.
+        with _configure_lock:
+            configure_logging("INFO")
     loaded = load_config(BUNDLED_CONFIG if config is None else config)
     if configure_logs:
         with _configure_lock:
