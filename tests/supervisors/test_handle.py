@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
 import pytest
 
 from runestone.exceptions import ActorUnavailableError
-from runestone.supervisors import ChildSpec, ChildState, IntensityPolicy, start_supervisor
+from runestone.supervisors import (
+    ActorHandle,
+    ChildSpec,
+    ChildState,
+    IntensityPolicy,
+    start_supervisor,
+)
 from tests.supervisors.workers import Journal, Worker, crash_and_wait, worker_spec
 
 
@@ -48,7 +56,17 @@ def test_a_handle_reaches_every_new_incarnation() -> None:
         root.stop()
 
 
-def test_an_ask_during_a_restart_waits_for_the_new_incarnation() -> None:
+@dataclass
+class MidRestart:
+    """A supervised child ``w`` held in the middle of its first restart."""
+
+    handle: ActorHandle
+    start: GatedRestart
+    journal: Journal
+
+
+@pytest.fixture
+def mid_restart() -> Iterator[MidRestart]:
     journal = Journal()
     start = GatedRestart(journal)
     root = start_supervisor([ChildSpec("w", start, start_timeout=10)], name="root")
@@ -56,49 +74,38 @@ def test_an_ask_during_a_restart_waits_for_the_new_incarnation() -> None:
         w = root.child("w")
         w.tell("crash")
         assert start.entered.wait(5)
-        assert w.state is ChildState.RESTARTING
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            answer = pool.submit(w.ask, "ping", timeout=10)
-            start.gate.set()
-            assert answer.result(timeout=10) == ("w", 1)
+        yield MidRestart(w, start, journal)
     finally:
         start.gate.set()
         root.stop()
 
 
-def test_an_ask_during_a_restart_that_takes_too_long_fails_with_a_clear_error() -> None:
-    journal = Journal()
-    start = GatedRestart(journal)
-    root = start_supervisor([ChildSpec("w", start, start_timeout=10)], name="root")
-    try:
-        w = root.child("w")
-        w.tell("crash")
-        assert start.entered.wait(5)
-        with pytest.raises(ActorUnavailableError, match=r"'w' is restarting .* in time"):
-            w.ask("ping", timeout=0.2)
-        start.gate.set()
-        assert w.ask("ping") == ("w", 1), "the handle works again once the child is back"
-    finally:
-        start.gate.set()
-        root.stop()
+def test_an_ask_during_a_restart_waits_for_the_new_incarnation(mid_restart: MidRestart) -> None:
+    w = mid_restart.handle
+    assert w.state is ChildState.RESTARTING
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(w.ask, "ping", timeout=10)
+        mid_restart.start.gate.set()
+        assert answer.result(timeout=10) == ("w", 1)
 
 
-def test_tells_during_a_restart_are_held_and_delivered_in_order() -> None:
-    journal = Journal()
-    start = GatedRestart(journal)
-    root = start_supervisor([ChildSpec("w", start, start_timeout=10)], name="root")
-    try:
-        w = root.child("w")
-        w.tell("crash")
-        assert start.entered.wait(5)
-        for i in range(5):
-            w.tell(("note", str(i)))  # never blocks, though no incarnation is up
-        start.gate.set()
-        w.ask("ping")  # asked after the held tells; answered after they were handled
-        assert journal.events("note") == ["0", "1", "2", "3", "4"]
-    finally:
-        start.gate.set()
-        root.stop()
+def test_an_ask_during_a_restart_that_takes_too_long_fails_with_a_clear_error(
+    mid_restart: MidRestart,
+) -> None:
+    w = mid_restart.handle
+    with pytest.raises(ActorUnavailableError, match=r"'w' is restarting .* in time"):
+        w.ask("ping", timeout=0.2)
+    mid_restart.start.gate.set()
+    assert w.ask("ping") == ("w", 1), "the handle works again once the child is back"
+
+
+def test_tells_during_a_restart_are_held_and_delivered_in_order(mid_restart: MidRestart) -> None:
+    w = mid_restart.handle
+    for i in range(5):
+        w.tell(("note", str(i)))  # never blocks, though no incarnation is up
+    mid_restart.start.gate.set()
+    w.ask("ping")  # asked after the held tells; answered after they were handled
+    assert mid_restart.journal.events("note") == ["0", "1", "2", "3", "4"]
 
 
 def test_a_message_queued_behind_a_crash_goes_to_the_next_incarnation() -> None:
