@@ -87,6 +87,12 @@ def _request_id(headers: Mapping[str, str]) -> str:
     return "req_" + uuid.uuid4().hex[:24]
 
 
+_CHAT_ROUTES: Final[dict[str, Dialect]] = {
+    "/v1/chat/completions": _OPENAI,
+    "/v1/messages": _ANTHROPIC,
+}
+
+
 def _dialect_for(path: str) -> Dialect:
     return _ANTHROPIC if path.startswith("/v1/messages") else _OPENAI
 
@@ -169,12 +175,13 @@ class Gateway:
     # -- chat ---------------------------------------------------------------------------------
 
     async def chat_completions(self, request: Request) -> Response | Exchange:
-        return await self._chat(request, _OPENAI)
+        return await self.chat(request, _OPENAI)
 
     async def messages(self, request: Request) -> Response | Exchange:
-        return await self._chat(request, _ANTHROPIC)
+        return await self.chat(request, _ANTHROPIC)
 
-    async def _chat(self, request: Request, dialect: Dialect) -> Response | Exchange:
+    async def chat(self, request: Request, dialect: Dialect) -> Response | Exchange:
+        """The response to a chat request in ``dialect``: an error, or the exchange."""
         try:
             if self.draining:
                 raise ApiError(503, "the server is shutting down", code="shutting_down")
@@ -310,14 +317,34 @@ class GatewayApp:
         header = (b"x-request-id", request_id.encode("latin-1"))
         gateway = self.gateway
         path = scope["path"]
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", ()), header]
                 gateway.count(path, message["status"])
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        dialect = _CHAT_ROUTES.get(path) if scope["method"] == "POST" else None
+        if dialect is None:
+            await self.app(scope, receive, send_with_id)
+            return
+        # The chat routes skip starlette's routing and middleware: they are the hot path.
+        try:
+            response = await gateway.chat(Request(scope, receive), dialect)
+            await response(scope, receive, send_with_id)
+        except Exception as exc:  # a bug of ours: an honest 500, no traceback to the client
+            log.error("unhandled_error", path=path, exc_info=exc)
+            if not started:
+                error = ApiError(
+                    500,
+                    f"the gateway failed internally ({type(exc).__name__}); "
+                    "the request was not answered",
+                    code="internal_error",
+                )
+                await _error_response(error, dialect)(scope, receive, send_with_id)
 
 
 def create_app(

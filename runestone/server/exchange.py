@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
+from starlette.types import Receive, Scope, Send
 
 from runestone.messages import (
     CompletionBuilder,
@@ -61,9 +62,6 @@ _SSE_HEADERS: Final = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-
-Send = Callable[[dict[str, Any]], Any]
-Receive = Callable[[], Any]
 
 
 def _header(name: str, value: str) -> tuple[bytes, bytes]:
@@ -113,7 +111,7 @@ class Exchange:
         self._finished = False
         self._send: Send | None = None
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._send = send
         watcher = asyncio.get_running_loop().create_task(self._watch(receive))
         try:

@@ -201,6 +201,7 @@ def serve(config: Config, *, say: Callable[[str], None] | None = None) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # X-Forwarded-* from anyone is not trusted
         backlog=_BACKLOG,
         timeout_keep_alive=_KEEP_ALIVE,
         # uvicorn takes whole seconds here.
