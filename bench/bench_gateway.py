@@ -160,6 +160,7 @@ async def start_litellm(executable: str, upstream: Party, directory: Path) -> Pa
             }
         ],
         "litellm_settings": {"drop_params": True, "set_verbose": False},
+        "general_settings": {"master_key": BENCH_KEY},
     }
     path = directory / "litellm.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -204,7 +205,9 @@ def _payload(stream: bool) -> bytes:
     return json.dumps(body).encode()
 
 
-_HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+# Sent to every target: LiteLLM's proxy refuses to start without a master key.
+BENCH_KEY = "sk-bench-" + "7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"
+_HEADERS = {"content-type": "application/json", "authorization": f"Bearer {BENCH_KEY}"}
 
 
 async def whole(session: aiohttp.ClientSession, url: str, payload: bytes) -> bool:

@@ -30,6 +30,7 @@ import uvicorn
 import runestone
 from runestone.config import Config
 from runestone.exceptions import ConfigError
+from runestone.io import new_event_loop
 from runestone.server.app import Gateway, create_app
 
 __all__ = ["bind", "check_exposure", "is_loopback", "serve", "with_address"]
@@ -217,7 +218,8 @@ def serve(config: Config, *, say: Callable[[str], None] | None = None) -> int:
             await app.gateway.shutdown()
 
     try:
-        with asyncio.Runner(loop_factory=uv_config.get_loop_factory()) as runner:
+        # The data plane's kind of loop: uvloop where installed (runestone.io).
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(run())
     finally:
         sock.close()

@@ -15,13 +15,18 @@ USER = [{"role": "user", "content": "Hold on."}]
 
 
 def open_request(
-    server: RunningServer, body: dict[str, object], key: str = OPEN_KEY
+    server: RunningServer,
+    body: dict[str, object],
+    key: str = OPEN_KEY,
+    request_id: str | None = None,
 ) -> socket.socket:
     url = urlsplit(server.url)
     sock = socket.create_connection((url.hostname or "", url.port or 0), timeout=10)
     payload = json.dumps(body).encode()
+    extra = f"x-request-id: {request_id}\r\n".encode() if request_id else b""
     sock.sendall(
         b"POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\n"
+        + extra
         + f"authorization: Bearer {key}\r\ncontent-type: application/json\r\n".encode()
         + f"content-length: {len(payload)}\r\n\r\n".encode()
         + payload
@@ -105,3 +110,20 @@ def test_a_keys_stream_limit_refuses_a_second_request_and_frees_the_slot_when_on
         if status.startswith(b"HTTP/1.1 200") or time.monotonic() > deadline:
             break
     assert status.startswith(b"HTTP/1.1 200")
+
+
+def test_two_requests_in_flight_with_the_same_client_id_both_run(
+    server: RunningServer, holding_upstream: HoldingUpstream
+) -> None:
+    closed = holding_upstream.closed
+    body = {"model": "hold", "messages": USER, "stream": True}
+    with (
+        open_request(server, body, request_id="same-id") as first,
+        open_request(server, body, request_id="same-id") as second,
+    ):
+        heads = [read_until(first, b"Held "), read_until(second, b"Held ")]
+    for head in heads:
+        assert head.startswith(b"HTTP/1.1 200")
+        assert b"x-request-id: same-id\r\n" in head
+    holding_upstream.wait_closed(closed + 2, timeout=5)
+    assert settle_in_flight(server) == 0
