@@ -1,9 +1,11 @@
 """What the HTTP gateway costs: added latency, requests per second, and 1,000 long streams.
 
 Every party runs in a process of its own on loopback: the fake upstream, a
-``runestone serve``, LiteLLM's proxy when it is installed (``litellm`` on PATH
-or ``--litellm PATH``; skipped with a message if not), and this script as the
-client (aiohttp on uvloop).
+``runestone serve``, a *relay* (this script with ``--serve-relay``: the same
+uvicorn, provider and OpenAI chunk encoder as the gateway, without the actor
+system — what the HTTP layer alone costs), LiteLLM's proxy when it is installed
+(``litellm`` on PATH or ``--litellm PATH``; skipped with a message if not), and
+this script as the client (aiohttp on uvloop).
 
 1. Latency, side by side in one run: sequential requests, the targets taking
    turns so drift hits all alike. Printed: median and p99 of each, and what the
@@ -11,8 +13,8 @@ client (aiohttp on uvloop).
    gateway adds under 2 ms at the median.
 2. Requests per second at 64 concurrent clients, whole answers and streams, for
    each target. Target: at least 5x LiteLLM's proxy.
-3. 1,000 concurrent streams of about 10 s each through the gateway, from an
-   upstream paced to take that long: how many complete correctly (the known
+3. 1,000 concurrent streams of about 10 s each through the relay, then the
+   gateway, from an upstream paced to take that long: how many complete correctly (the known
    text, then ``[DONE]``), time to first token p50/p99, total time p99, the
    server's CPU seconds over the run, its peak RSS and peak threads (read from
    /proc). Targets: all complete, total p99 under 11 s, CPU under 5 s, RSS under
@@ -37,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +141,84 @@ def start_gateway(upstream: Party, directory: Path, name: str = "gateway") -> Pa
     match = _wait_line(process, r"serving on (http://\S+)", "runestone serve")
     # The rest of the banner is not read again: it is short enough for the pipe.
     return Party(name, process, match.group(1) + "/v1")
+
+
+def start_relay(upstream: Party, directory: Path, name: str = "relay") -> Party:
+    log = (directory / f"{name}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--serve-relay", upstream.url],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        cwd=ROOT,
+    )
+    match = _wait_line(process, r"serving on (http://\S+)", "the relay")
+    return Party(name, process, match.group(1) + "/v1")
+
+
+def serve_relay(upstream_url: str) -> int:
+    """The relay: uvicorn, one provider and the gateway's chunk encoder; no actors."""
+    import uvicorn
+
+    from runestone.messages import ChatRequest, CompletionBuilder, Done, TextDelta
+    from runestone.providers import ProviderSettings, create_provider
+    from runestone.server import jsonio
+    from runestone.server.openai_schema import ChunkEncoder, OpenAIDialect
+    from runestone.server.runner import bind
+
+    settings = {
+        "type": "openai",
+        "base_url": upstream_url,
+        "api_key": "sk-bench-upstream",
+        "max_connections": 4000,
+        "timeouts": {"connect": 10, "first_token": 60, "idle": 60, "total": 600},
+        "models": {MODEL: {}},
+    }
+    provider = create_provider(ProviderSettings.from_dict("up", settings))
+    dialect = OpenAIDialect()
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:  # type: ignore[type-arg]
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await provider.aclose()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        request = ChatRequest.from_dict(jsonio.loads(body))
+        if not request.stream:
+            builder = CompletionBuilder()
+            builder.extend((await provider.complete(request)).events())
+            payload = jsonio.dumps(dialect.whole(builder.build()))
+            headers = [(b"content-type", b"application/json")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        encoder = ChunkEncoder(request.model)
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        pending = encoder.opening()
+        async for event in provider.stream(request):
+            if type(event) is TextDelta:
+                frame, pending = pending + encoder.text(event.text), b""
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            elif type(event) is Done:
+                closing = pending + encoder.closing(event.finish_reason, event.usage)
+                await send({"type": "http.response.body", "body": closing})
+                return
+
+    sock = bind("127.0.0.1", 0)
+    print(f"relay serving on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(
+        app, lifespan="on", log_config=None, access_log=False, proxy_headers=False, backlog=4096
+    )
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(uvicorn.Server(config).serve(sockets=[sock]))
+    return 0
 
 
 def find_litellm(given: str | None) -> str | None:
@@ -400,7 +480,7 @@ def report_long_streams(
     firsts = [r.first_token for r in ok if r.first_token is not None]
     totals = [r.total for r in ok]
     status = _status(party.process.pid)
-    print(f"\n1,000 concurrent streams ({len(results)} through {party.name})")
+    print(f"\n{len(results):,} concurrent streams through the {party.name.removesuffix('-load')}")
     print(f"  completed correctly: {len(ok)} / {len(results)}  (target: all)")
     if firsts:
         print(
@@ -447,9 +527,11 @@ async def run(args: argparse.Namespace) -> None:
     with parties() as started:
         upstream = start_upstream(0.0)
         started.append(upstream)
+        relay = start_relay(upstream, directory)
+        started.append(relay)
         gateway = start_gateway(upstream, directory)
         started.append(gateway)
-        targets = [upstream, gateway]
+        targets = [upstream, relay, gateway]
         litellm = find_litellm(args.litellm)
         if litellm is None:
             print("LiteLLM proxy: not installed (no `litellm` on PATH; --litellm PATH): skipped")
@@ -478,7 +560,7 @@ async def run(args: argparse.Namespace) -> None:
                 failed = whole_failed + stream_failed
                 note = f"  ({failed} failed)" if failed else ""
                 print(f"  {party.name:10} {whole_rate:12.0f} {stream_rate:10.0f}{note}")
-            if "litellm" in rates:
+            if "litellm" in rates:  # the issue's target: at least 5x LiteLLM's proxy
                 g, lite = rates["gateway"], rates["litellm"]
                 print(
                     f"  gateway / litellm: {g[0] / lite[0]:.1f}x whole, "
@@ -487,13 +569,15 @@ async def run(args: argparse.Namespace) -> None:
 
     if args.streams:
         interval = args.stream_seconds / len(KNOWN_TOKENS)
-        with parties() as started:
-            paced = start_upstream(interval)
-            started.append(paced)
-            gateway = start_gateway(paced, directory, name="gateway-load")
-            started.append(gateway)
-            results, cpu, wall, sample = await long_streams(gateway, args.streams)
-            report_long_streams(results, cpu, wall, gateway, sample)
+        starters = [(start_relay, "relay-load"), (start_gateway, "gateway-load")]
+        for start, name in starters:
+            with parties() as started:
+                paced = start_upstream(interval)
+                started.append(paced)
+                party = start(paced, directory, name)
+                started.append(party)
+                results, cpu, wall, sample = await long_streams(party, args.streams)
+                report_long_streams(results, cpu, wall, party, sample)
 
 
 def main() -> int:
@@ -505,7 +589,10 @@ def main() -> int:
     parser.add_argument("--stream-seconds", type=float, default=10.0, help="length of each")
     parser.add_argument("--skip-load", action="store_true", help="no long-stream run")
     parser.add_argument("--litellm", default=None, help="the litellm executable")
+    parser.add_argument("--serve-relay", metavar="UPSTREAM", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_relay:
+        return serve_relay(args.serve_relay)
     if args.skip_load:
         args.streams = 0
     loop = new_event_loop()
