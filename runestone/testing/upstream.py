@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hmac
 import json
 import math
@@ -120,8 +121,9 @@ _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 # Backstop only: stop() aborts every live connection first, so nothing should wait this long.
 _SHUTDOWN_GRACE = 1.0
+_SETTLE_TURNS = 3
 _MAX_BODY = 64 * 1024 * 1024
-# Benchmarks open a thousand connections at once; the default backlog of 128 drops SYNs.
+# Benchmarks open a thousand connections at once; a backlog of 128 would drop SYNs.
 _BACKLOG = 4096
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
 _WIRES: dict[str, Wire] = {"openai": OpenAIWire(), "anthropic": AnthropicWire()}
@@ -195,12 +197,11 @@ class FakeUpstream:
         self._epoch = self._clock.monotonic()
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread_id: int | None = None
         self._thread: threading.Thread | None = None
         self._stop_requested: asyncio.Event | None = None
-        # Transports of requests being handled, aborted at stop so held ones end at once.
-        self._live: set[asyncio.Transport] = set()
 
     def __repr__(self) -> str:
         where = self.base_url if self._port is not None else "not running"
@@ -385,6 +386,11 @@ class FakeUpstream:
             raise RuntimeError(f"the fake upstream is already running at {self.base_url}")
 
     async def _open(self) -> None:
+        # Our own listening socket, so stop() can stop accepting before closing it (below).
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        listener = socket.create_server(
+            (self._host, self._requested_port), family=family, backlog=_BACKLOG
+        )
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/v1/messages", self._anthropic_chat)
@@ -394,15 +400,15 @@ class FakeUpstream:
         runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_GRACE
         )
-        await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._requested_port, backlog=_BACKLOG)
-            await site.start()
+            await runner.setup()
+            await web.SockSite(runner, listener).start()
         except BaseException:
             await runner.cleanup()
+            listener.close()
             raise
-        address = runner.addresses[0]
-        self._port = int(address[1])
+        self._port = int(listener.getsockname()[1])
+        self._listener = listener
         self._runner = runner
         self._loop = asyncio.get_running_loop()
         self._loop_thread_id = threading.get_ident()
@@ -412,11 +418,25 @@ class FakeUpstream:
 
     async def _close(self) -> None:
         runner, self._runner = self._runner, None
-        for transport in list(self._live):
-            transport.abort()
-        if runner is not None:
-            await runner.cleanup()
-        self._live.clear()
+        listener, self._listener = self._listener, None
+        if runner is not None and listener is not None:
+            loop = asyncio.get_running_loop()
+            # Stop accepting first and let accepts already under way attach: on Python
+            # 3.11 an accept that completes after the server is closed leaks its socket.
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_reader(listener.fileno())
+            for _ in range(_SETTLE_TURNS):
+                await asyncio.sleep(0)
+            # Every connection goes now, idle or held (blackhole, stall, a slow stream):
+            # aiohttp's own shutdown would wait for held handlers.
+            server = runner.server
+            if server is not None:
+                for handler in server.connections:
+                    if handler.transport is not None:
+                        handler.transport.abort()
+            await runner.cleanup()  # closes the listener too
+            # Aborted transports close their sockets on the next loop turn.
+            await asyncio.sleep(0)
         self._port = None
         self._loop = None
         self._loop_thread_id = None
@@ -431,15 +451,8 @@ class FakeUpstream:
         return await self._chat(request, _WIRES["anthropic"])
 
     async def _chat(self, request: web.Request, wire: Wire) -> web.StreamResponse:
-        transport = request.transport
-        if transport is not None:
-            self._live.add(transport)
-        try:
-            script = await self._decide(request, wire)
-            return await self._play(request, wire, script)
-        finally:
-            if transport is not None:
-                self._live.discard(transport)
+        script = await self._decide(request, wire)
+        return await self._play(request, wire, script)
 
     async def _decide(self, request: web.Request, wire: Wire) -> Script:
         """Read the request, choose the script, record the attempt."""

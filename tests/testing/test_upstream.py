@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import select
@@ -724,6 +725,23 @@ def test_stop_closes_stalled_blackholed_and_slow_streams_at_once() -> None:
             assert THREAD_NAMES() == []
         finally:
             up.stop()
+
+
+def test_stop_while_clients_are_connecting_leaks_no_socket() -> None:
+    # On Python 3.11 an accept that completes after its server closed leaks the
+    # accepted socket; the ResourceWarning it raises at collection fails the test.
+    body = json.dumps({"model": "blackhole", "messages": USER}).encode()
+    data = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    for _ in range(10):
+        with FakeUpstream() as up, contextlib.ExitStack() as sockets:
+            first = sockets.enter_context(socket.create_connection(("127.0.0.1", up.port)))
+            first.sendall(data.encode() + body)
+            up.wait_for_attempts(1)
+            for _ in range(20):
+                sock = sockets.enter_context(socket.create_connection(("127.0.0.1", up.port)))
+                sock.sendall(data.encode() + body)
+            up.stop()
+        gc.collect()
 
 
 def THREAD_NAMES() -> list[str]:  # noqa: N802 - reads as the constant it checks
