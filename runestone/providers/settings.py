@@ -91,8 +91,10 @@ class Timeouts:
       (defaults to ``first_token``).
     - ``first_token``: from the start of the attempt until the first content delta.
     - ``idle``: the longest silence between two reads once content flows (a stall).
-    - ``total``: the whole attempt. A non-streaming request is bounded by ``connect``
-      and ``total`` only: its headers arrive only once the whole answer is ready.
+    - ``total``: the whole attempt, enforced whenever it waits on the upstream (an
+      answer already complete is not failed for a slow consumer). A non-streaming
+      request is bounded by ``connect`` and ``total`` only: its headers arrive only
+      once the whole answer is ready.
     """
 
     connect: float = 10.0

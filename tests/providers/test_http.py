@@ -8,6 +8,7 @@ real loopback sockets, once per wire format.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import socket
 
@@ -23,6 +24,7 @@ from runestone.testing.upstream import KNOWN_TEXT, KNOWN_TOKENS, KNOWN_TOOL_ARGU
 from tests.providers.helpers import (
     API_KEY,
     WIRES,
+    Outcome,
     collect,
     collect_async,
     make_provider,
@@ -32,6 +34,20 @@ from tests.providers.helpers import (
 pytestmark = pytest.mark.parametrize("wire", WIRES)
 
 PROMPT = "Say the known text please"
+
+
+def cancel_all(plane: DataPlane, futures: list[concurrent.futures.Future[Outcome]]) -> None:
+    """Cancel attempts running on the data plane and wait until they have cleaned up."""
+    for future in futures:
+        future.cancel()  # schedules the task's cancellation on the loop, before settle() runs
+
+    async def settle() -> None:
+        me = asyncio.current_task()
+        await asyncio.gather(
+            *(t for t in asyncio.all_tasks() if t is not me), return_exceptions=True
+        )
+
+    plane.run(settle(), timeout=10)
 
 
 def _error(outcome_error: ProviderError | None) -> ProviderError:
@@ -466,8 +482,7 @@ def test_the_connection_pool_is_sized_from_config_not_capped_at_aiohttps_default
     try:
         assert len(fake_upstream.wait_for_attempts(streams, timeout=10)) == streams
     finally:
-        for future in futures:
-            future.cancel()
+        cancel_all(plane, futures)
     assert isinstance(provider, HttpProvider)
     session = provider.session
     assert session is not None
@@ -487,8 +502,7 @@ def test_a_smaller_pool_holds_requests_back(
         with pytest.raises(TimeoutError):
             fake_upstream.wait_for_attempts(3, timeout=0.3)
     finally:
-        for future in futures:
-            future.cancel()
+        cancel_all(plane, futures)
 
 
 def test_a_provider_used_outside_its_loop_says_so(
@@ -503,3 +517,38 @@ def test_a_provider_used_outside_its_loop_says_so(
 
     with pytest.raises(RuntimeError, match="another event loop"):
         asyncio.run(elsewhere())
+
+
+def test_a_slow_consumer_is_not_an_idle_upstream(
+    wire: str, plane: DataPlane, fake_upstream: FakeUpstream
+) -> None:
+    provider = make_provider(plane, fake_upstream, wire, timeouts={"first_token": 1, "idle": 0.2})
+
+    async def dawdle() -> str:
+        text = []
+        async for event in provider.stream(request("healthy")):
+            if isinstance(event, TextDelta):
+                text.append(event.text)
+                if len(text) == 1:
+                    await asyncio.sleep(0.4)  # twice the idle limit, spent by the consumer
+        return "".join(text)
+
+    assert plane.run(dawdle(), timeout=10) == KNOWN_TEXT
+
+
+def test_the_total_limit_holds_even_while_the_consumer_dawdles(wire: str, plane: DataPlane) -> None:
+    with FakeUpstream(token_interval=0.01) as upstream:
+        provider = make_provider(plane, upstream, wire, timeouts={"first_token": 1, "total": 0.1})
+
+        async def dawdle() -> ProviderError:
+            try:
+                async for event in provider.stream(request("healthy")):
+                    if isinstance(event, TextDelta):
+                        await asyncio.sleep(0.04)
+            except ProviderError as exc:
+                return exc
+            raise AssertionError("the stream outlived its total limit")
+
+        error = plane.run(dawdle(), timeout=10)
+    assert error.error_class is ErrorClass.TOTAL_TIMEOUT
+    assert error.content_delivered is True

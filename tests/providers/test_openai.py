@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -22,7 +23,14 @@ from runestone.providers.errors import AttemptState
 from runestone.providers.openai import OpenAIStreamDecoder, map_openai_finish_reason
 from runestone.providers.sse import SSEParser
 from runestone.testing.upstream import KNOWN_TEXT, FakeUpstream
-from tests.providers.helpers import API_KEY, MiniServer, collect, make_provider, request
+from tests.providers.helpers import (
+    API_KEY,
+    MiniServer,
+    collect,
+    collect_async,
+    make_provider,
+    request,
+)
 
 FULL_REQUEST = {
     "model": "gpt-4o-mini",
@@ -310,3 +318,38 @@ def test_an_unhealthy_upstream_says_why(plane: DataPlane) -> None:
     assert health.healthy is False
     assert health.error_class is ErrorClass.SERVER_ERROR
     assert server.requests[0]["path"] == "/models"
+
+
+def test_done_comes_at_the_sentinel_and_the_connection_is_then_reused(plane: DataPlane) -> None:
+    release = asyncio.Event()  # set on the data-plane loop once the client has its Done
+    ports: list[int] = []
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(
+            f"data: {chunk({'content': 'hi'}, 'stop')}\n\ndata: [DONE]\n\n".encode()
+        )
+        await release.wait()  # the body's end comes only after the client is done
+        await response.write_eof()
+        return response
+
+    server = MiniServer(plane, sse).start()
+    provider = make_provider(plane, None, "openai", base_url=server.url)
+
+    async def twice() -> list[str]:
+        texts = []
+        for _ in range(2):
+            outcome = await collect_async(provider, request("m"))
+            assert outcome.done is not None, outcome.error
+            texts.append(outcome.text)
+            release.set()  # a client waiting for the body's end would never get here
+            while provider._drains:  # the background read of the body's end
+                await asyncio.sleep(0.01)
+            release.clear()
+        return texts
+
+    assert plane.run(twice(), timeout=10) == ["hi", "hi"]
+    assert len(ports) == 2
+    assert ports[0] == ports[1], "the second stream should reuse the first one's connection"
