@@ -104,18 +104,25 @@ class DataPlane:
         return self._attached_thread is not None
 
     async def aclose(self) -> None:
-        """Close what was registered, on the loop (the way an attached data plane stops)."""
+        """Close what was registered, on the loop (the way an attached data plane stops).
+
+        On a data plane that owns its thread this only closes the registered
+        closeables; :meth:`stop` still ends the thread.
+        """
+        attached = self._attached_thread is not None
         with self._lock:
-            if self._stopped or self._stopping:
+            if self._stopped or (attached and self._stopping):
                 return
-            self._stopping = True
+            if attached:
+                self._stopping = True
             closeables, self._closeables = self._closeables[::-1], []
         for closeable in closeables:
             try:
                 await closeable.aclose()
             except Exception:  # one bad close must not leak the others
                 log.exception("data_plane_close_failed", closeable=repr(closeable))
-        self._stopped = True
+        if attached:
+            self._stopped = True
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else "running" if self.running else "new"

@@ -345,3 +345,64 @@ def test_an_attached_data_plane_runs_on_the_callers_loop_and_closes_there() -> N
         assert closed == ["closed"]
 
     asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- attached
+
+
+class Closeable:
+    def __init__(self) -> None:
+        self.closed_on: list[str] = []
+
+    async def aclose(self) -> None:
+        self.closed_on.append(threading.current_thread().name)
+
+
+def test_an_attached_data_plane_runs_on_the_callers_loop_without_a_thread() -> None:
+    session = Closeable()
+
+    async def serve() -> tuple[int, bool, str]:
+        plane = DataPlane.attached(asyncio.get_running_loop())
+        assert plane.start() is plane  # nothing to start
+        assert plane.thread is None
+        assert plane.is_attached
+        assert plane.in_loop_thread()
+        plane.register_closeable(session)
+        # Another thread reaches the loop through the plane, as actors do.
+        result = await asyncio.to_thread(lambda: plane.submit(asyncio.sleep(0, 41)).result(WAIT))
+        with pytest.raises(RuntimeError, match="aclose"):
+            plane.stop()
+        await plane.aclose()
+        with pytest.raises(RuntimeError, match="not running"):
+            plane.submit(asyncio.sleep(0))
+        return result + 1, plane.running, threading.current_thread().name
+
+    answer, running, thread_name = asyncio.run(serve())
+    assert (answer, running) == (42, False)
+    assert session.closed_on == [thread_name]
+
+
+def test_stopping_an_attached_data_plane_from_another_thread_leaves_the_loop_running() -> None:
+    session = Closeable()
+
+    async def serve() -> bool:
+        plane = DataPlane.attached(asyncio.get_running_loop())
+        plane.register_closeable(session)
+        await asyncio.to_thread(plane.stop)
+        await asyncio.sleep(0)  # the loop is still ours and still runs
+        return plane.running
+
+    assert asyncio.run(serve()) is False
+    assert len(session.closed_on) == 1
+
+
+def test_aclose_on_an_owned_data_plane_closes_sessions_but_stop_still_ends_the_thread() -> None:
+    plane = DataPlane().start()
+    session = Closeable()
+    plane.register_closeable(session)
+    plane.run(plane.aclose())
+    assert session.closed_on == ["runestone-io"]
+    assert plane.running
+    plane.stop()
+    assert plane.thread is not None
+    assert not plane.thread.is_alive()
