@@ -192,7 +192,9 @@ def report(title: str, results: dict[str, list[Round]], chunks_per_stream: int) 
             f"   stream wall p50 {p50:6.3f} s  p99 {p99:6.3f} s"
         )
     ratio = per_chunk["provider"] / per_chunk["raw"]
-    print(f"  ratio provider / raw: {ratio:.2f}x  (target: within 2x)")
+    by_round = [p.cpu / r.cpu for r, p in zip(results["raw"], results["provider"], strict=True)]
+    rounds_text = ", ".join(f"{x:.2f}" for x in by_round)
+    print(f"  ratio provider / raw: {ratio:.2f}x  (target: within 2x); by round: {rounds_text}")
     return ratio
 
 
@@ -201,9 +203,9 @@ def main() -> int:
     parser.add_argument("--wire", choices=("openai", "anthropic"), default="openai")
     parser.add_argument("--streams", type=int, default=1000, help="concurrent streams (1,000)")
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between tokens")
-    parser.add_argument("--single", type=int, default=30, help="sequential streams at 1")
+    parser.add_argument("--single", type=int, default=20, help="sequential streams at 1")
     parser.add_argument("--single-interval", type=float, default=0.005)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per side")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side")
     args = parser.parse_args()
 
     loop = new_event_loop()

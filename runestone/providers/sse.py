@@ -50,6 +50,18 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Parse ``chunk`` (any slice of the stream); return the events it completed."""
+        if (
+            not self._buf
+            and self._data is None
+            and self._event is None
+            and self._started
+            and chunk.startswith(b"data: ")
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk.endswith(b"\n\n")
+            and b"\r" not in chunk
+        ):
+            # The common read: exactly one "data: ...\n\n" event (OpenAI-style streams).
+            return [SSEEvent("message", chunk[6:-2], self._id, self._retry)]
         buf = self._buf + chunk if self._buf else chunk
         if not self._started:
             if len(buf) < len(_BOM) and _BOM.startswith(buf):
@@ -86,20 +98,18 @@ class SSEParser:
 
     def _lines(self, lines: list[bytes]) -> list[SSEEvent]:
         events: list[SSEEvent] = []
+        data = self._data
+        event = self._event
         for line in lines:
             if not line:
-                if self._data is not None:
-                    events.append(
-                        SSEEvent(self._event or "message", self._data, self._id, self._retry)
-                    )
-                    self._data = None
-                self._event = None
+                if data is not None:
+                    events.append(SSEEvent(event or "message", data, self._id, self._retry))
+                    data = None
+                event = None
                 continue
             if line.startswith(b"data:"):
-                value = line[5:]
-                if value[:1] == b" ":
-                    value = value[1:]
-                self._data = value if self._data is None else self._data + b"\n" + value
+                value = line[6:] if line[5:6] == b" " else line[5:]
+                data = value if data is None else data + b"\n" + value
                 continue
             if line[0] == 0x3A:  # ":" starts a comment (keep-alives)
                 continue
@@ -107,12 +117,14 @@ class SSEParser:
             if value[:1] == b" ":
                 value = value[1:]
             if name == b"event":
-                self._event = value.decode("utf-8", "replace")
+                event = value.decode("utf-8", "replace")
             elif name == b"data":  # "data" with no colon: an empty data line
-                self._data = value if self._data is None else self._data + b"\n" + value
+                data = value if data is None else data + b"\n" + value
             elif name == b"id":
                 if b"\0" not in value:
                     self._id = value.decode("utf-8", "replace")
             elif name == b"retry" and value.isdigit():
                 self._retry = int(value)
+        self._data = data
+        self._event = event
         return events
