@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import urllib.error
@@ -88,7 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not structlog.is_configured():
         # Until the config says how to log, warnings (a skipped provider …) go to
         # stderr: stdout carries what the command prints.
-        structlog.configure(logger_factory=_stderr_logger)
+        structlog.configure(
+            logger_factory=_stderr_logger,
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        )
     if args.command == "check-config":
         return _check_config(args.path)
     if args.command == "health":
