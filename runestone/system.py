@@ -49,6 +49,7 @@ from runestone.actors.stream_task import TaskEnv
 from runestone.clock import Cancellable, Clock
 from runestone.config import Config, load_config
 from runestone.exceptions import (
+    ErrorClass,
     NoCandidatesError,
     OverloadedError,
     RunestoneError,
@@ -211,6 +212,9 @@ class _Holder:
 
 _request_ids = itertools.count(1)
 
+GUARD_GRACE = 5.0
+"""Seconds past a request's deadline before its guard ends it (its task should have)."""
+
 
 class System:
     """A running Runestone (see the module docstring). Made by :func:`start`."""
@@ -367,7 +371,13 @@ class System:
                 handles.root.stop(timeout=timeout)
             except SupervisionError as exc:
                 log.error("system_stop_incomplete", error=str(exc))
-        self._task_threads.shutdown(wait=True, cancel_futures=True)
+        self._task_threads.shutdown(wait=False, cancel_futures=True)
+        # Bounded: a task stuck in a handler must not hold the system's stop forever.
+        deadline = time.monotonic() + timeout
+        for thread in list(self._task_threads._threads):  # the executor's own threads
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.error("stream_task_thread_did_not_exit", thread=thread.name)
 
     def __enter__(self) -> System:
         return self
@@ -401,12 +411,31 @@ class System:
         if self._stopped:
             raise SupervisionError("the system is stopped")
         chat = request if isinstance(request, ChatRequest) else ChatRequest.from_dict(request)
-        return RequestContext(
+        timeout = self.config.pool.request_timeout
+        ctx = RequestContext(
             id=request_id or f"req-{next(_request_ids)}-{uuid.uuid4().hex[:8]}",
             request=chat,
             sink=sink,
-            deadline=self.clock.monotonic() + self.config.pool.request_timeout,
+            deadline=self.clock.monotonic() + timeout,
         )
+        # Whatever becomes of its actors, a request ends by its deadline (plus a grace for
+        # its task to say so itself): this guard ends it otherwise.
+        ctx.guard = self.clock.call_later(timeout + GUARD_GRACE, lambda: self._guard(ctx))
+        return ctx
+
+    def _guard(self, ctx: RequestContext) -> None:
+        if not ctx.claim_terminal():
+            return
+        log.error("request_ended_by_guard", request_id=ctx.id)
+        event = StreamError(
+            ErrorClass.TOTAL_TIMEOUT,
+            "the request's deadline passed and its stream task never ended it",
+            content_delivered=ctx.committed,
+            attempts=tuple(ctx.attempts),
+            kind="SupervisionError",
+        )
+        with contextlib.suppress(RuntimeError):  # the data plane is stopping
+            self.data_plane.submit(_emit_terminal(ctx.sink, event))
 
     def stream(
         self, request: ChatRequest | Mapping[str, Any], *, request_id: str | None = None
@@ -547,6 +576,11 @@ class _DeferredHandle:
 
     def tell(self, message: Any) -> None:
         self._lookup().tell(message)
+
+
+async def _emit_terminal(sink: Any, event: StreamError) -> None:
+    await sink.send(event)
+    sink.finish()
 
 
 def _settle(future: asyncio.Future[BaseException | None], error: BaseException | None) -> None:

@@ -36,6 +36,7 @@ from runestone.messages import (
 )
 
 if TYPE_CHECKING:
+    from runestone.clock import Cancellable
     from runestone.io import Sink
     from runestone.providers import Provider
 
@@ -90,6 +91,20 @@ class RequestContext:
     restarts: int = 0
     cut_error: ProviderError | None = None
     finished: threading.Event = field(default_factory=threading.Event)
+    guard: Cancellable | None = None
+    """The deadline guard (see ``System``): ends the request if its task never does."""
+    _claim: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim_terminal(self) -> bool:
+        """True exactly once: to whoever may now send the request's one terminal event."""
+        with self._claim:
+            if self.finished.is_set():
+                return False
+            self.finished.set()
+        guard = self.guard
+        if guard is not None:
+            guard.cancel()
+        return True
 
     @property
     def stream(self) -> bool:

@@ -150,6 +150,7 @@ class StreamTask(SupervisedActor):
         self._tokens = 0
         self._last_error: ProviderError | None = None
         self._resuming = False
+        self._stopping = False
         self._timers: list[Cancellable] = []
 
     # -- life -------------------------------------------------------------------------------
@@ -170,6 +171,14 @@ class StreamTask(SupervisedActor):
     def on_failure(self, *_: Any) -> None:
         self._abandon_attempt()
         self._cancel_timers()
+
+    def on_stop(self) -> None:
+        # Stopped by its supervisor (shutdown, or the task supervisor giving up) before the
+        # request ended: the caller still gets its one terminal event.
+        if not self.ctx.finished.is_set():
+            self._abandon_attempt()
+            self._stopping = True
+            self._fail(SupervisionError("the request was stopped before it finished (shutdown)"))
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -450,8 +459,7 @@ class StreamTask(SupervisedActor):
     def _finish(self, events: list[Event], outcome: str, route: Route | None) -> None:
         ctx = self.ctx
         self._cancel_timers()
-        if not ctx.finished.is_set():
-            ctx.finished.set()
+        if ctx.claim_terminal():
             metrics = self.env.metrics
             if metrics is not None:
                 last = ctx.attempts[-1] if ctx.attempts else None
@@ -469,16 +477,19 @@ class StreamTask(SupervisedActor):
                 route=None if route is None else str(route),
                 attempts=len(ctx.attempts),
             )
-        with contextlib.suppress(SupervisionError):
-            self.env.pool().tell(TaskFinished(ctx.id))
-        self.stop()
+        if not self._stopping:
+            # (Not while stopped by the supervisors: the pool is stopping too, and looking
+            # it up would wait on a supervisor that waits on us.)
+            with contextlib.suppress(SupervisionError):
+                self.env.pool().tell(TaskFinished(ctx.id))
+            self.stop()
 
     def _gone(self) -> bool:
         """The caller went away: end quietly."""
         if not self.ctx.sink.cancelled:
             return False
         self._cancel_timers()
-        self.ctx.finished.set()
+        self.ctx.claim_terminal()
         with contextlib.suppress(SupervisionError):
             self.env.pool().tell(TaskFinished(self.ctx.id))
         log.info("request_cancelled", request_id=self.ctx.id)

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import pykka
 import structlog
 from pykka import messages as pykka_messages
+from pykka._envelope import Envelope  # pykka's inbox item; its loop is ours to extend
 
 from runestone.exceptions import ActorCrashedError
 from runestone.supervisors.exits import ExitReason
@@ -37,6 +38,10 @@ __all__ = ["Incarnation", "SupervisedActor"]
 log = structlog.get_logger(__name__)
 
 _binding = threading.local()
+
+
+class _Wake:
+    """Put in an abandoned actor's inbox so its loop wakes up and ends."""
 
 
 class Incarnation:
@@ -83,6 +88,8 @@ class Incarnation:
         if actor is not None:
             pykka.ActorRegistry.unregister(actor.actor_ref)
             actor.actor_stopped.set()
+            # An idle actor waits on its inbox: wake it so it sees it is stopped.
+            actor.actor_inbox.put(Envelope(_Wake()))
 
     def _attach(self, actor: SupervisedActor) -> None:
         self._actor = actor
@@ -145,6 +152,11 @@ class SupervisedActor(pykka.ThreadingActor):
     def _actor_loop_running(self) -> None:
         while not self.actor_stopped.is_set():
             envelope = self.actor_inbox.get()
+            if self.actor_stopped.is_set():
+                # Abandoned while waiting: leave the message to the teardown, which
+                # answers an asker with ActorDeadError.
+                self.actor_inbox.put(envelope)
+                break
             try:
                 response = self._handle_receive(envelope.message)
             except self.expected_exceptions:

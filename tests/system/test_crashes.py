@@ -111,3 +111,49 @@ def test_a_task_killed_before_its_first_content_is_restarted_and_answers_whole(
         assert isinstance(events[-1], Done)
         assert len(up.attempts) == 2, "the restarted task asked again"
         system.stop()
+
+
+def test_a_request_whose_task_vanishes_is_ended_by_its_deadline_guard(
+    start_system: Start,
+) -> None:
+    from runestone.testing import FakeClock
+
+    clock = FakeClock()
+    with FakeUpstream() as up:
+        cfg = config(
+            {"primary": openai_provider(up, models("stall-after:1"))},
+            aliases={"m": ["primary/stall-after:1"]},
+            pool={"max_in_flight": 10, "request_timeout": 30},
+        )
+        system = start_system(cfg, clock=clock)
+        stream = iter(system.stream({"model": "m", "messages": USER}))
+        assert isinstance(next(stream), TextDelta)
+        tasks = system.supervisor.child("pool").child("tasks")
+        (row,) = tasks.which_children()
+        incarnation = row.handle.incarnation
+        assert incarnation is not None
+        incarnation.abandon()  # gone without a word: no on_stop, no terminal event
+        assert incarnation.exited.wait(5)
+        clock.advance(30 + 5)
+        rest = list(stream)
+        assert len(rest) == 1
+        assert isinstance(rest[0], StreamError)
+        assert rest[0].content_delivered
+        assert rest[0].kind == "SupervisionError"
+        system.stop()
+
+
+def test_stopping_the_system_ends_streams_in_flight_with_an_error(start_system: Start) -> None:
+    with FakeUpstream() as up:
+        cfg = config(
+            {"primary": openai_provider(up, models("stall-after:2"))},
+            aliases={"m": ["primary/stall-after:2"]},
+        )
+        system = start_system(cfg)
+        stream = iter(system.stream({"model": "m", "messages": USER}))
+        assert isinstance(next(stream), TextDelta)
+        system.stop()
+        rest = list(stream)
+        assert isinstance(rest[-1], StreamError)
+        assert sum(isinstance(e, StreamError) for e in rest) == 1
+        assert "stopped before it finished" in rest[-1].message
