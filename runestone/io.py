@@ -437,7 +437,9 @@ class Sink(Generic[T]):
             self._cancelled = True
             self._items.clear()
             space, self._space = self._space, None
-            producer = self._producer
+            # A producer that finished the stream has said its last word: closing the
+            # consumer afterwards must not cancel what it still does (its bookkeeping).
+            producer = None if self._closed else self._producer
             self._ready.notify_all()
             self._wake_consumer()
         if space is not None and not self._loop.is_closed():

@@ -246,4 +246,22 @@ async def run_attempt(
             error_class=ErrorClass.SERVER_ERROR,
         )
         return AttemptResult(error, loop.time() - started, first_token, outcome="internal_error")
-    return AttemptResult(None, loop.time() - started, first_token, usage, finish)
+    latency = loop.time() - started
+    # The answer is whole: its terminal events go to the caller from here, at once, not
+    # after a round trip through the stream task (which only keeps the books).
+    if ctx.claim_terminal():
+        record = AttemptRecord(provider.name, model, "ok", latency, first_token, mode)
+        if usage is not None:
+            await sink.send(usage)
+        await sink.send(
+            Done(
+                finish,
+                provider.name,
+                model,
+                usage,
+                attempts=(*ctx.attempts, record),
+                cost=None if usage is None else provider.estimate_cost(model, usage),
+            )
+        )
+        sink.finish()
+    return AttemptResult(None, latency, first_token, usage, finish)

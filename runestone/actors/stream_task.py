@@ -40,7 +40,7 @@ from runestone.exceptions import (
     SupervisionError,
     UpstreamTimeoutError,
 )
-from runestone.messages import Done, Event, StreamError
+from runestone.messages import Event, StreamError
 from runestone.resilience import Permit, RetryAction, RetryReason, decide_retry
 from runestone.supervisors import ActorHandle, SupervisedActor
 
@@ -415,24 +415,8 @@ class StreamTask(SupervisedActor):
     # -- endings ----------------------------------------------------------------------------
 
     def _succeed(self, route: Route, result: AttemptResult) -> None:
-        ctx = self.ctx
-        entry = self.env.directory.get(route.provider)
-        cost = None
-        if entry is not None and result.usage is not None:
-            cost = entry.provider.estimate_cost(route.model, result.usage)
-        done = Done(
-            result.finish_reason,
-            route.provider,
-            route.model,
-            result.usage,
-            attempts=tuple(ctx.attempts),
-            cost=cost,
-        )
-        events: list[Event] = []
-        if result.usage is not None:
-            events.append(result.usage)
-        events.append(done)
-        self._finish(events, "ok", route)
+        # The attempt has already sent the caller its usage and Done (run_attempt).
+        self._finish([], "ok", route)
 
     def _fail(self, error: BaseException) -> None:
         ctx = self.ctx
@@ -457,9 +441,10 @@ class StreamTask(SupervisedActor):
         self._finish([event], "error", None)
 
     def _finish(self, events: list[Event], outcome: str, route: Route | None) -> None:
+        """End the request: send ``events`` (the terminal one last) unless sent already."""
         ctx = self.ctx
         self._cancel_timers()
-        if ctx.claim_terminal():
+        if ctx.claim_terminal() or not events:
             metrics = self.env.metrics
             if metrics is not None:
                 last = ctx.attempts[-1] if ctx.attempts else None
@@ -468,8 +453,9 @@ class StreamTask(SupervisedActor):
                     "" if last is None else last.model,
                     outcome,
                 ).inc()
-            with contextlib.suppress(RuntimeError):  # the data plane is stopping
-                self.env.data_plane.submit(_emit(ctx.sink, events))
+            if events:
+                with contextlib.suppress(RuntimeError):  # the data plane is stopping
+                    self.env.data_plane.submit(_emit(ctx.sink, events))
             log.info(
                 "request_finished",
                 request_id=ctx.id,

@@ -64,6 +64,23 @@ def config(
     return out
 
 
+def settle(system: System, timeout: float = 5.0) -> None:
+    """Wait until every request has been booked: the caller gets its answer first, the
+    stream task then reports to its provider actor and the pool (round trips, no sleep)."""
+    import time
+
+    from runestone.actors.provider import GetStatus
+
+    deadline = time.monotonic() + timeout
+    while system.pool_stats().in_flight and time.monotonic() < deadline:
+        pass
+    # An outcome was told to its provider actor before the task told the pool it ended;
+    # a question asked now is answered after it.
+    for entry in system.directory.entries().values():
+        if entry.handle is not None:
+            entry.handle.ask(GetStatus())
+
+
 @pytest.fixture
 def start_system() -> Iterator[Callable[..., System]]:
     """Start systems from config dicts; every one is stopped after the test."""

@@ -11,7 +11,7 @@ from runestone.messages import Done, Event, StreamError, TextDelta
 from runestone.supervisors import ChildState
 from runestone.system import System
 from runestone.testing.upstream import KNOWN_TEXT, FakeUpstream
-from tests.system.conftest import anthropic_provider, config, models, openai_provider
+from tests.system.conftest import anthropic_provider, config, models, openai_provider, settle
 
 Start = Callable[..., System]
 USER = [{"role": "user", "content": "Tell me the known text."}]
@@ -81,6 +81,7 @@ def test_killing_router_provider_pool_and_tasks_under_traffic_loses_and_duplicat
                 if isinstance(e, TextDelta)
             )
             assert text == KNOWN_TEXT
+        settle(system)
         tree = system.health()["tree"]
         assert tree is not None
         by_id = {c["id"]: c for c in tree["children"]}

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from runestone.system import System
 from runestone.testing.upstream import FakeUpstream
-from tests.system.conftest import anthropic_provider, config, models, openai_provider
+from tests.system.conftest import anthropic_provider, config, models, openai_provider, settle
 
 Start = Callable[..., System]
 USER = [{"role": "user", "content": "Tell me the known text."}]
@@ -25,6 +25,7 @@ def test_health_is_json_ready_and_covers_every_actor_and_provider(
     )
     system = start_system(cfg)
     system.complete({"model": "m", "messages": USER})
+    settle(system)
     health = json.loads(json.dumps(system.health()))
     assert health["status"] == "ok"
     root = health["tree"]
@@ -63,8 +64,10 @@ def test_metrics_count_requests_attempts_circuits_and_restarts(
     )
     system = start_system(cfg)
     system.complete({"model": "m", "messages": USER})
+    settle(system)
     system.router.tell(object())  # crash the router once
     system.complete({"model": "m", "messages": USER})
+    settle(system)
     text = system.metrics.render().decode()
     assert 'runestone_requests_total{model="healthy",outcome="ok",provider="backup"} 2.0' in text
     primary_attempts = 'model="unavailable",outcome="server_error",provider="primary"} 1.0'
