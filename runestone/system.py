@@ -308,7 +308,9 @@ class System:
                         actor_class=DynamicSupervisor,
                         intensity=task_intensity,
                         clock=clock,
-                        max_children=max_in_flight,
+                        # The pool bounds requests; this only catches a leak. A finished task
+                        # leaves the pool's count a moment before it leaves this supervisor.
+                        max_children=2 * max_in_flight + 16,
                     ),
                     ChildSpec(
                         "admission",

@@ -16,10 +16,10 @@ from typing import Any, ClassVar
 import structlog
 
 from runestone.actors.attempt import RequestContext
-from runestone.actors.stream_task import StreamTask, TaskEnv, TaskFinished
+from runestone.actors.stream_task import StreamTask, TaskEnv, TaskFinished, end_unstarted
 from runestone.exceptions import ErrorClass, OverloadedError, RunestoneError, SupervisionError
 from runestone.messages import StreamError
-from runestone.supervisors import RestartType, SupervisedActor, SupervisorHandle
+from runestone.supervisors import ChildSpec, RestartType, Spawn, SupervisedActor, SupervisorHandle
 
 __all__ = ["ActorSink", "GetStats", "Pool", "PoolStats", "SetLimit", "StreamRequest", "Submit"]
 
@@ -183,8 +183,15 @@ class Pool(SupervisedActor):
         def start() -> Any:
             return StreamTask.start(ctx, env)
 
+        def not_started(exc: SupervisionError) -> None:
+            log.error("stream_task_spawn_failed", request_id=ctx.id, error=str(exc))
+            end_unstarted(ctx, env, OverloadedError(f"could not start the request: {exc}"))
+
+        # Told, not asked: admission never waits for a task to be built, so one slow
+        # spawn cannot hold up every caller behind it.
+        spec = ChildSpec(ctx.id, start, restart=RestartType.TRANSIENT, await_start=False)
         try:
-            self._tasks().spawn(start, child_id=ctx.id, restart=RestartType.TRANSIENT)
+            self._tasks().tell(Spawn(spec, not_started))
         except SupervisionError as exc:
             log.error("stream_task_spawn_failed", request_id=ctx.id, error=str(exc))
             return OverloadedError(f"could not start the request: {exc}")

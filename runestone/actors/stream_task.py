@@ -532,6 +532,18 @@ class StreamTask(SupervisedActor):
                 _tell(current.entry.handle, Release(current.permit))
 
 
+def end_unstarted(ctx: RequestContext, env: TaskEnv, error: RunestoneError) -> None:
+    """End a request whose task never started: its one terminal event, and the pool told."""
+    if ctx.claim_terminal():
+        event = StreamError(
+            _error_class_of(error), str(error), content_delivered=False, kind=type(error).__name__
+        )
+        with contextlib.suppress(RuntimeError):  # the data plane is stopping
+            env.data_plane.submit(_emit(ctx.sink, [event]))
+    with contextlib.suppress(SupervisionError):
+        env.pool().tell(TaskFinished(ctx.id))
+
+
 def _tell(target: Any, message: Any) -> None:
     """Tell an actor (ref or handle) that may already be gone."""
     with contextlib.suppress(Exception):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runestone.supervisors.actor import Incarnation, SupervisedActor
-from runestone.supervisors.dynamic import DynamicSupervisor, RestartBackoff
+from runestone.supervisors.dynamic import DynamicSupervisor, RestartBackoff, Spawn
 from runestone.supervisors.exits import ChildExited, ExitKind, ExitReason
 from runestone.supervisors.handle import ActorHandle, SupervisorHandle
 from runestone.supervisors.intensity import IntensityPolicy, RestartIntensity
@@ -44,6 +44,7 @@ __all__ = [
     "RestartIntensity",
     "RestartStrategy",
     "RestartType",
+    "Spawn",
     "SupervisedActor",
     "Supervisor",
     "SupervisorHandle",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -24,7 +25,16 @@ from runestone.supervisors.spec import ChildSpec, RestartType
 from runestone.supervisors.strategies import ONE_FOR_ONE
 from runestone.supervisors.supervisor import RetryRestart, Supervisor, _Child
 
-__all__ = ["DynamicSupervisor", "RestartBackoff"]
+__all__ = ["DynamicSupervisor", "RestartBackoff", "Spawn"]
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """Start ``spec`` without waiting for an answer (``tell``); a failure to start is
+    handed to ``on_error`` instead of the sender, which has moved on."""
+
+    spec: ChildSpec
+    on_error: Callable[[SupervisionError], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,15 @@ class DynamicSupervisor(Supervisor):
         self._rng = rng or random.Random()
         self._timers: dict[str, Cancellable] = {}
         self._consecutive: dict[str, int] = {}
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Spawn):
+            try:
+                self._start_new(message.spec)
+            except SupervisionError as exc:
+                message.on_error(exc)
+            return None
+        return super().on_receive(message)
 
     def on_stop(self) -> None:
         for timer in self._timers.values():

@@ -57,6 +57,10 @@ class ChildSpec:
     shutdown: float = 5.0
     kind: ChildKind = ChildKind.WORKER
     start_timeout: float = 5.0
+    await_start: bool = True
+    """Wait for ``on_start`` before the child counts as started (OTP's ``start_link``).
+    False for short-lived children whose ``on_start`` cannot fail: a failure then
+    arrives as an exit, handled by the restart type."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:

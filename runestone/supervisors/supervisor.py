@@ -184,7 +184,9 @@ class Supervisor(SupervisedActor):
             raise ChildStartError(
                 spec.id, f"start must start a SupervisedActor, it returned {ref!r}"
             )
-        if not incarnation.settled.wait(spec.start_timeout):
+        if not spec.await_start:
+            pass
+        elif not incarnation.settled.wait(spec.start_timeout):
             incarnation.abandon()
             raise ChildStartError(spec.id, f"on_start did not finish within {spec.start_timeout}s")
         if incarnation.start_error is not None:

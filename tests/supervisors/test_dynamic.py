@@ -148,3 +148,28 @@ def test_bad_max_children_is_refused() -> None:
         start_supervisor(
             [supervisor_spec("tasks", [], actor_class=DynamicSupervisor, max_children=-3)]
         )
+
+
+def test_a_told_spawn_reports_a_failure_to_its_callback_not_to_anyone_waiting() -> None:
+    import threading
+
+    from runestone.supervisors import ChildSpec, Spawn
+
+    dyn = start_supervisor(name="tasks", actor_class=DynamicSupervisor, max_children=1)
+    try:
+        errors: list[Exception] = []
+        failed = threading.Event()
+
+        def on_error(exc: Exception) -> None:
+            errors.append(exc)
+            failed.set()
+
+        dyn.tell(Spawn(ChildSpec("first", starter("a"), await_start=False), on_error))
+        dyn.tell(Spawn(ChildSpec("second", starter("b"), await_start=False), on_error))
+        assert failed.wait(5)
+        assert [str(e) for e in errors] == [
+            "dynamic supervisor 'tasks' is at max_children=1; child 'second' not started"
+        ]
+        assert dyn.child("first").ask("ping") == ("a", 1)
+    finally:
+        dyn.stop()
