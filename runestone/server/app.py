@@ -204,7 +204,7 @@ class Gateway:
         # Two requests in flight must not share an id inside the system.
         seen = self._ids.get(request_id, 0)
         self._ids[request_id] = seen + 1
-        system_id = request_id
+        system_id = request_id if seen == 0 else f"{request_id}#{seen + 1}"
         self.in_flight += 1
 
         def on_end() -> None:
