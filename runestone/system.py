@@ -203,10 +203,14 @@ class _Holder:
 
     handles: _Handles | None = None
     root_exit: list[ExitReason] = field(default_factory=list)
+    stopping: bool = False
 
     def get(self) -> _Handles:
         if self.handles is None:
             raise SupervisionError("the system is still starting")
+        if self.stopping:
+            # Looking a handle up may ask a supervisor that is busy stopping the asker.
+            raise SupervisionError("the system is stopping")
         return self.handles
 
 
@@ -367,6 +371,7 @@ class System:
 
     def _stop_actors(self, timeout: float) -> None:
         self._stopped = True
+        self._holder.stopping = True
         handles = self._holder.handles
         if handles is not None:
             try:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pykka
 import structlog
 
 from runestone.actors.attempt import (
@@ -468,7 +469,8 @@ class StreamTask(SupervisedActor):
             # it up would wait on a supervisor that waits on us.)
             with contextlib.suppress(SupervisionError):
                 self.env.pool().tell(TaskFinished(ctx.id))
-            self.stop()
+            with contextlib.suppress(pykka.ActorDeadError):  # stopped meanwhile by its supervisor
+                self.stop()
 
     def _gone(self) -> bool:
         """The caller went away: end quietly."""
