@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 
 __all__ = [
@@ -16,13 +17,14 @@ __all__ = [
 ]
 
 
-class RestartStrategy:
+class RestartStrategy(abc.ABC):
     """Picks the children to restart, in start order, when ``failed`` must restart."""
 
     name = "abstract"
 
+    @abc.abstractmethod
     def affected(self, order: Sequence[str], failed: str) -> list[str]:
-        raise NotImplementedError  # pragma: no cover - every strategy overrides it
+        """The ids to restart (``failed`` among them), in start order."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
