@@ -9,7 +9,7 @@ provider   type       models
 =========  =========  ==========================================================
 main       openai     healthy, tool-call, cut-after:3, error-event-after:2,
                       context-length, content-policy, unavailable
-backup     anthropic  healthy
+backup     anthropic  healthy, tool-call
 limited    openai     rate-limit, rate-limit-once:45
 slow       openai     blackhole (timeouts of half a second)
 hold       openai     hold (the HoldingUpstream: answers start, then hang)
@@ -67,7 +67,11 @@ def gateway_config(up: FakeUpstream, hold: HoldingUpstream) -> dict[str, Any]:
     return {
         "providers": {
             "main": provider("openai", up.openai_base_url, models),
-            "backup": provider("anthropic", up.anthropic_base_url, {"healthy": {}}),
+            "backup": provider(
+                "anthropic",
+                up.anthropic_base_url,
+                {"healthy": {}, "tool-call": {"capabilities": ["tools"]}},
+            ),
             "limited": provider(
                 "openai",
                 up.openai_base_url,

@@ -239,10 +239,13 @@ def test_a_tool_call_round_trip_in_openai_shape(
     assert sent[-2]["tool_calls"][0]["id"] == call.id
 
 
-def test_a_streamed_tool_call_arrives_in_openai_shape(client: openai.OpenAI) -> None:
+@pytest.mark.parametrize("model", ["main/tool-call", "backup/tool-call"])
+def test_a_streamed_tool_call_arrives_in_openai_shape_whichever_provider_answered(
+    client: openai.OpenAI, model: str
+) -> None:
     chunks = list(
         client.chat.completions.create(
-            model="tool-call", messages=USER, tools=[WEATHER_TOOL], stream=True
+            model=model, messages=USER, tools=[WEATHER_TOOL], stream=True
         )
     )
     deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
