@@ -419,8 +419,10 @@ class System:
             raise SupervisionError("the system is stopped")
         chat = request if isinstance(request, ChatRequest) else ChatRequest.from_dict(request)
         timeout = self.config.pool.request_timeout
+        serial = next(_request_ids)
         ctx = RequestContext(
-            id=request_id or f"req-{next(_request_ids)}-{uuid.uuid4().hex[:8]}",
+            # A caller's own id is kept, made unique: two requests may well share one.
+            id=f"{request_id}#{serial}" if request_id else f"req-{serial}-{uuid.uuid4().hex[:8]}",
             request=chat,
             sink=sink,
             deadline=self.clock.monotonic() + timeout,

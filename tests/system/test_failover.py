@@ -468,3 +468,16 @@ def test_when_every_circuit_is_open_the_soonest_to_recover_is_waited_for(
         assert isinstance(done, Done)
         assert [a.outcome for a in done.attempts] == ["circuit_open", "ok"]
         system.stop()
+
+
+def test_two_requests_may_share_a_callers_request_id(
+    fake_upstream: FakeUpstream, start_system: Start
+) -> None:
+    system = start_system(two_providers(fake_upstream, "healthy"))
+    first = system.stream({"model": "m", "messages": USER}, request_id="same")
+    second = system.stream({"model": "m", "messages": USER}, request_id="same")
+    assert first.request_id != second.request_id
+    assert first.request_id.startswith("same")
+    for stream in (first, second):
+        events = list(stream)
+        assert "".join(e.text for e in events if isinstance(e, TextDelta)) == KNOWN_TEXT
