@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +31,8 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import start_upstream
 
 from runestone.io import new_event_loop
 from runestone.messages import ChatRequest, TextDelta
@@ -49,31 +49,6 @@ class Round:
     chunks: int
     streams: int
     latencies: list[float]
-
-
-def start_upstream(interval: float) -> tuple[subprocess.Popen[str], str]:
-    """The fake upstream in its own process; returns it and its base URL."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runestone.testing.upstream",
-            "--port",
-            "0",
-            "--token-interval",
-            str(interval),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"listening on (http://\S+)", line)
-    if match is None:
-        process.kill()
-        raise SystemExit(f"the fake upstream did not start: {line!r}")
-    return process, match.group(1)
 
 
 def body_for(wire: str) -> dict[str, object]:

@@ -45,7 +45,7 @@ from runestone.actors.provider_factory import (
     ReloadReport,
 )
 from runestone.actors.router import Router, UpdateRouting
-from runestone.actors.stream_task import TaskEnv
+from runestone.actors.stream_task import TaskEnv, emit_events
 from runestone.clock import Cancellable, Clock
 from runestone.config import Config, load_config
 from runestone.exceptions import (
@@ -266,7 +266,7 @@ class System:
         )
         task_env = TaskEnv(
             directory=self.directory,
-            router=_DeferredHandle(lambda: holder.get().router()),  # type: ignore[arg-type]
+            router=lambda: holder.get().router(),
             pool=lambda: holder.get().pool(),
             data_plane=self.data_plane,
             clock=clock,
@@ -444,7 +444,7 @@ class System:
             kind="SupervisionError",
         )
         with contextlib.suppress(RuntimeError):  # the data plane is stopping
-            self.data_plane.submit(_emit_terminal(ctx.sink, event))
+            self.data_plane.submit(emit_events(ctx.sink, [event]))
 
     def stream(
         self, request: ChatRequest | Mapping[str, Any], *, request_id: str | None = None
@@ -572,24 +572,6 @@ class System:
         handles.pool().ask(SetLimit(new.pool.max_in_flight))
         self.config = new
         return report
-
-
-class _DeferredHandle:
-    """Forwards ``ask``/``tell`` to a handle looked up on each call (cheap once cached)."""
-
-    def __init__(self, lookup: Callable[[], ActorHandle]) -> None:
-        self._lookup = lookup
-
-    def ask(self, message: Any, *, timeout: float = 5.0) -> Any:
-        return self._lookup().ask(message, timeout=timeout)
-
-    def tell(self, message: Any) -> None:
-        self._lookup().tell(message)
-
-
-async def _emit_terminal(sink: Any, event: StreamError) -> None:
-    await sink.send(event)
-    sink.finish()
 
 
 def _settle(future: asyncio.Future[BaseException | None], error: BaseException | None) -> None:

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from runestone.io import DataPlane
     from runestone.metrics import Metrics
 
-__all__ = ["Route", "StreamTask", "TaskEnv", "TaskFinished"]
+__all__ = ["Route", "StreamTask", "TaskEnv", "TaskFinished", "emit_events", "end_unstarted"]
 
 log = structlog.get_logger(__name__)
 
@@ -113,7 +113,7 @@ class TaskEnv:
     """What every stream task needs from the system; shared, never copied per request."""
 
     directory: Directory
-    router: ActorHandle
+    router: Callable[[], ActorHandle]
     pool: Callable[[], ActorHandle]
     data_plane: DataPlane
     clock: Clock
@@ -215,7 +215,7 @@ class StreamTask(SupervisedActor):
         remaining = ctx.deadline - self.env.clock.monotonic()
         self._schedule(remaining, _DeadlinePassed())
         try:
-            routes = self.env.router.ask(PlanFor(ctx.request), timeout=self.env.ask_timeout)
+            routes = self.env.router().ask(PlanFor(ctx.request), timeout=self.env.ask_timeout)
         except RunestoneError as exc:
             self._fail(exc)
             return
@@ -386,7 +386,7 @@ class StreamTask(SupervisedActor):
         if decision.reason is RetryReason.LARGER_CONTEXT:
             self._queue.clear()
             try:
-                fallbacks = self.env.router.ask(
+                fallbacks = self.env.router().ask(
                     PlanFor(ctx.request, after_context_error=current.route),
                     timeout=self.env.ask_timeout,
                 )
@@ -456,7 +456,7 @@ class StreamTask(SupervisedActor):
                 ).inc()
             if events:
                 with contextlib.suppress(RuntimeError):  # the data plane is stopping
-                    self.env.data_plane.submit(_emit(ctx.sink, events))
+                    self.env.data_plane.submit(emit_events(ctx.sink, events))
             log.info(
                 "request_finished",
                 request_id=ctx.id,
@@ -541,7 +541,7 @@ def end_unstarted(ctx: RequestContext, env: TaskEnv, error: RunestoneError) -> N
             _error_class_of(error), str(error), content_delivered=False, kind=type(error).__name__
         )
         with contextlib.suppress(RuntimeError):  # the data plane is stopping
-            env.data_plane.submit(_emit(ctx.sink, [event]))
+            env.data_plane.submit(emit_events(ctx.sink, [event]))
     with contextlib.suppress(SupervisionError):
         env.pool().tell(TaskFinished(ctx.id))
 
@@ -560,7 +560,8 @@ def _error_class_of(error: BaseException) -> ErrorClass:
     return ErrorClass.SERVER_ERROR
 
 
-async def _emit(sink: Any, events: list[Event]) -> None:
+async def emit_events(sink: Any, events: list[Event]) -> None:
+    """Send ``events`` to ``sink`` (on the data plane), then end the stream."""
     for event in events:
         await sink.send(event)
     sink.finish()
