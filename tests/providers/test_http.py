@@ -538,13 +538,15 @@ def test_a_slow_consumer_is_not_an_idle_upstream(
 
 def test_the_total_limit_holds_even_while_the_consumer_dawdles(wire: str, plane: DataPlane) -> None:
     with FakeUpstream(token_interval=0.01) as upstream:
-        provider = make_provider(plane, upstream, wire, timeouts={"first_token": 1, "total": 0.1})
+        # The first token must arrive well inside the limit even on a loaded machine;
+        # the dawdling (0.1 s a token, 41 tokens) then takes the stream far past it.
+        provider = make_provider(plane, upstream, wire, timeouts={"first_token": 1, "total": 0.5})
 
         async def dawdle() -> ProviderError:
             try:
                 async for event in provider.stream(request("healthy")):
                     if isinstance(event, TextDelta):
-                        await asyncio.sleep(0.04)
+                        await asyncio.sleep(0.1)
             except ProviderError as exc:
                 return exc
             raise AssertionError("the stream outlived its total limit")
