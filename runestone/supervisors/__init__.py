@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from runestone.supervisors.actor import Incarnation, SupervisedActor
+from runestone.supervisors.delivery import Rejectable, reject
 from runestone.supervisors.dynamic import DynamicSupervisor, RestartBackoff, Spawn
 from runestone.supervisors.exits import ChildExited, ExitKind, ExitReason
 from runestone.supervisors.handle import ActorHandle, SupervisorHandle
 from runestone.supervisors.intensity import IntensityPolicy, RestartIntensity
 from runestone.supervisors.requests import ChildCounts, ChildInfo, ChildState
 from runestone.supervisors.spec import ChildKind, ChildSpec, RestartType
+from runestone.supervisors.store import ChildStore
 from runestone.supervisors.strategies import (
     ONE_FOR_ALL,
     ONE_FOR_ONE,
@@ -32,6 +34,7 @@ __all__ = [
     "ChildKind",
     "ChildSpec",
     "ChildState",
+    "ChildStore",
     "DynamicSupervisor",
     "ExitKind",
     "ExitReason",
@@ -39,6 +42,7 @@ __all__ = [
     "IntensityPolicy",
     "OneForAll",
     "OneForOne",
+    "Rejectable",
     "RestForOne",
     "RestartBackoff",
     "RestartIntensity",
@@ -48,6 +52,7 @@ __all__ = [
     "SupervisedActor",
     "Supervisor",
     "SupervisorHandle",
+    "reject",
     "start_supervisor",
     "strategy_named",
     "supervisor_spec",

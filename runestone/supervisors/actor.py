@@ -31,6 +31,7 @@ from pykka import messages as pykka_messages
 from pykka._envelope import Envelope  # pykka's inbox item; its loop is ours to extend
 
 from runestone.exceptions import ActorCrashedError
+from runestone.supervisors.delivery import reject
 from runestone.supervisors.exits import ExitReason
 
 __all__ = ["Incarnation", "SupervisedActor"]
@@ -67,6 +68,9 @@ class Incarnation:
         """Set once ``on_start`` has returned or raised."""
         self.exited = threading.Event()
         """Set once the actor has stopped and its supervisor has been told."""
+        self.restarting = False
+        """Set by the supervisor before it stops this incarnation to start another one."""
+        self._leftovers: list[Any] = []
         self._actor: SupervisedActor | None = None
 
     @contextmanager
@@ -90,6 +94,18 @@ class Incarnation:
             actor.actor_stopped.set()
             # An idle actor waits on its inbox: wake it so it sees it is stopped.
             actor.actor_inbox.put(Envelope(_Wake()))
+
+    def take_leftovers(self) -> list[Any]:
+        """The told messages this incarnation never handled, in the order they were sent.
+
+        Read once the actor has exited: what its teardown found in the inbox, then
+        anything told in the moment between its last check and its death.
+        """
+        leftovers, self._leftovers = self._leftovers, []
+        actor = self._actor
+        if actor is not None:
+            leftovers.extend(actor._unhandled_tells())
+        return leftovers
 
     def _attach(self, actor: SupervisedActor) -> None:
         self._actor = actor
@@ -137,6 +153,35 @@ class SupervisedActor(pykka.ThreadingActor):
             reason = self._exit_reason or ExitReason.normal()
             if self._incarnation is not None:
                 self._incarnation._exit(reason)
+
+    def _actor_loop_teardown(self) -> None:
+        # pykka answers waiting askers with ActorDeadError (a handle then asks the next
+        # incarnation) and drops told messages; ours keeps those for the supervisor.
+        tells = self._unhandled_tells()
+        if self._incarnation is not None:
+            self._incarnation._leftovers.extend(tells)
+        elif tells:
+            reject(tells, ActorCrashedError(f"{self} stopped before handling them"))
+
+    def _unhandled_tells(self) -> list[Any]:
+        tells: list[Any] = []
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            message = envelope.message
+            if envelope.reply_to is not None:
+                if isinstance(message, pykka_messages._ActorStop):  # pykka's private stop message
+                    envelope.reply_to.set(None)
+                else:
+                    dead = pykka.ActorDeadError(f"{self.actor_ref} stopped before handling it")
+                    envelope.reply_to.set_exception((pykka.ActorDeadError, dead, None))
+            elif not isinstance(message, _Wake | pykka_messages._ActorStop):
+                tells.append(message)
+        return tells
+
+    @property
+    def stopping_for_restart(self) -> bool:
+        """Stopped by its supervisor to be started again (not for good)."""
+        return self._incarnation is not None and self._incarnation.restarting
 
     def _actor_loop_setup(self) -> None:
         try:

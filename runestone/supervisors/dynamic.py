@@ -15,17 +15,21 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pykka
+import structlog
 
 from runestone.clock import SYSTEM_CLOCK, Cancellable, Clock
-from runestone.exceptions import SupervisionError
+from runestone.exceptions import ChildStartError, SupervisionError
 from runestone.supervisors.handle import ActorHandle
 from runestone.supervisors.intensity import IntensityPolicy
 from runestone.supervisors.requests import ChildState
 from runestone.supervisors.spec import ChildSpec, RestartType
+from runestone.supervisors.store import ChildStore
 from runestone.supervisors.strategies import ONE_FOR_ONE
 from runestone.supervisors.supervisor import RetryRestart, Supervisor, _Child
 
 __all__ = ["DynamicSupervisor", "RestartBackoff", "Spawn"]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +86,13 @@ class DynamicSupervisor(Supervisor):
         intensity: IntensityPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        store: ChildStore | None = None,
         **_: Any,
     ) -> None:
         if max_children is not None and (not isinstance(max_children, int) or max_children < 1):
             raise ValueError(f"max_children must be a positive integer, got {max_children!r}")
         super().__init__(
-            children, name=name, strategy=ONE_FOR_ONE, intensity=intensity, clock=clock
+            children, name=name, strategy=ONE_FOR_ONE, intensity=intensity, clock=clock, store=store
         )
         self.max_children = max_children
         self.backoff = backoff
@@ -104,11 +109,30 @@ class DynamicSupervisor(Supervisor):
             return None
         return super().on_receive(message)
 
+    def on_start(self) -> None:
+        # Children kept from a crashed incarnation start again one by one: one that fails
+        # to start is given up on, not the supervisor.
+        for child in list(self._children.values()):
+            try:
+                self._start(child)
+            except ChildStartError as exc:
+                log.error("child_restart_failed", supervisor=self.name, error=str(exc))
+                self._children.pop(child.spec.id, None)
+                child.slot.mark(ChildState.RESTARTING)
+                child.abandon()
+
     def on_stop(self) -> None:
+        self._cancel_timers()
+        super().on_stop()
+
+    def on_failure(self, *exc_info: Any) -> None:
+        self._cancel_timers()
+        super().on_failure(*exc_info)
+
+    def _cancel_timers(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        super().on_stop()
 
     def _start_new(self, spec: ChildSpec) -> ActorHandle:
         if self.max_children is not None and len(self._children) >= self.max_children:
@@ -141,7 +165,7 @@ class DynamicSupervisor(Supervisor):
         super()._retry(message)
 
     def _retire(self, child: _Child) -> None:
-        child.slot.mark(ChildState.STOPPED)
+        child.retire()
         self._children.pop(child.spec.id, None)
         self._consecutive.pop(child.spec.id, None)
         timer = self._timers.pop(child.spec.id, None)

@@ -21,6 +21,7 @@ import structlog
 
 from runestone.exceptions import ActorUnavailableError
 from runestone.supervisors.actor import Incarnation
+from runestone.supervisors.delivery import reject as reject_messages
 from runestone.supervisors.requests import (
     ChildCounts,
     ChildInfo,
@@ -70,31 +71,54 @@ class Slot:
             self._incarnation = incarnation
             self._state = ChildState.RUNNING
             assert incarnation.ref is not None
-            while self._held:
-                message = self._held.popleft()
-                try:
-                    incarnation.ref.tell(message)
-                except pykka.ActorDeadError:
-                    # Died already: keep the rest for the incarnation after it.
-                    self._held.appendleft(message)
-                    break
+            self._deliver_held(incarnation.ref)
             self._cond.notify_all()
 
+    def _deliver_held(self, ref: pykka.ActorRef[Any]) -> None:
+        while self._held:
+            message = self._held.popleft()
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                # Died already: keep the rest for the incarnation after it.
+                self._held.appendleft(message)
+                break
+
     def mark(self, state: ChildState) -> None:
-        """Record that the child is restarting or stopped; wake the waiters."""
+        """Record that the child is restarting or stopped; wake the waiters.
+
+        Stopped for good, the messages held for it are rejected to their senders.
+        """
         with self._cond:
             self._state = state
             if state is not ChildState.RUNNING:
                 self._incarnation = None
-            if state is ChildState.STOPPED and self._held:
-                log.warning(
-                    "held_messages_dropped",
-                    child_id=self.child_id,
-                    count=len(self._held),
-                    reason="child stopped for good",
-                )
+            held: list[Any] = []
+            if state is ChildState.STOPPED:
+                held = list(self._held)
                 self._held.clear()
             self._cond.notify_all()
+        if held:
+            self.reject(held)
+
+    def requeue(self, messages: list[Any]) -> None:
+        """Hold ``messages`` (left unhandled by an incarnation that died) ahead of the rest:
+        they were sent before anything held since."""
+        if not messages:
+            return
+        with self._cond:
+            if self._state is not ChildState.STOPPED:
+                self._held.extendleft(reversed(messages))
+                incarnation = self._incarnation
+                if incarnation is not None and incarnation.ref is not None:
+                    # Already running again: hand them over now, ahead of nothing newer.
+                    self._deliver_held(incarnation.ref)
+                return
+        self.reject(messages)
+
+    def reject(self, messages: list[Any]) -> None:
+        """Tell the senders of ``messages`` that no incarnation will handle them."""
+        reject_messages(messages, ActorUnavailableError(f"{self.child_id!r} stopped for good"))
 
     def current(self, deadline: float, waited_for: str) -> Incarnation:
         """The live incarnation, waiting until ``deadline`` while the child restarts."""

@@ -11,6 +11,7 @@ from typing import Any
 import pykka
 
 from runestone.supervisors.exits import ExitReason
+from runestone.supervisors.store import ChildStore
 
 __all__ = ["ChildKind", "ChildSpec", "RestartType"]
 
@@ -61,6 +62,11 @@ class ChildSpec:
     """Wait for ``on_start`` before the child counts as started (OTP's ``start_link``).
     False for short-lived children whose ``on_start`` cannot fail: a failure then
     arrives as an exit, handled by the restart type."""
+    store: ChildStore | None = None
+    """A supervisor child's own children, kept across its restarts (see ``store``)."""
+    on_abandon: Callable[[], None] | None = None
+    """Called when the child was stopped to be restarted and never will be (its
+    supervisor gave up): whoever waits on its work hears it here."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:

@@ -49,6 +49,7 @@ from runestone.supervisors.requests import (
     WhichChildren,
 )
 from runestone.supervisors.spec import ChildKind, ChildSpec, RestartType
+from runestone.supervisors.store import ChildStore
 from runestone.supervisors.strategies import ONE_FOR_ONE, RestartStrategy
 
 __all__ = ["Supervisor", "start_supervisor", "supervisor_spec"]
@@ -83,6 +84,20 @@ class _Child:
             return SupervisorHandle(self.slot)
         return ActorHandle(self.slot)
 
+    def retire(self, leftovers: Sequence[Any] = ()) -> None:
+        """Stopped for good: reject what was held for it, and close a supervisor's store."""
+        self.slot.mark(ChildState.STOPPED)
+        self.slot.reject(list(leftovers))
+        if self.spec.store is not None:
+            self.spec.store.close()
+
+    def abandon(self) -> None:
+        """Its supervisor will never run again: a child that was to restart never will."""
+        if self.slot.state is ChildState.RESTARTING:
+            self.retire()
+            if self.spec.on_abandon is not None:
+                self.spec.on_abandon()
+
 
 class Supervisor(SupervisedActor):
     """A pykka actor that supervises its children. Reach it through a :class:`SupervisorHandle`."""
@@ -97,6 +112,7 @@ class Supervisor(SupervisedActor):
         strategy: RestartStrategy = ONE_FOR_ONE,
         intensity: IntensityPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        store: ChildStore | None = None,
     ) -> None:
         super().__init__()
         ids = [spec.id for spec in children]
@@ -108,7 +124,24 @@ class Supervisor(SupervisedActor):
         self.intensity_policy = intensity or IntensityPolicy()
         self._clock = clock
         self._intensity = RestartIntensity(self.intensity_policy, clock)
-        self._children: dict[str, _Child] = {spec.id: _Child(spec) for spec in children}
+        # The children live in the store, which outlives this incarnation: handles to them
+        # stay valid across a restart of the supervisor itself.
+        self._store = store or ChildStore()
+        self._children: dict[str, _Child] = self._store.children
+        for spec in children:
+            kept = self._children.get(spec.id)
+            if kept is None:
+                self._children[spec.id] = _Child(spec)
+            else:
+                kept.spec = spec
+        for child in list(self._children.values()):
+            if (
+                child.spec.restart is RestartType.TEMPORARY
+                and child.slot.state is ChildState.RESTARTING
+            ):
+                # Stopped with the last incarnation of this supervisor: never restarted.
+                self._children.pop(child.spec.id)
+                child.abandon()
         self._started_at = clock.monotonic()
 
     child_events_at_debug: ClassVar[bool] = False
@@ -127,7 +160,7 @@ class Supervisor(SupervisedActor):
         for child in list(self._children.values()):
             try:
                 self._start(child)
-            except ChildStartError:
+            except BaseException:
                 for earlier in reversed(started):
                     self._shutdown(earlier, ChildState.STOPPED)
                 raise
@@ -135,8 +168,18 @@ class Supervisor(SupervisedActor):
         log.info("supervisor_started", supervisor=self.name, children=list(self._children))
 
     def on_stop(self) -> None:
-        self._shutdown_all()
+        # Stopped by its own supervisor to be restarted: its children will be restarted
+        # by the next incarnation, so what they were sent is kept for them.
+        self._shutdown_all(
+            ChildState.RESTARTING if self.stopping_for_restart else ChildState.STOPPED
+        )
         log.info("supervisor_stopped", supervisor=self.name)
+
+    def on_failure(self, *_: Any) -> None:
+        # OTP: a supervisor's exit takes its children with it. Its next incarnation
+        # starts them again from the store; nothing keeps running unsupervised.
+        log.error("supervisor_crashed", supervisor=self.name, children=list(self._children))
+        self._shutdown_all(ChildState.RESTARTING)
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -204,11 +247,18 @@ class Supervisor(SupervisedActor):
         )
 
     def _shutdown(self, child: _Child, then: ChildState) -> None:
-        """Stop the current incarnation within its shutdown timeout; its exit notice is ignored."""
+        """Stop the current incarnation within its shutdown timeout; its exit notice is ignored.
+
+        ``then`` RESTARTING keeps what it was sent (and never handled) for the next
+        incarnation; STOPPED rejects it to the senders.
+        """
         incarnation, child.incarnation = child.incarnation, None
         child.slot.mark(then)
         if incarnation is None or incarnation.ref is None:
+            if then is ChildState.STOPPED:
+                child.retire()
             return
+        incarnation.restarting = then is ChildState.RESTARTING
         try:
             incarnation.ref.stop(block=True, timeout=child.spec.shutdown)
         except pykka.Timeout:
@@ -221,10 +271,15 @@ class Supervisor(SupervisedActor):
             incarnation.abandon()
             return
         incarnation.exited.wait(child.spec.shutdown)
+        leftovers = incarnation.take_leftovers()
+        if then is ChildState.STOPPED:
+            child.retire(leftovers)
+        else:
+            child.slot.requeue(leftovers)
 
-    def _shutdown_all(self) -> None:
+    def _shutdown_all(self, then: ChildState = ChildState.STOPPED) -> None:
         for child in reversed(list(self._children.values())):
-            self._shutdown(child, ChildState.STOPPED)
+            self._shutdown(child, then)
 
     # -- exits and restarts ----------------------------------------------------------------
 
@@ -247,6 +302,7 @@ class Supervisor(SupervisedActor):
         ):
             log.debug("late_exit_ignored", supervisor=self.name, child_id=notice.child_id)
             return
+        leftovers = child.incarnation.take_leftovers()
         child.incarnation = None
         child.last_exit = notice.reason
         self._log_child(
@@ -257,8 +313,10 @@ class Supervisor(SupervisedActor):
         )
         if not child.spec.restart.should_restart(notice.reason):
             self._retire(child)
+            child.slot.reject(leftovers)
             return
         child.slot.mark(ChildState.RESTARTING)
+        child.slot.requeue(leftovers)  # told before it died: the next incarnation handles them
         if not self._intensity.record():
             self._escalate()
             return
@@ -313,7 +371,7 @@ class Supervisor(SupervisedActor):
 
     def _retire(self, child: _Child) -> None:
         """A child that will not restart: temporary ones are forgotten, others kept as stopped."""
-        child.slot.mark(ChildState.STOPPED)
+        child.retire()
         if child.spec.restart is RestartType.TEMPORARY:
             self._children.pop(child.spec.id, None)
 
@@ -329,7 +387,8 @@ class Supervisor(SupervisedActor):
             max_restarts=policy.max_restarts,
             max_seconds=policy.max_seconds,
         )
-        self._shutdown_all()
+        # Kept for a restart: its own supervisor decides, and closes the store if it gives up.
+        self._shutdown_all(ChildState.RESTARTING)
         self._exit_reason = ExitReason(ExitKind.ESCALATED, "intensity", str(error))
         pykka.ActorRegistry.unregister(self.actor_ref)
         self.actor_stopped.set()
@@ -445,10 +504,17 @@ def supervisor_spec(
     """A child spec for a nested supervisor named ``child_id`` (``actor_class`` picks the kind,
     e.g. :class:`DynamicSupervisor` with its ``max_children`` and ``backoff`` in ``options``)."""
     specs = tuple(children)
+    store = ChildStore()
 
     def start() -> pykka.ActorRef[Any]:
         return actor_class.start(
-            specs, name=child_id, strategy=strategy, intensity=intensity, clock=clock, **options
+            specs,
+            name=child_id,
+            strategy=strategy,
+            intensity=intensity,
+            clock=clock,
+            store=store,
+            **options,
         )
 
     return ChildSpec(
@@ -458,6 +524,7 @@ def supervisor_spec(
         shutdown=shutdown,
         kind=ChildKind.SUPERVISOR,
         start_timeout=start_timeout,
+        store=store,
     )
 
 
@@ -480,16 +547,24 @@ def start_supervisor(
     how the supervisor ended (for a root: an escalation nobody above handles).
     """
     slot = Slot(name)
+    store = ChildStore()
 
     def exited(incarnation: Incarnation, reason: ExitReason) -> None:
         slot.mark(ChildState.STOPPED)
+        store.close()  # nobody restarts a top-level supervisor
         if on_exit is not None:
             on_exit(reason)
 
     incarnation = Incarnation(name, 1, exited)
     with incarnation.binding():
         actor_class.start(
-            children, name=name, strategy=strategy, intensity=intensity, clock=clock, **kwargs
+            children,
+            name=name,
+            strategy=strategy,
+            intensity=intensity,
+            clock=clock,
+            store=store,
+            **kwargs,
         )
     if not incarnation.settled.wait(start_timeout):
         incarnation.abandon()
