@@ -73,6 +73,7 @@ from runestone.supervisors import (
     ChildKind,
     ChildSpec,
     ChildState,
+    ChildStore,
     DynamicSupervisor,
     ExitReason,
     IntensityPolicy,
@@ -94,12 +95,25 @@ class _LoopTimer:
         self.cancelled = False
         self.handle: asyncio.TimerHandle | None = None
 
+    def is_cancelled(self) -> bool:
+        return self.cancelled
+
     def cancel(self) -> None:
         self.cancelled = True
         handle = self.handle
         if handle is not None and not self.loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(handle.cancel)
+                if _on_loop(self.loop):
+                    handle.cancel()
+                else:
+                    self.loop.call_soon_threadsafe(handle.cancel)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 class LoopClock:
@@ -123,11 +137,19 @@ class LoopClock:
                 callback()
 
         def arm() -> None:
-            if not timer.cancelled:
-                timer.handle = loop.call_later(delay, fire)
+            if timer.cancelled:
+                return
+            handle = timer.handle = loop.call_later(delay, fire)
+            # A cancel on another thread between the check above and the handle being set
+            # saw no handle to cancel: look again, or the timer outlives its request.
+            if timer.is_cancelled():
+                handle.cancel()
 
-        with contextlib.suppress(RuntimeError):  # the data plane is stopping
-            self._data_plane.call_soon_threadsafe(arm)
+        if self._data_plane.in_loop_thread():
+            arm()  # from the loop itself: no thread-safe hop
+        else:
+            with contextlib.suppress(RuntimeError):  # the data plane is stopping
+                self._data_plane.call_soon_threadsafe(arm)
         return timer
 
 
@@ -138,6 +160,13 @@ class _Lookup:
         self._resolve = resolve
         self._handle: ActorHandle | None = None
         self._lock = threading.Lock()
+
+    def cached(self) -> Any:
+        """The handle if it is known and not retired, without looking it up."""
+        handle = self._handle
+        if handle is None or handle.state is ChildState.STOPPED:
+            return None
+        return handle
 
     def __call__(self) -> Any:
         handle = self._handle
@@ -274,6 +303,7 @@ class System:
             metrics=metrics,
         )
         task_env.new_context = self._context
+        self._task_env = task_env
         # Stream tasks are actors with mailboxes of their own; their loops run on reused
         # threads (one per task in flight) rather than a new thread per request.
         self._task_threads = concurrent.futures.ThreadPoolExecutor(
@@ -285,6 +315,7 @@ class System:
         # Stream tasks fail one by one; their restarts must not add up to an escalation
         # that would drop every other stream.
         task_intensity = IntensityPolicy(max(10, max_in_flight), intensity.max_seconds)
+        providers_store = ChildStore()
         specs = [
             ChildSpec(
                 "provider_factory",
@@ -293,9 +324,15 @@ class System:
             ChildSpec(
                 "providers",
                 lambda: ProviderSupervisor.start(
-                    (), name="providers", env=factory_env, intensity=intensity, clock=clock
+                    (),
+                    name="providers",
+                    env=factory_env,
+                    intensity=intensity,
+                    clock=clock,
+                    store=providers_store,
                 ),
                 kind=ChildKind.SUPERVISOR,
+                store=providers_store,
                 shutdown=30.0,
                 start_timeout=30.0,
             ),
@@ -334,9 +371,11 @@ class System:
         )
         metrics.watch_tree(lambda: None if self._stopped else root.tree(timeout=2))
         pool_sup = _Lookup(lambda: root.child("pool"))
+        pool_lookup = _Lookup(lambda: pool_sup().child("admission"))
+        task_env.pool_if_known = pool_lookup.cached
         holder.handles = _Handles(
             root=root,
-            pool=_Lookup(lambda: pool_sup().child("admission")),
+            pool=pool_lookup,
             router=_Lookup(lambda: root.child("router")),
             factory=_Lookup(lambda: root.child("provider_factory")),
             providers=_Lookup(lambda: root.child("providers")),
@@ -445,6 +484,7 @@ class System:
         )
         with contextlib.suppress(RuntimeError):  # the data plane is stopping
             self.data_plane.submit(emit_events(ctx.sink, [event]))
+        self._task_env.task_finished(ctx.id)  # its task never said so: free its slot
 
     def stream(
         self, request: ChatRequest | Mapping[str, Any], *, request_id: str | None = None

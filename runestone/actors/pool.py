@@ -34,6 +34,12 @@ class Submit:
     ctx: RequestContext
     reply: Callable[[BaseException | None], None] | None = None
 
+    def undeliverable(self, error: BaseException) -> None:
+        """The Pool will never see it: the sender hears the refusal instead of waiting."""
+        self.ctx.claim_terminal()
+        if self.reply is not None:
+            self.reply(OverloadedError(f"the pool could not take the request: {error}"))
+
 
 @dataclass(frozen=True, slots=True)
 class StreamRequest:
@@ -47,6 +53,16 @@ class StreamRequest:
     request: Any
     reply_to: Any
     request_id: str | None = None
+
+    def undeliverable(self, error: BaseException) -> None:
+        """The Pool will never see it: ``reply_to`` gets the refusal as its one event."""
+        ActorSink(self.reply_to).put(
+            StreamError(
+                ErrorClass.SERVER_ERROR,
+                f"the pool could not take the request: {error}",
+                kind="OverloadedError",
+            )
+        )
 
 
 class ActorSink:
@@ -81,6 +97,11 @@ class ActorSink:
 
     def finish(self, error: BaseException | None = None) -> None:
         """The terminal event was already told; nothing more to send."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Recount:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +150,9 @@ class Pool(SupervisedActor):
         self._refused = 0
 
     def on_start(self) -> None:
-        # After a restart, what runs under the task supervisor is still in flight.
-        try:
-            self._in_flight = {row.id for row in self._tasks().which_children(timeout=2)}
-        except SupervisionError:
-            self._in_flight = set()
+        # After a restart, what runs under the task supervisor is still in flight. Counted
+        # in a handler, not here: the supervisor that would answer is waiting for on_start.
+        self.actor_ref.tell(_Recount())
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -145,6 +164,12 @@ class Pool(SupervisedActor):
                     raise error
             case StreamRequest():
                 self._stream_request(message)
+            case _Recount():
+                try:
+                    running = {row.id for row in self._tasks().which_children(timeout=2)}
+                except SupervisionError:
+                    running = set()
+                self._in_flight |= running
             case TaskFinished(request_id=request_id):
                 self._in_flight.discard(request_id)
                 if self._env.metrics is not None:
@@ -172,6 +197,7 @@ class Pool(SupervisedActor):
 
     def _admit(self, ctx: RequestContext) -> BaseException | None:
         if len(self._in_flight) >= self.max_in_flight:
+            ctx.claim_terminal()  # refused: it ends here, and so does its deadline guard
             self._refused += 1
             log.warning("request_refused_overloaded", request_id=ctx.id, limit=self.max_in_flight)
             return OverloadedError(
@@ -189,11 +215,17 @@ class Pool(SupervisedActor):
 
         # Told, not asked: admission never waits for a task to be built, so one slow
         # spawn cannot hold up every caller behind it.
-        spec = ChildSpec(ctx.id, start, restart=RestartType.TRANSIENT, await_start=False)
+        def abandoned() -> None:
+            end_unstarted(ctx, env, SupervisionError("the pool's task supervisor stopped for good"))
+
+        spec = ChildSpec(
+            ctx.id, start, restart=RestartType.TRANSIENT, await_start=False, on_abandon=abandoned
+        )
         try:
             self._tasks().tell(Spawn(spec, not_started))
         except SupervisionError as exc:
             log.error("stream_task_spawn_failed", request_id=ctx.id, error=str(exc))
+            ctx.claim_terminal()
             return OverloadedError(f"could not start the request: {exc}")
         self._in_flight.add(ctx.id)
         self._admitted += 1

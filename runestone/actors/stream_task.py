@@ -125,6 +125,19 @@ class TaskEnv:
     """Builds a request's context (validation, id, deadline); set by the System."""
     executor: concurrent.futures.Executor | None = None
     """Where stream tasks run their actor loops: reused threads instead of a new one each."""
+    pool_if_known: Callable[[], ActorHandle | None] | None = None
+    """The Pool's handle when it is known without asking a supervisor (which may be the one
+    waiting for this task to stop); None falls back to ``pool``."""
+
+    def task_finished(self, request_id: str) -> None:
+        """Tell the Pool that ``request_id`` has ended; never waits on a supervisor."""
+        pool = self.pool_if_known() if self.pool_if_known is not None else None
+        try:
+            if pool is None:
+                pool = self.pool()
+            pool.tell(TaskFinished(request_id))
+        except SupervisionError:
+            pass  # the system is stopping: nobody counts requests any more
 
 
 @dataclass
@@ -174,6 +187,12 @@ class StreamTask(SupervisedActor):
         self._cancel_timers()
 
     def on_stop(self) -> None:
+        if self.stopping_for_restart:
+            # Its supervisor crashed and starts it again: the next incarnation picks the
+            # request up (from scratch, or ends it in-band past the commit point).
+            self._abandon_attempt()
+            self._cancel_timers()
+            return
         # Stopped by its supervisor (shutdown, or the task supervisor giving up) before the
         # request ended: the caller still gets its one terminal event.
         if not self.ctx.finished.is_set():
@@ -464,11 +483,9 @@ class StreamTask(SupervisedActor):
                 route=None if route is None else str(route),
                 attempts=len(ctx.attempts),
             )
+        # Also when stopped by its supervisor: the slot it held is free again.
+        self.env.task_finished(ctx.id)
         if not self._stopping:
-            # (Not while stopped by the supervisors: the pool is stopping too, and looking
-            # it up would wait on a supervisor that waits on us.)
-            with contextlib.suppress(SupervisionError):
-                self.env.pool().tell(TaskFinished(ctx.id))
             with contextlib.suppress(pykka.ActorDeadError):  # stopped meanwhile by its supervisor
                 self.stop()
 
@@ -478,8 +495,7 @@ class StreamTask(SupervisedActor):
             return False
         self._cancel_timers()
         self.ctx.claim_terminal()
-        with contextlib.suppress(SupervisionError):
-            self.env.pool().tell(TaskFinished(self.ctx.id))
+        self.env.task_finished(self.ctx.id)
         log.info("request_cancelled", request_id=self.ctx.id)
         self.stop()
         return True
@@ -538,12 +554,15 @@ def end_unstarted(ctx: RequestContext, env: TaskEnv, error: RunestoneError) -> N
     """End a request whose task never started: its one terminal event, and the pool told."""
     if ctx.claim_terminal():
         event = StreamError(
-            _error_class_of(error), str(error), content_delivered=False, kind=type(error).__name__
+            _error_class_of(error),
+            str(error),
+            content_delivered=ctx.committed,
+            attempts=tuple(ctx.attempts),
+            kind=type(error).__name__,
         )
         with contextlib.suppress(RuntimeError):  # the data plane is stopping
             env.data_plane.submit(emit_events(ctx.sink, [event]))
-    with contextlib.suppress(SupervisionError):
-        env.pool().tell(TaskFinished(ctx.id))
+    env.task_finished(ctx.id)
 
 
 def _tell(target: Any, message: Any) -> None:
