@@ -40,7 +40,7 @@ import structlog
 import yaml
 
 from runestone.exceptions import ConfigError
-from runestone.providers.base import Provider
+from runestone.providers.base import ProbeMethod, Provider
 from runestone.providers.registry import provider_type, provider_types
 from runestone.providers.settings import Capability, ModelInfo, ProviderSettings, Secret
 from runestone.resilience import CircuitBreakerPolicy, RetryPolicy
@@ -173,6 +173,11 @@ class ProviderConfig:
     circuit_breaker: CircuitBreakerPolicy
     probe_interval: float | None = None
     """Seconds between active health probes (``health_probe: {interval: …}``); None: none."""
+    probe_method: ProbeMethod | None = None
+    """How a probe asks the upstream (``health_probe.method``); None: the type's default.
+    The same probe checks an open circuit (``circuit_breaker.probe_interval``)."""
+    probe_model: str | None = None
+    """The model a ``request`` probe asks (``health_probe.model``); None: the first one."""
 
     @property
     def name(self) -> str:
@@ -712,12 +717,26 @@ def _provider(
     enabled = _read(block, "enabled", True, path, _boolean)
 
     probe = _mapping(block.get("health_probe") or {}, f"{path}.health_probe")
-    _check_keys(probe, ("interval",), f"{path}.health_probe")
+    _check_keys(probe, ("interval", "method", "model"), f"{path}.health_probe")
     probe_interval = (
         None
         if probe.get("interval") is None
         else _number(probe["interval"], f"{path}.health_probe.interval", minimum=0, exclusive=True)
     )
+    probe_method: ProbeMethod | None = None
+    if probe.get("method") is not None:
+        methods = [m.value for m in ProbeMethod]
+        if probe["method"] not in methods:
+            raise ConfigError(
+                f"expected one of {methods}, got {probe['method']!r}",
+                path=f"{path}.health_probe.method",
+            )
+        probe_method = ProbeMethod(probe["method"])
+    probe_model = probe.get("model")
+    if probe_model is not None and (not isinstance(probe_model, str) or not probe_model):
+        raise ConfigError(
+            f"expected a model name, got {probe_model!r}", path=f"{path}.health_probe.model"
+        )
     merged = {k: v for k, v in block.items() if k not in ("enabled", "health_probe")}
     for key, base in defaults.items():
         own = merged.get(key)
@@ -736,8 +755,19 @@ def _provider(
     breaker = CircuitBreakerPolicy.from_mapping(
         settings.circuit_breaker, path=f"{path}.circuit_breaker"
     )
+    if probe_model is not None and probe_model not in settings.models:
+        raise ConfigError(
+            f"expected one of this provider's models {sorted(settings.models)}, "
+            f"got {probe_model!r}",
+            path=f"{path}.health_probe.model",
+        )
     config = ProviderConfig(
-        settings=settings, retry=retry, circuit_breaker=breaker, probe_interval=probe_interval
+        settings=settings,
+        retry=retry,
+        circuit_breaker=breaker,
+        probe_interval=probe_interval,
+        probe_method=probe_method,
+        probe_model=probe_model,
     )
     if skip_reason is None and not enabled:
         skip_reason = "disabled (enabled: false)"

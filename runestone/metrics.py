@@ -54,6 +54,25 @@ class Metrics:
             ["provider"],
             registry=self.registry,
         )
+        self.circuit_transitions = Counter(
+            "runestone_circuit_transitions",
+            "Circuit state changes per provider, from and to which state, and why.",
+            ["provider", "old", "new", "reason"],
+            registry=self.registry,
+        )
+        self.recovery_probes = Counter(
+            "runestone_recovery_probes",
+            "Out-of-band health probes of open circuits, by provider and result (pass, fail).",
+            ["provider", "result"],
+            registry=self.registry,
+        )
+        self.panic_calls = Counter(
+            "runestone_panic_calls",
+            "Calls made in panic mode (every candidate held back), by provider and result: "
+            "probe (let through to probe the open circuit) or refused.",
+            ["provider", "result"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "runestone_in_flight_requests",
             "Requests admitted and not finished.",

@@ -292,6 +292,7 @@ class System:
             clock=clock,
             providers=lambda: holder.get().providers(),
             on_state_change=on_state_change,
+            metrics=metrics,
         )
         task_env = TaskEnv(
             directory=self.directory,

@@ -27,6 +27,7 @@ from runestone.config import (
     load_config,
 )
 from runestone.exceptions import ConfigError
+from runestone.providers.base import ProbeMethod
 from runestone.providers.settings import Capability, Secret
 from runestone.resilience import CircuitBreakerPolicy, RetryPolicy
 from runestone.supervisors.intensity import IntensityPolicy
@@ -209,6 +210,14 @@ def test_defaults_apply_to_every_section_that_is_left_out() -> None:
     assert config.server == ServerConfig()
     assert config.providers["sim"].retry == RetryPolicy()
     assert config.providers["sim"].circuit_breaker == CircuitBreakerPolicy()
+
+
+def test_a_health_probe_and_the_open_circuit_probe_interval_are_read() -> None:
+    data = _with("providers.sim.health_probe", {"method": "request", "model": "m2"})()
+    data["providers"]["sim"]["circuit_breaker"] = {"probe_interval": 0.25, "probe_interval_max": 1}
+    sim = load_config(data).providers["sim"]
+    assert (sim.probe_method, sim.probe_model) == (ProbeMethod.REQUEST, "m2")
+    assert (sim.circuit_breaker.probe_interval, sim.circuit_breaker.probe_cap) == (0.25, 1)
 
 
 def test_every_section_is_read_into_its_dataclass() -> None:
@@ -562,7 +571,38 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
     (
         "health probe with an unknown key",
         _with("providers.sim.health_probe", {"every": 5}),
-        "providers.sim.health_probe.every: unknown key; expected one of: interval",
+        "providers.sim.health_probe.every: unknown key; expected one of: interval, method, model",
+    ),
+    (
+        "health probe method that is not one",
+        _with("providers.sim.health_probe", {"method": "ping"}),
+        "providers.sim.health_probe.method: expected one of ['models', 'request'], got 'ping'",
+    ),
+    (
+        "health probe model the provider does not serve",
+        _with("providers.sim.health_probe", {"method": "request", "model": "m9"}),
+        "providers.sim.health_probe.model: expected one of this provider's models "
+        "['m1', 'm2'], got 'm9'",
+    ),
+    (
+        "health probe model that is not a name",
+        _with("providers.sim.health_probe", {"model": 3}),
+        "providers.sim.health_probe.model: expected a model name, got 3",
+    ),
+    (
+        "circuit probe interval of zero",
+        _with("providers.sim.circuit_breaker", {"probe_interval": 0}),
+        "providers.sim.circuit_breaker.probe_interval: expected a number > 0, got 0",
+    ),
+    (
+        "circuit probe cap below the probe interval",
+        _with("providers.sim.circuit_breaker", {"probe_interval": 2, "probe_interval_max": 1}),
+        "providers.sim.circuit_breaker.probe_interval_max: expected a number >= 2, got 1",
+    ),
+    (
+        "circuit probe multiplier below one",
+        _with("providers.sim.circuit_breaker", {"probe_multiplier": 0.5}),
+        "providers.sim.circuit_breaker.probe_multiplier: expected a number >= 1, got 0.5",
     ),
     (
         "unknown top-level key",

@@ -3,6 +3,13 @@
 It grants and refuses permits, takes outcome reports and publishes its status
 to the directory. It never does upstream I/O: attempts run on the data plane
 and only their outcomes come here.
+
+While its circuit is open it runs the provider's cheap health probe whenever
+the breaker says one is due (``CircuitBreaker.probe_at``) and reports the result
+to the breaker: a pass makes the circuit half-open at once, so traffic comes back
+within the probe cap of a provider's recovery instead of after a recovery time
+that doubles per opening. Every circuit transition is logged at WARNING with the
+evidence that caused it and counted in the metrics, as are panic-mode calls.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
 import structlog
@@ -24,11 +31,16 @@ from runestone.providers.base import HealthCheck
 from runestone.resilience import (
     CircuitBreaker,
     CircuitBreakerPolicy,
+    CircuitState,
     HealthTracker,
     Permit,
+    ProbeTicket,
     StateChange,
 )
 from runestone.supervisors import SupervisedActor
+
+if TYPE_CHECKING:
+    from runestone.metrics import Metrics
 
 __all__ = [
     "Acquire",
@@ -45,7 +57,10 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Acquire:
-    """Ask for a permit to start one attempt."""
+    """Ask for a permit to start one attempt; ``panic``: every candidate is held back
+    (routing's panic mode), so an open circuit due a probe lets this call probe it."""
+
+    panic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +106,17 @@ class ProbeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RecoveryProbeDue:
+    """Time to see whether the open circuit's provider is back."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryProbeResult:
+    ticket: ProbeTicket
+    future: concurrent.futures.Future[HealthCheck]
+
+
+@dataclass(frozen=True, slots=True)
 class Drain:
     """Stop after the attempts in flight end; ``notify`` is called (with the child id) then."""
 
@@ -112,11 +138,19 @@ class ProviderActor(SupervisedActor):
         on_state_change: Callable[[str, StateChange], None] | None = None,
         probe: Callable[[], concurrent.futures.Future[HealthCheck]] | None = None,
         probe_interval: float | None = None,
+        probe_when_open: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
         self._probe = probe
         self._probe_interval = probe_interval
         self._probe_timer: Cancellable | None = None
+        # Out-of-band probes of an open circuit need a probe that really asks the upstream.
+        self._probe_when_open = probe_when_open and probe is not None
+        self._recovery_timer: Cancellable | None = None
+        self._recovery_timer_at: float | None = None
+        self._metrics = metrics
+        self._evidence: dict[str, object] = {}
         self.name = name
         self.child_id = child_id
         self._directory = directory
@@ -134,6 +168,79 @@ class ProviderActor(SupervisedActor):
     def on_stop(self) -> None:
         if self._probe_timer is not None:
             self._probe_timer.cancel()
+        self._cancel_recovery_timer()
+
+    # -- out-of-band probes of an open circuit ---------------------------------------------
+
+    def _cancel_recovery_timer(self) -> None:
+        if self._recovery_timer is not None:
+            self._recovery_timer.cancel()
+        self._recovery_timer = None
+        self._recovery_timer_at = None
+
+    def _schedule_recovery_probe(self) -> None:
+        """Keep one timer at the breaker's next probe time (none while nothing is due)."""
+        if not self._probe_when_open:
+            return
+        due = self._breaker.probe_at
+        if due == self._recovery_timer_at and (due is None or self._recovery_timer is not None):
+            return
+        self._cancel_recovery_timer()
+        if due is None:
+            return
+        own = self.actor_ref
+
+        def fire() -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                own.tell(RecoveryProbeDue())
+
+        self._recovery_timer_at = due
+        self._recovery_timer = self._clock.call_later(due - self._clock.monotonic(), fire)
+
+    def _recovery_probe_due(self) -> None:
+        self._recovery_timer = None
+        self._recovery_timer_at = None
+        ticket = self._breaker.begin_probe()
+        if ticket is None:
+            self._schedule_recovery_probe()
+            return
+        assert self._probe is not None
+        own = self.actor_ref
+        try:
+            future = self._probe()
+        except RuntimeError:  # the data plane is stopping
+            return
+
+        def done(f: concurrent.futures.Future[HealthCheck]) -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                own.tell(RecoveryProbeResult(ticket, f))
+
+        future.add_done_callback(done)
+
+    def _recovery_probed(
+        self, ticket: ProbeTicket, future: concurrent.futures.Future[HealthCheck]
+    ) -> None:
+        try:
+            check = future.result()
+        except BaseException as exc:  # noqa: BLE001 - a probe that broke is a failed probe
+            healthy, detail, latency = False, repr(exc), 0.0
+        else:
+            healthy, detail, latency = check.healthy, check.message, check.latency
+        if self._metrics is not None:
+            result = "pass" if healthy else "fail"
+            self._metrics.recovery_probes.labels(self.name, result).inc()
+        log.info(
+            "recovery_probe",
+            provider=self.name,
+            healthy=healthy,
+            latency=round(latency, 4),
+            detail=detail[:200],
+        )
+        self._evidence = {"probe": "passed" if healthy else "failed", "probe_latency": latency}
+        self._breaker.record_probe(ticket, healthy=healthy)
+        self._evidence = {}
+        self._publish()
+        self._schedule_recovery_probe()
 
     def _schedule_probe(self) -> None:
         if self._probe is None or self._probe_interval is None:
@@ -181,15 +288,28 @@ class ProviderActor(SupervisedActor):
 
     def _changed(self, change: StateChange) -> None:
         self._health.record_state_change(change)
-        log.info(
+        health = self._health.snapshot()
+        # WARNING: an opening or a recovery decides where traffic goes; say why it happened.
+        log.warning(
             "circuit_state_changed",
             provider=self.name,
             old=change.old.value,
             new=change.new.value,
             reason=change.reason.value,
+            last_error=None if health.last_error is None else health.last_error.value,
+            last_error_detail=health.last_error_detail,
+            window_calls=health.window_calls,
+            window_failures=health.window_failures,
+            **self._evidence,
         )
+        if self._metrics is not None:
+            self._metrics.circuit_transitions.labels(
+                self.name, change.old.value, change.new.value, change.reason.value
+            ).inc()
         if self._on_state_change is not None:
             self._on_state_change(self.name, change)
+        if change.new is CircuitState.OPEN or change.old is CircuitState.OPEN:
+            self._schedule_recovery_probe()
 
     def _publish(self) -> None:
         self._directory.publish(
@@ -199,11 +319,17 @@ class ProviderActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Acquire():
-                permit = self._breaker.acquire()
+            case Acquire(panic=panic):
+                if panic:
+                    self._evidence = {"panic": True}
+                permit = self._breaker.acquire(panic=panic)
+                self._evidence = {}
+                if panic:
+                    self._panicked(permit)
                 if permit is None:
                     self._publish()  # the state may have moved on with time
-                    return Refused(self.name, self._breaker.retry_at)
+                    retry_at = self._breaker.panic_retry_at if panic else self._breaker.retry_at
+                    return Refused(self.name, retry_at)
                 self._health.record_start()
                 self._publish()
                 return permit
@@ -223,21 +349,40 @@ class ProviderActor(SupervisedActor):
                 self._start_probe()
             case ProbeResult(future=future):
                 self._probed(future)
+            case RecoveryProbeDue():
+                self._recovery_probe_due()
+            case RecoveryProbeResult(ticket=ticket, future=future):
+                self._recovery_probed(ticket, future)
             case _:
                 raise SupervisionError(
                     f"provider actor {self.name!r} got an unknown message {type(message).__name__}"
                 )
         return None
 
+    def _panicked(self, permit: Permit | None) -> None:
+        result = "refused" if permit is None else "probe"
+        if self._metrics is not None:
+            self._metrics.panic_calls.labels(self.name, result).inc()
+        log.warning(
+            "panic_mode_call",
+            provider=self.name,
+            result=result,
+            circuit=self._breaker.state.value,
+            retry_at_in=_seconds_from(self._breaker.panic_retry_at, self._clock.monotonic()),
+        )
+
     def _settle(self, outcome: Outcome) -> None:
         if outcome.error_class is None:
             self._breaker.record_success(outcome.permit)
             self._health.record_success(outcome.latency, first_token=outcome.first_token)
         else:
+            # Health first, so a transition this failure causes is logged with it as evidence.
+            self._health.record_failure(outcome.error_class, detail=outcome.detail)
+            self._evidence = {"error_class": outcome.error_class.value}
             self._breaker.record_failure(
                 outcome.permit, outcome.error_class, retry_after=outcome.retry_after
             )
-            self._health.record_failure(outcome.error_class, detail=outcome.detail)
+            self._evidence = {}
         self._publish()
         self._maybe_drained()
 
@@ -245,3 +390,7 @@ class ProviderActor(SupervisedActor):
         if self._drain is not None and self._health.in_flight == 0:
             notify, self._drain = self._drain.notify, None
             notify(self.child_id)
+
+
+def _seconds_from(at: float | None, now: float) -> float | None:
+    return None if at is None else round(at - now, 3)

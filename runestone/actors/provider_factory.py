@@ -35,6 +35,7 @@ from runestone.supervisors import (
 if TYPE_CHECKING:
     from runestone.config import ProviderConfig
     from runestone.io import DataPlane
+    from runestone.metrics import Metrics
 
 __all__ = [
     "FactoryEnv",
@@ -59,6 +60,7 @@ class FactoryEnv:
     clock: Clock
     providers: Callable[[], SupervisorHandle]
     on_state_change: Callable[[str, StateChange], None] | None = None
+    metrics: Metrics | None = None
     rng: random.Random = field(default_factory=random.Random)
     generations: dict[str, int] = field(default_factory=dict)
     initialized: bool = False
@@ -108,8 +110,12 @@ def provider_spec(entry: ProviderEntry, env: FactoryEnv) -> ChildSpec:
             clock=env.clock,
             rng=env.rng,
             on_state_change=env.on_state_change,
-            probe=lambda: env.data_plane.submit(entry.provider.check_health()),
+            probe=lambda: env.data_plane.submit(
+                entry.provider.check_health(entry.config.probe_method, entry.config.probe_model)
+            ),
             probe_interval=entry.config.probe_interval,
+            probe_when_open=entry.provider.has_health_probe,
+            metrics=env.metrics,
         )
 
     return ChildSpec(entry.child_id, start, restart=RestartType.PERMANENT)

@@ -109,6 +109,11 @@ class Router(SupervisedActor):
         if chosen.panic:
             log.warning("routing_panic", model=request.model, candidate=chosen.keys[0])
         return [
-            Route(c.provider, c.model, prefill=Capability.PREFILL in c.capabilities)
+            Route(
+                c.provider,
+                c.model,
+                prefill=Capability.PREFILL in c.capabilities,
+                panic=chosen.panic,
+            )
             for c in chosen.candidates
         ]

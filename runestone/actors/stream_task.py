@@ -65,6 +65,8 @@ class Route:
     provider: str
     model: str
     prefill: bool = False
+    panic: bool = False
+    """Planned in panic mode (every candidate held back): its permit may probe an open circuit."""
 
     def __str__(self) -> str:
         return f"{self.provider}/{self.model}"
@@ -278,7 +280,7 @@ class StreamTask(SupervisedActor):
             self._record(route, "unavailable", mode=mode)
             return False
         try:
-            permit = entry.handle.ask(Acquire(), timeout=self.env.ask_timeout)
+            permit = entry.handle.ask(Acquire(route.panic), timeout=self.env.ask_timeout)
         except SupervisionError as exc:
             log.warning("permit_unavailable", provider=route.provider, error=str(exc))
             self._record(route, "unavailable", mode=mode)

@@ -13,6 +13,7 @@ Every method is called on the data-plane loop; nothing in a provider blocks it.
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -22,7 +23,16 @@ from runestone.exceptions import ConfigError, ErrorClass
 from runestone.messages import ChatRequest, Completion, CompletionBuilder, StreamEvent, Usage
 from runestone.providers.settings import ModelInfo, ProviderSettings
 
-__all__ = ["HealthCheck", "Provider"]
+__all__ = ["HealthCheck", "ProbeMethod", "Provider"]
+
+
+class ProbeMethod(enum.StrEnum):
+    """How :meth:`Provider.check_health` asks the upstream (``health_probe.method``)."""
+
+    MODELS = "models"
+    """List the models: free, and answered by the same servers as chat."""
+    REQUEST = "request"
+    """A one-token chat request: proves the chat path itself, at the price of one token."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +56,10 @@ class Provider(abc.ABC):
     options_schema: ClassVar[frozenset[str]] = frozenset()
     requires_api_key: ClassVar[bool] = False
     requires_base_url: ClassVar[bool] = False
+    has_health_probe: ClassVar[bool] = False
+    """True when :meth:`check_health` really asks the upstream; only then is an open
+    circuit probed out of band (an always-healthy answer would reopen it at once)."""
+    default_probe_method: ClassVar[ProbeMethod] = ProbeMethod.MODELS
 
     def __init__(self, settings: ProviderSettings, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.validate_config(settings)
@@ -108,8 +122,14 @@ class Provider(abc.ABC):
         info = self.settings.models.get(model)
         return None if info is None else info.cost(usage)
 
-    async def check_health(self) -> HealthCheck:
-        """Probe the upstream once. The default has nothing to probe and says healthy."""
+    async def check_health(
+        self, method: ProbeMethod | None = None, model: str | None = None
+    ) -> HealthCheck:
+        """Probe the upstream once, cheaply, by ``method`` (None: the type's default) and,
+        for a request probe, on ``model`` (None: the first configured one).
+
+        The default has nothing to probe and says healthy.
+        """
         return HealthCheck(healthy=True, latency=0.0)
 
     async def aclose(self) -> None:  # noqa: B027 - a no-op default; HTTP providers close sessions

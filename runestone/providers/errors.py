@@ -40,6 +40,7 @@ from runestone.exceptions import (
     UpstreamServerError,
     UpstreamTimeoutError,
 )
+from runestone.resilience.failure_policy import FailoverScope, failure_policy
 
 try:
     import orjson
@@ -54,6 +55,7 @@ __all__ = [
     "MAX_MESSAGE_CHARS",
     "AttemptState",
     "Phase",
+    "after_content",
     "classify_error_body",
     "classify_response",
     "parse_retry_after",
@@ -177,6 +179,32 @@ def _decode_body(body: bytes | str | Mapping[str, Any] | None) -> tuple[object, 
         return _loads(text), text
     except ValueError:
         return None, text
+
+
+def after_content(error: ProviderError) -> ProviderError:
+    """The error an upstream error *event* that came after content stands for.
+
+    A retryable or server-class event in the middle of an answer (``overloaded_error``,
+    ``server_error``, ``rate_limit_error``) cuts the stream as surely as a dropped
+    connection, and is continued like one (ARCHITECTURE §3): a :class:`StreamCutError`
+    that keeps the provider's reason. One that is the request's fault (an
+    ``invalid_request_error``) still ends the request with that reason.
+    """
+    if not error.content_delivered or error.error_class is ErrorClass.STREAM_CUT:
+        return error
+    handling = failure_policy(error.error_class)
+    if not (handling.retry_same and handling.failover is FailoverScope.NEXT):
+        return error
+    cut = StreamCutError(
+        f"the stream was cut by an upstream error event: {error.message}",
+        provider=error.provider,
+        model=error.model,
+        status=error.status,
+        retry_after=error.retry_after,
+        content_delivered=True,
+    )
+    cut.__cause__ = error
+    return cut
 
 
 def classify_error_body(

@@ -36,12 +36,13 @@ from runestone.exceptions import (
     StreamCutError,
     UpstreamTimeoutError,
 )
-from runestone.messages import ChatRequest, Completion, Done, StreamEvent
+from runestone.messages import ChatRequest, Completion, Done, Message, Role, StreamEvent
 from runestone.messages import Usage as UsageEvent
-from runestone.providers.base import HealthCheck, Provider
+from runestone.providers.base import HealthCheck, ProbeMethod, Provider
 from runestone.providers.errors import (
     AttemptState,
     Phase,
+    after_content,
     classify_response,
     redact,
     translate_exception,
@@ -49,6 +50,7 @@ from runestone.providers.errors import (
 from runestone.providers.settings import ProviderSettings
 from runestone.providers.sse import SSEEvent, SSEParser
 from runestone.providers.watchdog import StreamWatchdog, WatchPhase
+from runestone.resilience.failure_policy import CircuitEffect, failure_policy
 
 try:
     import orjson
@@ -145,6 +147,7 @@ class HttpProvider(Provider):
     default_base_url: ClassVar[str | None] = None
     chat_path: ClassVar[str] = ""
     models_path: ClassVar[str] = "/models"
+    has_health_probe = True
 
     def __init__(self, settings: ProviderSettings, *, clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__(settings, clock=clock)
@@ -284,7 +287,7 @@ class HttpProvider(Provider):
                         out.clear()
                     if decoder.failure is not None:
                         decoder.failure.content_delivered = state.content_delivered
-                        raise decoder.failure
+                        raise after_content(decoder.failure)
                     if decoder.finished or not chunk:
                         break
                     if watchdog.phase is WatchPhase.STREAMING:
@@ -435,21 +438,30 @@ class HttpProvider(Provider):
 
     # ---- health
 
-    async def check_health(self) -> HealthCheck:
-        """GET the models endpoint: healthy on 2xx, and on 404/405 (reachable, no such route)."""
+    async def check_health(
+        self, method: ProbeMethod | None = None, model: str | None = None
+    ) -> HealthCheck:
+        """Ask the upstream once, within the headers time limit.
+
+        ``models``: GET the models endpoint; healthy on 2xx, and on 404/405 (reachable,
+        no such route). ``request``: a one-token chat request; healthy when it is
+        answered, even by a refusal that is the request's fault (a 400), since the
+        server is up.
+        """
         session = self._get_session()
+        method = method or self.default_probe_method
         state = AttemptState(self.name, "", self._secrets)
         loop = asyncio.get_running_loop()
         start = loop.time()
         limit = min(self.settings.timeouts.headers_limit, self.settings.timeouts.total)
         try:
             async with asyncio.timeout(limit):
-                async with session.get(self.base_url + self.models_path) as response:
-                    state.phase = Phase.BODY
-                    latency = loop.time() - start
-                    if 200 <= response.status < 300 or response.status in (404, 405):
-                        return HealthCheck(healthy=True, latency=latency)
-                    error = await self._error_from(response, state)
+                if method is ProbeMethod.REQUEST:
+                    error = await self._probe_request(session, state, model)
+                else:
+                    error = await self._probe_models(session, state)
+                if error is None:
+                    return HealthCheck(healthy=True, latency=loop.time() - start)
         except _TRANSPORT_ERRORS as exc:
             if isinstance(exc, aiohttp.ClientError):
                 error = translate_exception(exc, state)
@@ -461,6 +473,31 @@ class HttpProvider(Provider):
             error_class=error.error_class,
             message=str(error),
         )
+
+    async def _probe_models(
+        self, session: aiohttp.ClientSession, state: AttemptState
+    ) -> ProviderError | None:
+        async with session.get(self.base_url + self.models_path) as response:
+            state.phase = Phase.BODY
+            if 200 <= response.status < 300 or response.status in (404, 405):
+                return None
+            return await self._error_from(response, state)
+
+    async def _probe_request(
+        self, session: aiohttp.ClientSession, state: AttemptState, model: str | None
+    ) -> ProviderError | None:
+        name = model or min(self.settings.models)
+        state.model = name
+        probe = ChatRequest(name, (Message(Role.USER, "ping"),), max_tokens=1)
+        payload = dumps(self.encode_request(probe, stream=False))
+        async with session.post(self._chat_url, data=payload) as response:
+            state.phase = Phase.BODY
+            if 200 <= response.status < 300:
+                return None
+            error = await self._error_from(response, state)
+            # The server answered; a refusal that is the request's fault says it is up.
+            reachable = failure_policy(error.error_class).circuit is CircuitEffect.NONE
+            return None if reachable else error
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:

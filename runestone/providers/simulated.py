@@ -58,6 +58,7 @@ class SimulatedProvider(Provider):
     ``first_token_delay`` (s), ``text``."""
 
     type_name = "simulated"
+    has_health_probe = True  # nothing to reach: its probe answers healthy, trivially
     options_schema: ClassVar[frozenset[str]] = frozenset(
         {"token_rate", "first_token_delay", "text"}
     )

@@ -24,6 +24,21 @@ There are no threads, locks, timers or I/O here: one actor owns one breaker.
 Time-based transitions (open -> half-open) happen when the breaker is next
 looked at; an owner that wants listeners told promptly calls :meth:`poll` at
 :attr:`retry_at`.
+
+Out-of-band probes. The recovery time above grows with each opening, so on its
+own it brings a provider back long after the provider has recovered. While the
+circuit is open (and not forced) the owner therefore runs a cheap health probe
+(a model listing, a one-token request) whenever :attr:`probe_at` comes:
+:meth:`begin_probe` hands out one :class:`ProbeTicket` at a time, at most one
+per ``probe_interval``, and :meth:`record_probe` settles it. A passing probe
+moves the circuit to half-open at once (real traffic then closes it); a failing
+one lengthens the probe interval, capped at ``probe_interval_max``. The growth
+is in how often a dead provider is probed, never in how long a recovered one
+waits: that is at most the probe cap.
+
+Panic mode (every candidate's circuit open): ``acquire(panic=True)`` lets one
+real request probe an open circuit when an out-of-band probe would be due,
+moving it to half-open (reason ``panic_probe``) instead of refusing.
 """
 
 from __future__ import annotations
@@ -53,6 +68,7 @@ __all__ = [
     "CircuitSnapshot",
     "CircuitState",
     "Permit",
+    "ProbeTicket",
     "StateChange",
     "StateListener",
     "TransitionReason",
@@ -75,6 +91,8 @@ class TransitionReason(enum.StrEnum):
     RECOVERY_DUE = "recovery_due"
     PROBE_FAILED = "probe_failed"
     PROBES_SUCCEEDED = "probes_succeeded"
+    HEALTH_PROBE_PASSED = "health_probe_passed"
+    PANIC_PROBE = "panic_probe"
     FORCED_OPEN = "forced_open"
     FORCED_CLOSED = "forced_closed"
     RESET = "reset"
@@ -104,6 +122,15 @@ class Permit:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeTicket:
+    """Leave to run one out-of-band health probe; settle it with ``record_probe``."""
+
+    id: int
+    epoch: int
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class CircuitBreakerPolicy:
     """The breaker's settings; field names are the ``circuit_breaker`` config keys.
 
@@ -126,6 +153,9 @@ class CircuitBreakerPolicy:
     rate_limit_cooldown: float = 1.0
     rate_limit_cooldown_max: float | None = None
     probe_timeout: float | None = 300.0
+    probe_interval: float | None = 0.5
+    probe_interval_max: float | None = None
+    probe_multiplier: float = 2.0
 
     def __post_init__(self) -> None:
         check_int("consecutive_failures", self.consecutive_failures, minimum=1)
@@ -146,11 +176,29 @@ class CircuitBreakerPolicy:
             allow_none=True,
         )
         check_number("probe_timeout", self.probe_timeout, exclusive=True, allow_none=True)
+        check_number("probe_interval", self.probe_interval, exclusive=True, allow_none=True)
+        check_number(
+            "probe_interval_max",
+            self.probe_interval_max,
+            minimum=self.probe_interval or 0.0,
+            exclusive=self.probe_interval is None,
+            allow_none=True,
+        )
+        check_number("probe_multiplier", self.probe_multiplier, minimum=1.0)
 
     @property
     def recovery_cap(self) -> float:
         """The longest an opening lasts, jitter included."""
         return self.recovery * 10 if self.recovery_max is None else self.recovery_max
+
+    @property
+    def probe_cap(self) -> float | None:
+        """The longest time between out-of-band probes of an open circuit (None: no probes)."""
+        if self.probe_interval is None:
+            return None
+        if self.probe_interval_max is None:
+            return self.probe_interval * 2
+        return self.probe_interval_max
 
     @property
     def cooldown_cap(self) -> float:
@@ -237,6 +285,9 @@ class CircuitBreaker:
         self._cooling_until = -math.inf
         self._probes: dict[int, float] = {}
         self._probe_successes = 0
+        self._probe_interval = self._policy.probe_interval
+        self._probe_at: float | None = None
+        self._probe_ticket: ProbeTicket | None = None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -271,6 +322,28 @@ class CircuitBreaker:
         """The end of the current rate-limit cooling period, or ``None``."""
         now = self._clock.monotonic()
         return self._cooling_until if self._cooling_until > now else None
+
+    @property
+    def probe_at(self) -> float | None:
+        """When the next out-of-band probe is due, or ``None`` when none is wanted now.
+
+        Only an open, unforced circuit with probing configured wants probes; the
+        time is never before the end of a cooling period.
+        """
+        now = self._clock.monotonic()
+        self._refresh(now)
+        return self._next_probe()
+
+    @property
+    def panic_retry_at(self) -> float | None:
+        """When a refused panic-mode call (``acquire(panic=True)``) may next be admitted."""
+        now = self._clock.monotonic()
+        self._refresh(now)
+        retry_at = self._retry_at(now)
+        probe_at = self._next_probe()
+        if retry_at is None or probe_at is None:
+            return retry_at
+        return min(retry_at, probe_at)
 
     def recovery_due(self) -> bool:
         """True when the circuit is open and its recovery time has come."""
@@ -318,14 +391,26 @@ class CircuitBreaker:
 
     # -- the call protocol -----------------------------------------------------------------
 
-    def acquire(self) -> Permit | None:
-        """A permit for one call, or ``None`` when the breaker refuses it."""
+    def acquire(self, *, panic: bool = False) -> Permit | None:
+        """A permit for one call, or ``None`` when the breaker refuses it.
+
+        ``panic``: every candidate is held back (routing's panic mode). An open
+        circuit whose out-of-band probe is due then goes half-open at once and
+        this call becomes its probe, rather than being refused.
+        """
         now = self._clock.monotonic()
         self._refresh(now)
         if self._forced is CircuitState.CLOSED:
             return self._permit(now, probe=False)
         if self._forced is CircuitState.OPEN or now < self._cooling_until:
             return None
+        if panic and self._state is CircuitState.OPEN:
+            probe_at = self._next_probe()
+            if probe_at is None or now < probe_at:
+                return None
+            # The probe budget is shared: a dead provider still sees one probe per interval.
+            self._probe_at = now + self._current_probe_interval()
+            self._state_change(now, CircuitState.HALF_OPEN, TransitionReason.PANIC_PROBE)
         if self._state is CircuitState.CLOSED:
             return self._permit(now, probe=False)
         if (
@@ -409,6 +494,47 @@ class CircuitBreaker:
         if self._is_current(permit):
             self._take_probe(permit)
 
+    # -- out-of-band probes ----------------------------------------------------------------
+
+    def begin_probe(self) -> ProbeTicket | None:
+        """A ticket for one out-of-band probe when one is due (see :attr:`probe_at`), else None.
+
+        One probe at a time: the next is not due before this one is settled (or
+        ``probe_timeout`` has passed since it began) and ``probe_interval`` has passed.
+        """
+        now = self._clock.monotonic()
+        self._refresh(now)
+        probe_at = self._next_probe()
+        if probe_at is None or now < probe_at:
+            return None
+        ticket = ProbeTicket(next(self._ids), self._epoch, now)
+        self._probe_ticket = ticket
+        self._probe_at = now + self._current_probe_interval()
+        return ticket
+
+    def record_probe(self, ticket: ProbeTicket, *, healthy: bool) -> None:
+        """Settle ``ticket``: the probe passed (``healthy``) or failed.
+
+        A pass while the circuit is still open moves it to half-open at once; a
+        failure lengthens the probe interval (capped). A ticket from before the
+        circuit last changed epoch (closed, reopened, forced, reset) changes nothing.
+        """
+        now = self._clock.monotonic()
+        self._refresh(now)
+        if self._probe_ticket is not None and self._probe_ticket.id == ticket.id:
+            self._probe_ticket = None
+        if ticket.epoch != self._epoch or self._forced is not None:
+            return
+        if self._state is not CircuitState.OPEN:
+            return
+        if healthy:
+            self._probe_interval = self._policy.probe_interval
+            self._state_change(now, CircuitState.HALF_OPEN, TransitionReason.HEALTH_PROBE_PASSED)
+            return
+        self._grow_probe_interval()
+        if self._probe_at is not None:
+            self._probe_at = max(self._probe_at, ticket.started_at + self._current_probe_interval())
+
     # -- manual control --------------------------------------------------------------------
 
     def force_open(self) -> None:
@@ -424,6 +550,7 @@ class CircuitBreaker:
         self._forced = None
         self._openings = 0
         self._next_recovery = self._policy.recovery
+        self._probe_interval = self._policy.probe_interval
         self._cooling_until = -math.inf
         self._enter(self._clock.monotonic(), CircuitState.CLOSED, TransitionReason.RESET)
 
@@ -453,6 +580,32 @@ class CircuitBreaker:
             return self._cooling_until
         return None
 
+    def _next_probe(self) -> float | None:
+        if (
+            self._state is not CircuitState.OPEN
+            or self._forced is not None
+            or self._probe_at is None
+        ):
+            return None
+        due = self._probe_at
+        ticket = self._probe_ticket
+        if ticket is not None:
+            # One probe at a time: the next waits for this one, or for it to be given up.
+            timeout = self._policy.probe_timeout
+            if timeout is None:
+                return None
+            due = max(due, ticket.started_at + timeout)
+        return max(due, self._cooling_until)
+
+    def _current_probe_interval(self) -> float:
+        assert self._probe_interval is not None  # only called while probing is configured
+        return self._probe_interval
+
+    def _grow_probe_interval(self) -> None:
+        cap = self._policy.probe_cap
+        if self._probe_interval is not None and cap is not None:
+            self._probe_interval = min(self._probe_interval * self._policy.probe_multiplier, cap)
+
     def _refresh(self, now: float) -> None:
         if self._state is CircuitState.OPEN:
             if self._forced is None and self._open_until is not None and now >= self._open_until:
@@ -481,11 +634,17 @@ class CircuitBreaker:
         jitter = self._policy.jitter
         spread = self._rng.uniform(1.0 - jitter, 1.0 + jitter) if jitter else 1.0
         self._open_until = now + min(base * spread, cap)
+        if reason is TransitionReason.PROBE_FAILED:
+            # The provider looked healthy (a probe passed) but real traffic failed: probe less.
+            self._grow_probe_interval()
+        self._probe_ticket = None
+        self._probe_at = None if self._probe_interval is None else now + self._probe_interval
         self._enter(now, CircuitState.OPEN, reason)
 
     def _close(self, now: float, reason: TransitionReason) -> None:
         self._openings = 0
         self._next_recovery = self._policy.recovery
+        self._probe_interval = self._policy.probe_interval
         self._enter(now, CircuitState.CLOSED, reason)
 
     def _force(self, state: CircuitState, reason: TransitionReason) -> None:

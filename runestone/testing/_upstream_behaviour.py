@@ -32,6 +32,7 @@ class Behaviour(StrEnum):
     MALFORMED_CHUNK = "malformed-chunk"
     NO_DONE = "no-done"
     ERROR_EVENT_AFTER = "error-event-after"
+    INVALID_EVENT_AFTER = "invalid-event-after"
     CONTEXT_LENGTH = "context-length"
     CONTENT_POLICY = "content-policy"
     PREFILL = "prefill"
@@ -63,6 +64,7 @@ _ARGS: dict[Behaviour, _ArgSpec] = {
     Behaviour.CUT_AFTER: _ArgSpec(ArgKind.TOKENS, required=True, example="3"),
     Behaviour.STALL_AFTER: _ArgSpec(ArgKind.TOKENS, required=True, example="3"),
     Behaviour.ERROR_EVENT_AFTER: _ArgSpec(ArgKind.TOKENS, required=True, example="3"),
+    Behaviour.INVALID_EVENT_AFTER: _ArgSpec(ArgKind.TOKENS, required=True, example="3"),
     Behaviour.DOWN_FOR: _ArgSpec(ArgKind.SECONDS, required=True, example="30"),
 }
 _NO_ARG = _ArgSpec(ArgKind.NONE)

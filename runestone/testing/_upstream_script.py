@@ -100,7 +100,12 @@ _ALWAYS_FAILING: dict[Behaviour, tuple[ErrorKind, Outcome]] = {
     Behaviour.CONTENT_POLICY: (ErrorKind.CONTENT_POLICY, Outcome.CONTENT_POLICY),
     Behaviour.UNAUTHORIZED: (ErrorKind.UNAUTHORIZED, Outcome.UNAUTHORIZED),
 }
-_STOPS_AFTER_N = (Behaviour.CUT_AFTER, Behaviour.STALL_AFTER, Behaviour.ERROR_EVENT_AFTER)
+_STOPS_AFTER_N = (
+    Behaviour.CUT_AFTER,
+    Behaviour.STALL_AFTER,
+    Behaviour.ERROR_EVENT_AFTER,
+    Behaviour.INVALID_EVENT_AFTER,
+)
 
 
 def error_script(
@@ -212,6 +217,9 @@ def _stream(
     if behaviour is Behaviour.ERROR_EVENT_AFTER:
         steps.append(wire.error_event())
         return Script(Outcome.ERROR_EVENT, headers=headers, steps=_coalesced(steps))
+    if behaviour is Behaviour.INVALID_EVENT_AFTER:
+        steps.append(wire.error_event(ErrorKind.BAD_REQUEST))
+        return Script(Outcome.ERROR_EVENT, headers=headers, steps=_coalesced(steps))
     finish = Finish.STOP if tool is None else Finish.TOOL
     steps.extend(wire.stream_finish(reply, finish, len(pieces)))
     if behaviour is Behaviour.NO_DONE:
@@ -239,6 +247,8 @@ def _whole(
         if wire.api == "anthropic":
             return error_script(wire, ErrorKind.OVERLOADED, Outcome.OVERLOADED)
         return error_script(wire, ErrorKind.SERVER_ERROR, Outcome.SERVER_ERROR)
+    if behaviour is Behaviour.INVALID_EVENT_AFTER:
+        return error_script(wire, ErrorKind.BAD_REQUEST, Outcome.BAD_REQUEST)
     text = None if tool is not None else "".join(pieces)
     data = json.dumps(wire.body(reply, text, tool, len(pieces))).encode()
     headers = (("Content-Type", JSON_CONTENT_TYPE),)

@@ -74,6 +74,12 @@ class ErrorKind(Enum):
 
 
 _INVALID = "invalid_request_error"
+
+
+def _event_detail(kind: ErrorKind | None) -> str:
+    return "fake upstream: refused mid-answer" if kind is ErrorKind.BAD_REQUEST else ""
+
+
 _NO_PREFILL = (
     "This model does not support assistant message prefill. "
     "The conversation must end with a user message."
@@ -218,8 +224,8 @@ class Wire(ABC):
         """One frame whose ``data:`` is not JSON (cut off mid-object)."""
 
     @abstractmethod
-    def error_event(self) -> bytes:
-        """An in-stream error event."""
+    def error_event(self, kind: ErrorKind | None = None) -> bytes:
+        """An in-stream error event (``kind`` None: the API's usual mid-answer failure)."""
 
     @abstractmethod
     def body(
@@ -312,8 +318,8 @@ class OpenAIWire(Wire):
         whole = self._chunk(reply, {"content": "lost "}).decode()
         return (whole[: len(whole) // 2] + "\n\n").encode()
 
-    def error_event(self) -> bytes:
-        _, body = self.error(ErrorKind.SERVER_ERROR, "", 0)
+    def error_event(self, kind: ErrorKind | None = None) -> bytes:
+        _, body = self.error(kind or ErrorKind.SERVER_ERROR, _event_detail(kind), 0)
         return self._frame(body)
 
     def body(
@@ -431,8 +437,8 @@ class AnthropicWire(Wire):
         whole = self.text_delta(reply, "lost ").decode()
         return (whole[: len(whole) // 2] + "\n\n").encode()
 
-    def error_event(self) -> bytes:
-        _, body = self.error(ErrorKind.OVERLOADED, "", 0)
+    def error_event(self, kind: ErrorKind | None = None) -> bytes:
+        _, body = self.error(kind or ErrorKind.OVERLOADED, _event_detail(kind), 0)
         return self._event("error", body)
 
     def body(

@@ -11,7 +11,9 @@ Every request is recorded as an :class:`Attempt`.
 Routes: ``POST /v1/chat/completions`` and ``GET /v1/models`` (OpenAI; base URL
 ``openai_base_url``), ``POST /v1/messages`` (Anthropic; base URL
 ``anthropic_base_url``). ``GET /v1/models`` answers in Anthropic's shape when
-the request carries ``anthropic-version`` or ``x-api-key``.
+the request carries ``anthropic-version`` or ``x-api-key``; like a real server
+that is down it answers 503 while a ``down-for`` window requested since
+start/reset is still running. Listings are recorded too (:attr:`listings`).
 
 Behaviours (stream / whole answer where they differ):
 
@@ -38,6 +40,8 @@ no-done                      finish reason and usage, no ``[DONE]`` / ``message_
 error-event-after:N          N tokens, then an in-stream error (OpenAI ``data:
                              {"error": …}``, Anthropic ``event: error`` overloaded)
                              / OpenAI 500, Anthropic 529
+invalid-event-after:N        N tokens, then an in-stream error that is the request's
+                             fault (``invalid_request_error``) / 400
 context-length               400: OpenAI ``context_length_exceeded``; Anthropic
                              ``invalid_request_error`` "prompt is too long: …"
 content-policy               400: OpenAI ``content_policy_violation``; Anthropic
@@ -84,7 +88,7 @@ from aiohttp import web
 
 from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.logging import REDACTED
-from runestone.testing._upstream_behaviour import Behaviour
+from runestone.testing._upstream_behaviour import Behaviour, BehaviourError, parse_model
 from runestone.testing._upstream_request import BadRequestError, ChatCall, read_chat_call
 from runestone.testing._upstream_script import (
     Ending,
@@ -194,6 +198,7 @@ class FakeUpstream:
         self._attempts: list[Attempt] = []
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._seen_models: set[str] = set()
+        self._listings: list[float] = []
         self._epoch = self._clock.monotonic()
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -238,6 +243,12 @@ class FakeUpstream:
         """Every attempt since start or the last :meth:`reset`, oldest first (a copy)."""
         with self._lock:
             return list(self._attempts)
+
+    @property
+    def listings(self) -> list[float]:
+        """When each ``GET /v1/models`` came (the clock's monotonic time), oldest first."""
+        with self._lock:
+            return list(self._listings)
 
     def wait_for_attempts(self, n: int, timeout: float = 5.0) -> list[Attempt]:
         """Block until at least ``n`` attempts are recorded; return them all.
@@ -287,6 +298,7 @@ class FakeUpstream:
         with self._lock:
             self._attempts.clear()
             self._seen_models.clear()
+            self._listings.clear()
             self._epoch = self._clock.monotonic()
 
     # -- lifecycle: own thread ----------------------------------------------------------
@@ -551,6 +563,12 @@ class FakeUpstream:
         if not self._authorized(wire, request.headers):
             refusal = error_script(wire, ErrorKind.UNAUTHORIZED, Outcome.UNAUTHORIZED)
             return _json_script_response(refusal)
+        with self._lock:
+            now = self._clock.monotonic()
+            self._listings.append(now)
+            down = any(_down_until(model) > now - self._epoch for model in self._seen_models)
+        if down:
+            return _json_script_response(error_script(wire, ErrorKind.UNAVAILABLE, Outcome.DOWN))
         names = [behaviour.value for behaviour in Behaviour]
         return web.json_response(wire.models(names, int(self._clock.time())))
 
@@ -614,6 +632,17 @@ def _wire_by_headers(headers: Mapping[str, str]) -> Wire:
     if "anthropic-version" in headers or "x-api-key" in headers:
         return _WIRES["anthropic"]
     return _WIRES["openai"]
+
+
+def _down_until(model: str) -> float:
+    """Seconds after start/reset that a ``down-for`` model keeps the server down (else 0)."""
+    try:
+        selection = parse_model(model)
+    except BehaviourError:
+        return 0.0
+    if selection.behaviour is Behaviour.DOWN_FOR:
+        return float(selection.arg or 0.0)
+    return 0.0
 
 
 def _json_script_response(script: Script) -> web.Response:

@@ -399,17 +399,32 @@ def test_a_stalled_stream_past_the_total_limit_is_a_total_timeout(
     assert error.content_delivered is True
 
 
-def test_an_error_event_mid_stream_fails_with_content_delivered(
+def test_an_overload_error_event_mid_stream_is_a_cut_stream_that_keeps_its_reason(
     wire: str, plane: DataPlane, fake_upstream: FakeUpstream
 ) -> None:
     provider = make_provider(plane, fake_upstream, wire)
     outcome = collect(plane, provider, request("error-event-after:3"))
     error = _error(outcome.error)
-    assert error.error_class is ErrorClass.SERVER_ERROR
+    # Continued on the next candidate like a dropped connection (ARCHITECTURE §3).
+    assert error.error_class is ErrorClass.STREAM_CUT
     assert error.content_delivered is True
+    assert "error event" in error.message
+    assert ("overloaded" if wire == "anthropic" else "server_error") in error.message
     assert outcome.texts == list(KNOWN_TOKENS[:3])
     before = _error(collect(plane, provider, request("error-event-after:0")).error)
+    assert before.error_class is ErrorClass.SERVER_ERROR  # nothing to continue: a failure
     assert before.content_delivered is False
+
+
+def test_an_invalid_request_error_event_mid_stream_still_ends_with_the_providers_reason(
+    wire: str, plane: DataPlane, fake_upstream: FakeUpstream
+) -> None:
+    provider = make_provider(plane, fake_upstream, wire)
+    outcome = collect(plane, provider, request("invalid-event-after:2"))
+    error = _error(outcome.error)
+    assert error.error_class is ErrorClass.BAD_REQUEST
+    assert error.content_delivered is True
+    assert "refused mid-answer" in error.message
 
 
 def test_a_malformed_chunk_is_skipped_with_a_log_line_when_the_rest_completes(

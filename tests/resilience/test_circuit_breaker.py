@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from typing import Any
@@ -476,3 +477,131 @@ def test_an_unknown_error_class_is_a_value_error_naming_it() -> None:
     breaker = make(FakeClock())
     with pytest.raises(ValueError, match="error_class"):
         breaker.record_failure(admit(breaker), "teapot")  # type: ignore[arg-type]
+
+
+# -- out-of-band probes ---------------------------------------------------------------------
+
+
+def test_a_provider_down_for_a_minute_is_half_open_within_the_probe_cap_of_its_recovery() -> None:
+    # The scenario: 503 for 60 s, one real request every 4 s. Recovery time alone
+    # doubles per opening (10, 20, 40 s …); the probes do not wait for it.
+    clock = FakeClock()
+    breaker = make(clock, consecutive_failures=1, recovery=10.0, jitter=0.0)
+    start, recovered_at = clock.monotonic(), clock.monotonic() + 60.0
+    half_open_at: float | None = None
+    while half_open_at is None:
+        now = clock.monotonic()
+        up = now >= recovered_at
+        if breaker.state is OPEN:
+            ticket = breaker.begin_probe()
+            if ticket is not None:
+                breaker.record_probe(ticket, healthy=up)
+        if breaker.state is HALF_OPEN and up:
+            half_open_at = now
+        elif (now - start) % 4.0 < 0.05:
+            permit = breaker.acquire()
+            if permit is not None:
+                breaker.record_failure(permit, ErrorClass.SERVER_ERROR)
+        clock.advance(0.05)
+    cap = breaker.policy.probe_cap
+    assert cap is not None
+    assert half_open_at - recovered_at <= cap + 1e-6
+
+
+def test_a_provider_that_stays_dead_is_probed_at_most_once_per_probe_interval() -> None:
+    clock = FakeClock()
+    breaker = make(clock, probe_interval=0.5, probe_interval_max=2.0, probe_multiplier=2.0)
+    open_it(breaker)
+    starts: list[float] = []
+    for _ in range(10):
+        due = breaker.probe_at
+        assert due is not None
+        clock.advance(due - clock.monotonic() - 0.01)
+        assert breaker.begin_probe() is None  # not a moment early
+        clock.advance(0.01)
+        ticket = breaker.begin_probe()
+        assert ticket is not None
+        starts.append(ticket.started_at)
+        breaker.record_probe(ticket, healthy=False)
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.5
+    assert gaps[:2] == [1.0, 2.0]  # grows per failed probe …
+    assert max(gaps) == 2.0  # … up to its cap
+
+
+def test_a_passing_probe_makes_an_open_circuit_half_open_at_once() -> None:
+    clock = FakeClock()
+    breaker = make(clock, recovery=30.0)
+    seen: list[StateChange] = []
+    breaker.add_listener(seen.append)
+    open_it(breaker)
+    assert breaker.begin_probe() is None  # not due yet
+    clock.advance(0.5)
+    ticket = breaker.begin_probe()
+    assert ticket is not None
+    assert breaker.begin_probe() is None  # one at a time
+    breaker.record_probe(ticket, healthy=True)
+    assert breaker.state is HALF_OPEN
+    assert seen[-1].reason is TransitionReason.HEALTH_PROBE_PASSED
+    breaker.record_success(admit(breaker))
+    assert breaker.state is CLOSED
+
+
+def test_a_probe_result_from_before_the_circuit_reopened_changes_nothing() -> None:
+    clock = FakeClock()
+    breaker = make(clock, recovery=1.0, jitter=0.0)
+    open_it(breaker)
+    clock.advance(0.5)
+    ticket = breaker.begin_probe()
+    assert ticket is not None
+    clock.advance(0.6)  # recovery due: half-open by time; the real probe fails
+    breaker.record_failure(admit(breaker), ErrorClass.SERVER_ERROR)
+    assert breaker.state is OPEN
+    breaker.record_probe(ticket, healthy=True)
+    assert breaker.state is OPEN
+
+
+def test_no_probes_when_probing_is_off_or_the_circuit_is_forced_open() -> None:
+    clock = FakeClock()
+    off = make(clock, probe_interval=None)
+    open_it(off)
+    clock.advance(5.0)
+    assert (off.probe_at, off.begin_probe()) == (None, None)
+    forced = make(clock)
+    forced.force_open()
+    clock.advance(5.0)
+    assert (forced.probe_at, forced.begin_probe(), forced.acquire(panic=True)) == (None,) * 3
+
+
+def test_a_panic_call_probes_an_open_circuit_when_a_probe_is_due_and_not_before() -> None:
+    clock = FakeClock()
+    breaker = make(clock, recovery=30.0)
+    seen: list[StateChange] = []
+    breaker.add_listener(seen.append)
+    open_it(breaker)
+    assert breaker.acquire(panic=True) is None
+    assert breaker.panic_retry_at == breaker.probe_at
+    clock.advance(0.5)
+    permit = breaker.acquire(panic=True)
+    assert permit is not None
+    assert permit.probe
+    assert seen[-1].reason is TransitionReason.PANIC_PROBE
+    assert breaker.acquire(panic=True) is None  # its probe slot is taken
+    breaker.record_success(permit)
+    assert breaker.state is CLOSED
+
+
+@pytest.mark.parametrize(
+    ("settings_", "path"),
+    [
+        ({"probe_interval": 0}, "probe_interval"),
+        ({"probe_interval": -1}, "probe_interval"),
+        ({"probe_interval": 2.0, "probe_interval_max": 1.0}, "probe_interval_max"),
+        ({"probe_multiplier": 0.5}, "probe_multiplier"),
+        ({"probe_interval": True}, "probe_interval"),
+    ],
+)
+def test_bad_probe_settings_name_their_key(settings_: dict[str, Any], path: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        CircuitBreakerPolicy(**settings_)
+    assert caught.value.path == path

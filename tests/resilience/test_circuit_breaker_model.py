@@ -14,6 +14,7 @@ never closes the circuit.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from runestone.resilience import (
     CircuitBreakerPolicy,
     CircuitState,
     Permit,
+    ProbeTicket,
     StateChange,
     TransitionReason,
 )
@@ -363,3 +365,171 @@ CircuitBreakerMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestTheCircuitBreakerAgreesWithItsReferenceModel = CircuitBreakerMachine.TestCase
+
+
+# -- out-of-band probes and panic mode ------------------------------------------------------
+
+probing_policies = st.builds(
+    CircuitBreakerPolicy,
+    consecutive_failures=st.integers(1, 3),
+    recovery=st.sampled_from([10.0, 30.0]),
+    recovery_multiplier=st.sampled_from([1.0, 2.0]),
+    jitter=st.sampled_from([0.0, 0.2]),
+    half_open_probes=st.integers(1, 2),
+    half_open_successes=st.integers(1, 2),
+    probe_timeout=st.sampled_from([None, 15.0]),
+    probe_interval=st.sampled_from([0.25, 0.5, 2.0]),
+    probe_interval_max=st.sampled_from([None, 4.0]),
+    probe_multiplier=st.sampled_from([1.0, 2.0, 3.0]),
+)
+
+
+class ProbingMachine(RuleBasedStateMachine):
+    """An owner that probes an open circuit whenever :attr:`probe_at` comes, against an
+    upstream that goes down and comes back, with real calls and panic calls in between.
+
+    Properties: at most one out-of-band probe per ``probe_interval`` and never two at
+    once; a passing probe makes an open circuit half-open at once; once the upstream is
+    back, an open circuit is half-open within the probe cap (while no real call has
+    failed since) — however many times it opened before.
+    """
+
+    permits = Bundle("probing_permits")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.seen: list[StateChange] = []
+        self.probe_starts: list[float] = []
+        self.in_flight: list[ProbeTicket] = []
+        self.healthy = False
+        self.healthy_since: float | None = None
+        self.last_real_failure = -math.inf
+
+    @initialize(policy=probing_policies, seed=st.integers(0, 2**32 - 1))
+    def start(self, policy: CircuitBreakerPolicy, seed: int) -> None:
+        self.policy = policy
+        self.breaker = CircuitBreaker(policy, self.clock, random.Random(seed))
+        self.breaker.add_listener(self.seen.append)
+
+    def _probe_now(self, *, settle: bool) -> None:
+        before = self.breaker.state
+        ticket = self.breaker.begin_probe()
+        if ticket is None:
+            return
+        assert before is OPEN, "a probe was handed out for a circuit that is not open"
+        self.probe_starts.append(ticket.started_at)
+        if settle:
+            self.breaker.record_probe(ticket, healthy=self.healthy)
+            if self.healthy:
+                assert self.breaker.state is HALF_OPEN, "a passing probe left the circuit open"
+                assert self.seen[-1].reason is TransitionReason.HEALTH_PROBE_PASSED
+            else:
+                assert self.breaker.state is OPEN
+        else:
+            self.in_flight.append(ticket)
+
+    # -- the owner and the world --------------------------------------------------------
+
+    @rule(seconds=st.sampled_from([0.1, 0.5, 1.0, 3.0, 10.0]))
+    def run_on_time(self, seconds: float) -> None:
+        """Let time pass, probing (and settling at once) whenever a probe falls due."""
+        end = self.clock.monotonic() + seconds
+        while True:
+            due = self.breaker.probe_at
+            now = self.clock.monotonic()
+            if due is None or due > end:
+                break
+            self.clock.advance(max(0.0, due - now))
+            self._probe_now(settle=True)
+        self.clock.advance(max(0.0, end - self.clock.monotonic()))
+
+    @rule()
+    def start_a_probe_and_leave_it_in_flight(self) -> None:
+        self._probe_now(settle=False)
+
+    @rule()
+    def settle_the_oldest_probe(self) -> None:
+        if self.in_flight:
+            ticket = self.in_flight.pop(0)
+            self.breaker.record_probe(ticket, healthy=self.healthy)
+
+    @rule(healthy=st.booleans())
+    def upstream_changes(self, healthy: bool) -> None:
+        if healthy and not self.healthy:
+            self.healthy_since = self.clock.monotonic()
+        if not healthy:
+            self.healthy_since = None
+        self.healthy = healthy
+
+    @rule(target=permits, panic=st.booleans())
+    def acquire(self, panic: bool) -> object:
+        before = self.breaker.state
+        due = self.breaker.probe_at
+        permit = self.breaker.acquire(panic=panic)
+        now = self.clock.monotonic()
+        if before is OPEN and permit is not None:
+            assert panic, "an open circuit admitted a call"
+            assert due is not None
+            assert now >= due, "a panic call probed before a probe was due"
+            assert self.seen[-1].reason is TransitionReason.PANIC_PROBE
+            assert permit.probe
+            self.probe_starts.append(now)
+        return permit if permit is not None else multiple()
+
+    @rule(permit=consumes(permits))
+    def call_ends(self, permit: Permit) -> None:
+        if self.healthy:
+            self.breaker.record_success(permit)
+        else:
+            self.breaker.record_failure(permit, ErrorClass.SERVER_ERROR)
+            self.last_real_failure = self.clock.monotonic()
+
+    # -- invariants ---------------------------------------------------------------------
+
+    @invariant()
+    def at_most_one_probe_per_probe_interval(self) -> None:
+        if not hasattr(self, "policy"):
+            return
+        interval = self.policy.probe_interval
+        assert interval is not None
+        starts = self.probe_starts
+        for earlier, later in itertools.pairwise(starts):
+            assert later - earlier >= interval - EPS, (earlier, later, interval)
+
+    @invariant()
+    def never_two_out_of_band_probes_at_once(self) -> None:
+        if hasattr(self, "policy") and self.policy.probe_timeout is None:
+            assert len(self.in_flight) <= 1
+
+    @invariant()
+    def a_recovered_upstream_is_tried_within_the_probe_cap(self) -> None:
+        if not hasattr(self, "policy") or self.healthy_since is None or self.in_flight:
+            return
+        cap = self.policy.probe_cap
+        assert cap is not None
+        now = self.clock.monotonic()
+        since = max(self.healthy_since, self.last_real_failure)
+        if now >= since + cap + EPS and self.breaker.forced is None:
+            assert self.breaker.state is not OPEN, (now, since, cap, self.breaker.probe_at)
+
+    @invariant()
+    def an_open_circuit_always_has_its_next_probe_within_the_cap(self) -> None:
+        if not hasattr(self, "policy") or self.in_flight:
+            return
+        cap = self.policy.probe_cap
+        assert cap is not None
+        if self.breaker.state is OPEN:
+            probe_at = self.breaker.probe_at
+            assert probe_at is not None
+            last = max([self.seen[-1].at, *self.probe_starts[-1:]])
+            assert probe_at <= last + cap + EPS
+
+
+ProbingMachine.TestCase.settings = settings(
+    max_examples=100,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestOutOfBandProbesBringARecoveredProviderBackWithinTheProbeCap = ProbingMachine.TestCase
