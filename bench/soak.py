@@ -613,6 +613,9 @@ def main() -> int:
         f"{sys.version.split()[0]}, {os.cpu_count()} CPUs; config and logs in {directory}",
         flush=True,
     )
+    # Explicitly: a background job inherits SIGINT ignored, and then asyncio.Runner would not
+    # install its handler (which cancels the run so the finally blocks stop the processes).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm)
     upstreams = Upstreams()
     parties: list[Party] = []
