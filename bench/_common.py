@@ -1,49 +1,148 @@
-"""Shared pieces of the benchmark scripts: the fake upstream in its own process, percentiles."""
+"""Shared pieces of the benchmark scripts: the parties in their own processes, /proc figures."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import re
 import resource
+import shutil
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
+_PR_SET_PDEATHSIG = 1
 
-def start_upstream(interval: float = 0.0) -> tuple[subprocess.Popen[str], str]:
-    """The fake upstream in its own process (its CPU is not ours); returns it and its URL."""
-    process = subprocess.Popen(
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies, so no server outlives a bench."""
+    # Not Linux: no prctl, and the bench's own clean-up is all there is.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Party:
+    """One server process under test."""
+
+    name: str
+    process: subprocess.Popen[Any]
+    url: str  # the OpenAI base URL, ending in /v1
+
+    @property
+    def chat_url(self) -> str:
+        return self.url + "/chat/completions"
+
+    @property
+    def root(self) -> str:
+        """The URL without ``/v1`` (the Anthropic base URL)."""
+        return self.url.removesuffix("/v1")
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+def spawn_upstream(interval: float = 0.0, port: int = 0) -> subprocess.Popen[str]:
+    """Start the fake upstream in its own process (its CPU is not ours); see upstream_url."""
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "runestone.testing.upstream",
             "--port",
-            "0",
+            str(port),
             "--token-interval",
             str(interval),
         ],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        preexec_fn=_die_with_parent,
     )
+
+
+def upstream_url(process: subprocess.Popen[str]) -> str:
+    """Wait for a spawned fake upstream's banner; its URL (no /v1)."""
     assert process.stdout is not None
     line = process.stdout.readline()
     match = re.search(r"listening on (http://\S+)", line)
     if match is None:
         process.kill()
+        process.wait()
         raise SystemExit(f"the fake upstream did not start: {line!r}")
-    return process, match.group(1)
+    return match.group(1)
 
 
-def stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
+def start_upstream(interval: float = 0.0, port: int = 0) -> tuple[subprocess.Popen[str], str]:
+    """The fake upstream in its own process; returns it and its URL (no /v1)."""
+    process = spawn_upstream(interval, port)
+    return process, upstream_url(process)
+
+
+def wait_line(process: subprocess.Popen[bytes], pattern: str, what: str) -> re.Match[str]:
+    """Read ``process``'s stdout until a line matches ``pattern``; exit naming ``what`` if not."""
+    assert process.stdout is not None
+    regex = re.compile(pattern)
+    seen = []
+    for raw in process.stdout:
+        line = raw.decode("utf-8", "replace")
+        seen.append(line)
+        match = regex.search(line)
+        if match:
+            return match
+    process.wait()
+    raise SystemExit(f"{what} did not start: {''.join(seen)[-2000:]}")
+
+
+def _drain(source: IO[bytes], sink: IO[bytes]) -> None:
+    shutil.copyfileobj(source, sink, 4096)
+
+
+def start_serve(config: Mapping[str, Any], directory: Path, name: str = "gateway") -> Party:
+    """``runestone serve`` on ``config`` (written to ``directory``), its stderr in a log there.
+
+    Its stdout after the banner goes to the same log, so a long run never fills the pipe.
+    """
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(dict(config)), encoding="utf-8")
+    log = (directory / f"{name}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runestone", "serve", "--config", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        cwd=ROOT,
+        preexec_fn=_die_with_parent,
+    )
+    match = wait_line(process, r"serving on (http://\S+)", "runestone serve")
+    assert process.stdout is not None
+    threading.Thread(target=_drain, args=(process.stdout, log), daemon=True).start()
+    return Party(name, process, match.group(1) + "/v1")
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    if process.poll() is None:
+        process.terminate()
     try:
-        process.wait(timeout=10)
+        process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+# --------------------------------------------------------------------------- figures
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -66,3 +165,33 @@ def peak_rss_mb() -> float:
 
 def thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    """/proc/<pid>/status as a mapping (``VmRSS``, ``VmHWM``, ``Threads``, …)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        out[name] = value.strip()
+    return out
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """CPU (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+
+def proc_fds(pid: int) -> tuple[int, int]:
+    """Open file descriptors of ``pid`` and how many of them are sockets."""
+    fds = sockets = 0
+    directory = f"/proc/{pid}/fd"
+    for name in os.listdir(directory):
+        try:
+            target = os.readlink(f"{directory}/{name}")
+        except FileNotFoundError:  # closed between the listing and the look
+            continue
+        fds += 1
+        sockets += target.startswith("socket:")
+    return fds, sockets

@@ -31,9 +31,7 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -49,7 +47,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runestone.io import new_event_loop  # noqa: E402 - after the path set-up above
+import _common  # noqa: E402 - after the path set-up above
+from _common import (  # noqa: E402
+    Party,
+    proc_cpu_seconds,
+    proc_status,
+    start_serve,
+    wait_line,
+)
+
+from runestone.io import new_event_loop  # noqa: E402
 from runestone.testing.upstream import KNOWN_TEXT, KNOWN_TOKENS  # noqa: E402
 
 MODEL = "healthy"
@@ -59,58 +66,9 @@ MESSAGES = [{"role": "user", "content": "Say the known text please"}]
 # --------------------------------------------------------------------------- processes
 
 
-@dataclass
-class Party:
-    """One server process under test."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    url: str  # the OpenAI base URL, ending in /v1
-
-    @property
-    def chat_url(self) -> str:
-        return self.url + "/chat/completions"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def _wait_line(process: subprocess.Popen[bytes], pattern: str, what: str) -> re.Match[str]:
-    assert process.stdout is not None
-    regex = re.compile(pattern)
-    seen = []
-    for raw in process.stdout:
-        line = raw.decode("utf-8", "replace")
-        seen.append(line)
-        match = regex.search(line)
-        if match:
-            return match
-    process.wait()
-    raise SystemExit(f"{what} did not start: {''.join(seen)[-2000:]}")
-
-
 def start_upstream(interval: float) -> Party:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runestone.testing.upstream",
-            "--port",
-            "0",
-            "--token-interval",
-            str(interval),
-        ],
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    match = _wait_line(process, r"listening on (http://\S+)", "the fake upstream")
-    return Party("upstream", process, match.group(1) + "/v1")
+    process, url = _common.start_upstream(interval)
+    return Party("upstream", process, url + "/v1")
 
 
 def start_gateway(upstream: Party, directory: Path, name: str = "gateway") -> Party:
@@ -129,18 +87,7 @@ def start_gateway(upstream: Party, directory: Path, name: str = "gateway") -> Pa
         "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace": 5},
         "logging": {"level": "WARNING"},
     }
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    log = (directory / f"{name}.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runestone", "serve", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        cwd=ROOT,
-    )
-    match = _wait_line(process, r"serving on (http://\S+)", "runestone serve")
-    # The rest of the banner is not read again: it is short enough for the pipe.
-    return Party(name, process, match.group(1) + "/v1")
+    return start_serve(config, directory, name)
 
 
 def start_relay(upstream: Party, directory: Path, name: str = "relay") -> Party:
@@ -151,7 +98,7 @@ def start_relay(upstream: Party, directory: Path, name: str = "relay") -> Party:
         stderr=log,
         cwd=ROOT,
     )
-    match = _wait_line(process, r"serving on (http://\S+)", "the relay")
+    match = wait_line(process, r"serving on (http://\S+)", "the relay")
     return Party(name, process, match.group(1) + "/v1")
 
 
@@ -396,20 +343,6 @@ class ProcessSample:
     samples: list[int] = field(default_factory=list)
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-
-
-def _status(pid: int) -> dict[str, str]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        out[name] = value.strip()
-    return out
-
-
 async def one_long_stream(session: aiohttp.ClientSession, url: str, payload: bytes) -> StreamResult:
     started = time.perf_counter()
     first: float | None = None
@@ -456,7 +389,7 @@ async def long_streams(
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        cpu_before = _cpu_seconds(pid)
+        cpu_before = proc_cpu_seconds(pid)
         started = time.perf_counter()
         tasks = [
             asyncio.ensure_future(one_long_stream(session, party.chat_url, payload))
@@ -465,11 +398,11 @@ async def long_streams(
         pending = set(tasks)
         while pending:
             _, pending = await asyncio.wait(pending, timeout=0.5)
-            threads = int(_status(pid).get("Threads", "0"))
+            threads = int(proc_status(pid).get("Threads", "0"))
             sample.samples.append(threads)
             sample.peak_threads = max(sample.peak_threads, threads)
         wall = time.perf_counter() - started
-        cpu = _cpu_seconds(pid) - cpu_before
+        cpu = proc_cpu_seconds(pid) - cpu_before
     return [task.result() for task in tasks], cpu, wall, sample
 
 
@@ -479,7 +412,7 @@ def report_long_streams(
     ok = [r for r in results if r.ok]
     firsts = [r.first_token for r in ok if r.first_token is not None]
     totals = [r.total for r in ok]
-    status = _status(party.process.pid)
+    status = proc_status(party.process.pid)
     print(f"\n{len(results):,} concurrent streams through the {party.name.removesuffix('-load')}")
     print(f"  completed correctly: {len(ok)} / {len(results)}  (target: all)")
     if firsts:
