@@ -7,7 +7,8 @@
     runestone health [--url http://127.0.0.1:4003] [--key KEY] [--json]
 
 Exit status: 0 fine; 1 a bad config, an unhealthy server or a failure to
-start; 2 a usage error (or, for ``health``, a server that cannot be reached).
+start; 2 a usage error (or, for ``health``, a server that cannot be reached); 70 (``serve``)
+the actor system went down for good (its root supervisor gave up): restart it.
 """
 
 from __future__ import annotations

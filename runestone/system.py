@@ -50,6 +50,7 @@ from runestone.clock import Cancellable, Clock
 from runestone.config import Config, load_config
 from runestone.exceptions import (
     ErrorClass,
+    EscalationError,
     NoCandidatesError,
     OverloadedError,
     RunestoneError,
@@ -75,6 +76,7 @@ from runestone.supervisors import (
     ChildState,
     ChildStore,
     DynamicSupervisor,
+    ExitKind,
     ExitReason,
     IntensityPolicy,
     SupervisorHandle,
@@ -258,8 +260,14 @@ class System:
         *,
         data_plane: DataPlane | None = None,
         clock: Clock | None = None,
+        on_escalation: Callable[[EscalationError], None] | None = None,
     ) -> None:
         self.config = config
+        self._down: EscalationError | None = None
+        self._escalation_callbacks: list[Callable[[EscalationError], None]] = []
+        self._escalation_lock = threading.Lock()
+        if on_escalation is not None:
+            self._escalation_callbacks.append(on_escalation)
         self._own_data_plane = data_plane is None
         self.data_plane = data_plane or DataPlane().start()
         self.clock: Clock = clock or LoopClock(self.data_plane)
@@ -368,7 +376,7 @@ class System:
             name="root",
             intensity=intensity,
             clock=clock,
-            on_exit=holder.root_exit.append,
+            on_exit=self._root_exited,
         )
         metrics.watch_tree(lambda: None if self._stopped else root.tree(timeout=2))
         pool_sup = _Lookup(lambda: root.child("pool"))
@@ -387,6 +395,42 @@ class System:
             providers=list(config.providers),
             skipped=[s.name for s in config.skipped],
         )
+
+    def _root_exited(self, reason: ExitReason) -> None:
+        """The root stopped. Asked to, that is a stop; past its restart intensity it is the
+        end of this system (OTP's permanent application): said once, loudly, to whoever
+        registered for it, and every later call fails at once naming it."""
+        self._holder.root_exit.append(reason)
+        if reason.kind is not ExitKind.ESCALATED:
+            return
+        error = EscalationError(
+            f"the system is down: its root supervisor gave up ({reason.error or reason}); "
+            "restart the process (or call runestone.start again)"
+        )
+        log.critical("system_down", reason=str(reason))
+        with self._escalation_lock:
+            self._down = error
+            callbacks = list(self._escalation_callbacks)
+        for callback in callbacks:
+            try:
+                callback(error)
+            except Exception as exc:  # noqa: BLE001 - one listener's failure must not stop the rest
+                log.error("escalation_callback_failed", error=repr(exc))
+
+    @property
+    def down(self) -> EscalationError | None:
+        """Why the system is down for good (its root escalated), or None while it runs."""
+        return self._down
+
+    def on_escalation(self, callback: Callable[[EscalationError], None]) -> None:
+        """Call ``callback`` (on a supervisor's thread) if the root supervisor gives up;
+        at once if it already has."""
+        with self._escalation_lock:
+            down = self._down
+            if down is None:
+                self._escalation_callbacks.append(callback)
+        if down is not None:
+            callback(down)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the actors (children before parents), then the data plane. Idempotent.
@@ -442,6 +486,8 @@ class System:
     @property
     def pool(self) -> ActorHandle:
         """The Pool actor: ``tell``/``ask`` it a :class:`Submit` of a request context."""
+        if self._down is not None:
+            raise self._down
         handle: ActorHandle = self._holder.get().pool()
         return handle
 
@@ -455,6 +501,8 @@ class System:
     def _context(
         self, request: ChatRequest | Mapping[str, Any], sink: Any, request_id: str | None
     ) -> RequestContext:
+        if self._down is not None:
+            raise self._down
         if self._stopped:
             raise SupervisionError("the system is stopped")
         chat = request if isinstance(request, ChatRequest) else ChatRequest.from_dict(request)
@@ -591,7 +639,8 @@ class System:
             pool = None
             status = "down"
         return {
-            "status": "down" if self._stopped else status,
+            "status": "down" if self._stopped or self._down else status,
+            "down": None if self._down is None else str(self._down),
             "uptime": round(self.clock.monotonic() - self._started_at, 3),
             "tree": tree,
             "providers": providers,
@@ -672,6 +721,7 @@ def start(
     data_plane: DataPlane | None = None,
     clock: Clock | None = None,
     configure_logs: bool = True,
+    on_escalation: Callable[[EscalationError], None] | None = None,
 ) -> System:
     """Load ``config`` (the bundled one when None), start the actor system and return it."""
     from runestone.config import BUNDLED_CONFIG
@@ -685,4 +735,4 @@ def start(
     if configure_logs:
         with _configure_lock:
             configure_logging(loaded.logging.level, json=loaded.logging.json)
-    return System(loaded, data_plane=data_plane, clock=clock)
+    return System(loaded, data_plane=data_plane, clock=clock, on_escalation=on_escalation)

@@ -216,7 +216,9 @@ class Pool(SupervisedActor):
         # Told, not asked: admission never waits for a task to be built, so one slow
         # spawn cannot hold up every caller behind it.
         def abandoned() -> None:
-            end_unstarted(ctx, env, SupervisionError("the pool's task supervisor stopped for good"))
+            end_unstarted(
+                ctx, env, SupervisionError("the request could not finish: its supervisors gave up")
+            )
 
         spec = ChildSpec(
             ctx.id, start, restart=RestartType.TRANSIENT, await_start=False, on_abandon=abandoned

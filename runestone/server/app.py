@@ -45,7 +45,7 @@ from starlette.types import Message, Receive, Scope, Send
 import runestone
 from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.config import Config
-from runestone.exceptions import RequestValidationError, RunestoneError
+from runestone.exceptions import EscalationError, RequestValidationError, RunestoneError
 from runestone.io import DataPlane
 from runestone.server.anthropic_schema import AnthropicDialect
 from runestone.server.auth import authenticate
@@ -131,6 +131,10 @@ class Gateway:
         self._ids: dict[str, int] = {}
         self._stopped = False
         self._responses: Counter | None = None
+        self.down: EscalationError | None = None
+        self.on_down: Callable[[EscalationError], None] | None = None
+        """Called on the server's loop when the system goes down for good (its root
+        supervisor gave up): the runner exits non-zero so a process manager restarts it."""
 
     @property
     def system(self) -> System:
@@ -145,6 +149,13 @@ class Gateway:
         if self._system is None:
             loop = asyncio.get_running_loop()
             self._system = runestone.start(self.config, data_plane=DataPlane.attached(loop))
+        loop = asyncio.get_running_loop()
+
+        def went_down(error: EscalationError) -> None:  # on a supervisor's thread
+            with contextlib.suppress(RuntimeError):  # the loop is closing anyway
+                loop.call_soon_threadsafe(self._went_down, error)
+
+        self._system.on_escalation(went_down)
         self._responses = Counter(
             "runestone_http_responses",
             "HTTP responses by route and status code.",
@@ -153,6 +164,12 @@ class Gateway:
         )
         if self._on_started is not None:
             self._on_started(self)
+
+    def _went_down(self, error: EscalationError) -> None:
+        self.down = error
+        self.draining = True
+        if self.on_down is not None:
+            self.on_down(error)
 
     async def shutdown(self) -> None:
         """Stop the system (when the gateway started it). Idempotent."""

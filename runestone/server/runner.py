@@ -33,8 +33,10 @@ from runestone.exceptions import ConfigError
 from runestone.io import new_event_loop
 from runestone.server.app import Gateway, create_app
 
-__all__ = ["bind", "check_exposure", "is_loopback", "serve", "with_address"]
+__all__ = ["EXIT_SYSTEM_DOWN", "bind", "check_exposure", "is_loopback", "serve", "with_address"]
 
+EXIT_SYSTEM_DOWN: Final = 70
+"""Exit status when the supervision tree gave up (EX_SOFTWARE): a process manager restarts."""
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 _BACKLOG: Final = 4096
 # Clients (and benchmarks) reuse connections; uvicorn's default of 5 s closes them early.
@@ -129,6 +131,16 @@ class _Server(uvicorn.Server):
         self._gateway = gateway
         self._say = say
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.went_down = False
+        gateway.on_down = self.system_down
+
+    def system_down(self, error: BaseException) -> None:
+        """The actor system gave up for good: drain like a SIGTERM, then exit non-zero."""
+        if self.went_down:
+            return
+        self.went_down = True
+        self._say(f"runestone: {error}; stopping with exit status {EXIT_SYSTEM_DOWN}")
+        self.should_exit = True
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -170,10 +182,17 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(config: Config, *, say: Callable[[str], None] | None = None) -> int:
-    """Serve ``config`` until SIGTERM/SIGINT; returns the process exit status.
+def serve(
+    config: Config,
+    *,
+    say: Callable[[str], None] | None = None,
+    on_started: Callable[[Gateway], None] | None = None,
+) -> int:
+    """Serve ``config`` until SIGTERM/SIGINT; returns the process exit status
+    (:data:`EXIT_SYSTEM_DOWN` when the actor system's root supervisor gave up).
 
-    ``say`` gets the banner and shutdown messages (default: printed to stdout).
+    ``say`` gets the banner and shutdown messages (default: printed to stdout);
+    ``on_started`` the gateway, once it serves.
     """
 
     def default_say(text: str) -> None:
@@ -195,7 +214,13 @@ def serve(config: Config, *, say: Callable[[str], None] | None = None) -> int:
         )
         return 1
     url = _url(sock)
-    app = create_app(config, on_started=lambda gateway: say(banner(gateway, url)))
+
+    def started(gateway: Gateway) -> None:
+        say(banner(gateway, url))
+        if on_started is not None:
+            on_started(gateway)
+
+    app = create_app(config, on_started=started)
     uv_config = uvicorn.Config(
         app,
         lifespan="on",
@@ -226,4 +251,4 @@ def serve(config: Config, *, say: Callable[[str], None] | None = None) -> int:
     if not server.started:
         return 1
     say("runestone: stopped")
-    return 0
+    return EXIT_SYSTEM_DOWN if server.went_down else 0

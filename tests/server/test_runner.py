@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,49 @@ def test_the_banner_names_the_keys_when_there_are_some() -> None:
     text = banner(Gateway(config), "http://127.0.0.1:1")
     assert "auth: 1 key(s): team-a" in text
     assert "sk-secret-value-1" not in text
+
+
+def test_a_system_that_goes_down_for_good_tells_the_stream_in_flight_and_exits_non_zero() -> None:
+    from runestone.server.runner import EXIT_SYSTEM_DOWN
+
+    said: list[str] = []
+    gateways: list[Gateway] = []
+    started = threading.Event()
+
+    def on_started(gateway: Gateway) -> None:
+        gateways.append(gateway)
+        started.set()
+
+    with FakeUpstream(token_interval=0.05) as up:
+        cfg = paced_config(up, grace=5)
+        cfg["supervision"] = {"max_restarts": 1, "max_seconds": 30}
+        config = load_config(cfg)
+        status: list[int] = []
+        runner = threading.Thread(
+            target=lambda: status.append(serve(config, say=said.append, on_started=on_started))
+        )
+        runner.start()
+        try:
+            assert started.wait(15)
+            url = next(line for line in said if "serving on" in line).split(" on ")[1].split()[0]
+            with openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as sdk:
+                stream = iter(
+                    sdk.chat.completions.create(model="healthy", messages=USER, stream=True)
+                )
+                next(stream)
+                system = gateways[0].system
+                for _ in range(2):  # one restart more than the root allows
+                    router = system.router
+                    router.ref(timeout=5)
+                    incarnation = router.incarnation
+                    assert incarnation is not None
+                    router.tell("no such message")
+                    assert incarnation.exited.wait(5)
+                with pytest.raises(openai.APIError, match=r"supervisors gave up"):
+                    for _ in stream:
+                        pass
+        finally:
+            runner.join(30)
+        assert not runner.is_alive()
+        assert status == [EXIT_SYSTEM_DOWN]
+        assert any("root supervisor gave up" in line for line in said)

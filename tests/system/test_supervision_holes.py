@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from runestone.actors.pool import StreamRequest
-from runestone.exceptions import OverloadedError
+from runestone.exceptions import EscalationError, OverloadedError
 from runestone.io import DataPlane
 from runestone.messages import Done, Event, StreamError, TextDelta
 from runestone.supervisors import SupervisedActor
@@ -213,3 +213,45 @@ def test_a_timer_cancelled_while_it_is_being_armed_stays_cancelled() -> None:
         plane.run(asyncio.sleep(0.01))
         assert handle.cancelled(), "the timer stayed armed after its cancel"
         assert not fired.is_set()
+
+
+def test_a_root_past_its_restart_intensity_brings_the_system_down_loudly(
+    start_system: Start,
+) -> None:
+    with FakeUpstream() as up:
+        cfg = config(
+            {"primary": openai_provider(up, models("stall-after:1", "healthy"))},
+            aliases={"stall": ["primary/stall-after:1"], "m": ["primary/healthy"]},
+            supervision={"max_restarts": 1, "max_seconds": 30},
+        )
+        heard: list[EscalationError] = []
+        system = start_system(cfg, on_escalation=heard.append)
+        stream = iter(system.stream({"model": "stall", "messages": USER}))
+        assert isinstance(next(stream), TextDelta)
+        root = system.supervisor.incarnation
+        assert root is not None
+        for _ in range(2):  # the second restart is one more than the root allows
+            router = system.router
+            router.ref(timeout=5)  # the restarted one is up
+            incarnation = router.incarnation
+            assert incarnation is not None
+            router.tell("no such message")
+            assert incarnation.exited.wait(5)
+        assert root.exited.wait(10), "the root gave up"
+        assert len(heard) == 1
+        assert "root supervisor gave up" in str(heard[0])
+        rest = list(stream)
+        assert isinstance(rest[-1], StreamError), "the stream in flight was told"
+        assert sum(isinstance(e, StreamError | Done) for e in rest) == 1
+        started = time.monotonic()
+        with pytest.raises(EscalationError, match="the system is down"):
+            system.stream({"model": "m", "messages": USER})
+        with pytest.raises(EscalationError):
+            system.complete({"model": "m", "messages": USER})
+        assert time.monotonic() - started < 1.0, "later calls fail at once"
+        health = system.health(timeout=1)
+        assert health["status"] == "down"
+        assert "root supervisor gave up" in health["down"]
+        late: list[EscalationError] = []
+        system.on_escalation(late.append)
+        assert late == heard, "a listener registered afterwards hears it at once"
