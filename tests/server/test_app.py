@@ -412,6 +412,43 @@ def test_a_bad_message_names_its_index(server: RunningServer) -> None:
     assert response.error["param"] == "messages[1].role"
 
 
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = {"a": [value]}
+    return value
+
+
+@pytest.mark.parametrize("depth", [25, 150])  # 50 and 300 levels
+def test_a_body_nested_too_deep_is_a_400_at_the_edge_not_an_upstream_failure(
+    server: RunningServer, upstream: FakeUpstream, depth: int
+) -> None:
+    before = len(upstream.attempts)
+    body = {"model": "fast", "messages": USER, "metadata_blob": _nested(depth)}
+    response = raw(server, "POST", "/v1/chat/completions", body)
+    assert response.status == 400, response.body
+    assert response.error["param"] == "metadata_blob"
+    assert "nested more than" in response.error["message"]
+    assert len(upstream.attempts) == before  # it never reached a provider
+
+
+def test_an_anthropic_body_nested_too_deep_is_a_400_in_anthropics_shape(
+    server: RunningServer,
+) -> None:
+    block = {"type": "tool_use", "id": "t1", "name": "f", "input": _nested(150)}
+    body = {
+        "model": "backup/tool-call",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": [block]}],
+    }
+    response = raw(server, "POST", "/v1/messages", body)
+    assert response.status == 400, response.body
+    error = response.json()
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith("messages.1.content.0.input: nested more than")
+
+
 def test_stream_options_without_stream_is_a_400(server: RunningServer) -> None:
     body = {"model": "fast", "messages": USER, "stream_options": {"include_usage": True}}
     response = raw(server, "POST", "/v1/chat/completions", body)
