@@ -35,6 +35,7 @@ from runestone.exceptions import (
     ContentPolicyError,
     ContextLengthExceededError,
     ErrorClass,
+    InternalProviderError,
     MalformedResponseError,
     ProviderError,
     RateLimitedError,
@@ -886,6 +887,7 @@ _ERROR_TYPES: Final[Mapping[ErrorClass, type[ProviderError]]] = {
     ErrorClass.CONTENT_POLICY: ContentPolicyError,
     ErrorClass.BAD_REQUEST: BadRequestError,
     ErrorClass.AUTHENTICATION: AuthenticationError,
+    ErrorClass.INTERNAL: InternalProviderError,
 }
 
 
