@@ -32,6 +32,7 @@ from runestone.config import Config
 from runestone.exceptions import ConfigError
 from runestone.io import new_event_loop
 from runestone.server.app import Gateway, create_app
+from runestone.server.protocol import http_protocol
 
 __all__ = ["bind", "check_exposure", "is_loopback", "serve", "with_address"]
 
@@ -218,6 +219,8 @@ def _serve_on(config: Config, sockets: list[socket.socket], say: Callable[[str],
     uv_config = uvicorn.Config(
         app,
         lifespan="on",
+        # uvicorn's parser, answering a request it cannot parse with our JSON error.
+        http=http_protocol(),
         log_config=None,
         access_log=False,
         server_header=False,
