@@ -122,12 +122,17 @@ class PoolConfig:
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """Where ``runestone serve`` listens; ``port`` 0 takes any free port."""
+    """Where ``runestone serve`` listens; ``port`` 0 takes any free port.
+
+    ``admin_port`` (same host), when set, is the only port that serves ``/health``
+    and ``/metrics``; the main port then answers them with a 404.
+    """
 
     host: str = "127.0.0.1"
     port: int = 4003
     max_body_bytes: int = 1_048_576
     shutdown_grace: float = 30.0
+    admin_port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,18 +147,32 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
-    """Client keys; none means the server is open (allowed only on a loopback bind)."""
+    """Client keys; none means the server is open (allowed only on a loopback bind).
+
+    ``admin_keys``, when set, are the only keys ``/health`` and ``/metrics`` take;
+    they are not client keys (they reach no ``/v1`` route).
+    """
 
     keys: tuple[ApiKey, ...] = ()
+    admin_keys: tuple[ApiKey, ...] = ()
 
     def lookup(self, presented: str) -> ApiKey | None:
-        """The key ``presented`` matches, compared in constant time, or ``None``."""
-        found = None
-        for entry in self.keys:
-            # Compare against every key so the time taken does not say which one matched.
-            if hmac.compare_digest(entry.key.reveal().encode(), presented.encode()):
-                found = entry
-        return found
+        """The client key ``presented`` matches, compared in constant time, or ``None``."""
+        return _lookup(self.keys, presented)
+
+    def lookup_admin(self, presented: str) -> ApiKey | None:
+        """The admin key ``presented`` matches, compared in constant time, or ``None``."""
+        return _lookup(self.admin_keys, presented)
+
+
+def _lookup(keys: tuple[ApiKey, ...], presented: str) -> ApiKey | None:
+    found = None
+    wanted = presented.encode()
+    for entry in keys:
+        # Compare against every key so the time taken does not say which one matched.
+        if hmac.compare_digest(entry.key.reveal().encode(), wanted):
+            found = entry
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -1180,11 +1199,19 @@ def _pool(value: object) -> PoolConfig:
 
 def _server(value: object) -> ServerConfig:
     data = _mapping(value, "server")
-    _check_keys(data, ("host", "port", "max_body_bytes", "shutdown_grace"), "server")
+    _check_keys(data, ("host", "port", "max_body_bytes", "shutdown_grace", "admin_port"), "server")
     default = ServerConfig()
+    port = _read(data, "port", default.port, "server", _integer, minimum=0, maximum=65535)
+    admin_port = _read(data, "admin_port", None, "server", _integer, minimum=0, maximum=65535)
+    if admin_port is not None and admin_port == port and port != 0:
+        raise ConfigError(
+            f"must differ from server.port ({port}): the admin routes get a port of their own",
+            path="server.admin_port",
+        )
     return ServerConfig(
         host=_read(data, "host", default.host, "server", _string, what="a host name or address"),
-        port=_read(data, "port", default.port, "server", _integer, minimum=0, maximum=65535),
+        port=port,
+        admin_port=admin_port,
         max_body_bytes=_read(
             data, "max_body_bytes", default.max_body_bytes, "server", _integer, minimum=1
         ),
@@ -1211,21 +1238,27 @@ def _is_loopback(host: str) -> bool:
 
 def _auth(value: object) -> AuthConfig:
     data = _mapping(value, "auth")
-    _check_keys(data, ("keys",), "auth")
-    raw_keys = data.get("keys")
+    _check_keys(data, ("keys", "admin_keys"), "auth")
+    keys = _keys(data.get("keys"), "auth.keys", ("key", "name", "rpm", "max_streams"), ())
+    admin_keys = _keys(data.get("admin_keys"), "auth.admin_keys", ("key", "name"), keys)
+    return AuthConfig(keys=keys, admin_keys=admin_keys)
+
+
+def _keys(
+    raw_keys: object, where: str, allowed: tuple[str, ...], others: tuple[ApiKey, ...]
+) -> tuple[ApiKey, ...]:
+    """The keys listed at ``where``; none may repeat a name or a key of ``others``."""
     if raw_keys is None:
-        return AuthConfig()
+        return ()
+    shape = "{" + ", ".join(allowed) + "}"
     if not isinstance(raw_keys, list):
-        raise ConfigError(
-            f"expected a list of {{key, name, rpm, max_streams}}, got {_shown(raw_keys)}",
-            path="auth.keys",
-        )
+        raise ConfigError(f"expected a list of {shape}, got {_shown(raw_keys)}", path=where)
     keys: list[ApiKey] = []
     names: dict[str, int] = {}
     for index, entry in enumerate(raw_keys):
-        path = f"auth.keys[{index}]"
-        entry = _mapping(entry, path, what="a mapping {key, name, rpm, max_streams}")
-        _check_keys(entry, ("key", "name", "rpm", "max_streams"), path)
+        path = f"{where}[{index}]"
+        entry = _mapping(entry, path, what=f"a mapping {shape}")
+        _check_keys(entry, allowed, path)
         secret = entry.get("key")
         if not isinstance(secret, str) or not secret:
             # Never echo the value: it is (meant to be) a credential.
@@ -1235,7 +1268,7 @@ def _auth(value: object) -> AuthConfig:
         name = _string(entry.get("name"), f"{path}.name", what="a non-empty name")
         if name in names:
             raise ConfigError(
-                f"duplicate key name {name!r} (also auth.keys[{names[name]}])",
+                f"duplicate key name {name!r} (also {where}[{names[name]}])",
                 path=f"{path}.name",
             )
         names[name] = index
@@ -1243,6 +1276,14 @@ def _auth(value: object) -> AuthConfig:
             if hmac.compare_digest(other.key.reveal().encode(), secret.encode()):
                 raise ConfigError(
                     f"the same key is given twice (also for {other.name!r})", path=f"{path}.key"
+                )
+        for other in others:
+            if hmac.compare_digest(other.key.reveal().encode(), secret.encode()):
+                # An admin key that is also a client key would make every client an admin.
+                raise ConfigError(
+                    f"this admin key is also the client key {other.name!r} in auth.keys; "
+                    "give admins keys of their own",
+                    path=f"{path}.key",
                 )
         keys.append(
             ApiKey(
@@ -1252,7 +1293,7 @@ def _auth(value: object) -> AuthConfig:
                 max_streams=_read(entry, "max_streams", None, path, _integer, minimum=1),
             )
         )
-    return AuthConfig(keys=tuple(keys))
+    return tuple(keys)
 
 
 def _logging(value: object) -> LoggingConfig:
@@ -1312,7 +1353,11 @@ def _describe_lines(config: Config) -> Iterator[str]:
         auth = "keys: " + ", ".join(key.name for key in config.auth.keys)
     else:
         auth = "open (no keys; loopback only)"
+    if config.auth.admin_keys:
+        auth += "; admin keys: " + ", ".join(key.name for key in config.auth.admin_keys)
     yield f"server: {server.host}:{server.port}, auth {auth}"
+    if server.admin_port is not None:
+        yield f"admin port (/health, /metrics): {server.host}:{server.admin_port}"
     yield f"logging: {config.logging.level}{' as JSON' if config.logging.json else ''}"
 
 

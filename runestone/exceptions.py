@@ -24,7 +24,10 @@ Every error Runestone raises is a :class:`RunestoneError`; foreign errors
         ├── ContextLengthExceededError   400: the prompt does not fit
         ├── ContentPolicyError           400: the provider refused the content
         ├── BadRequestError              other 400/404/422
-        └── AuthenticationError          401/403
+        ├── AuthenticationError          401/403
+        └── InternalProviderError        not the upstream's doing: our own code failed
+                                         during the attempt (a bug); never retried,
+                                         failed over or counted against the circuit
 
 How each :class:`ErrorClass` is handled (retry, failover, circuit) is the table
 in ARCHITECTURE §4; :mod:`runestone.resilience` reads it from here.
@@ -45,6 +48,7 @@ __all__ = [
     "ContextLengthExceededError",
     "ErrorClass",
     "EscalationError",
+    "InternalProviderError",
     "MalformedResponseError",
     "NoCandidatesError",
     "OverloadedError",
@@ -77,6 +81,8 @@ class ErrorClass(enum.StrEnum):
     CONTENT_POLICY = "content_policy"
     BAD_REQUEST = "bad_request"
     AUTHENTICATION = "authentication"
+    INTERNAL = "internal"
+    """Not an upstream outcome: our own code failed during the attempt."""
 
 
 class RunestoneError(Exception):
@@ -232,3 +238,15 @@ class AuthenticationError(ProviderError):
     """401/403: the key is missing, wrong or not allowed."""
 
     error_class = ErrorClass.AUTHENTICATION
+
+
+class InternalProviderError(ProviderError):
+    """Our own code (a provider's encoder, a decoder …) raised during an attempt.
+
+    A bug of ours, not an upstream failure: it is a 500 with our error shape, and it
+    is neither retried, nor failed over, nor counted against the provider's circuit
+    (the upstream did nothing wrong). The message names the exception's type only;
+    the traceback goes to the log.
+    """
+
+    error_class = ErrorClass.INTERNAL

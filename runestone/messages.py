@@ -11,12 +11,19 @@ normalized into the same small vocabulary of frozen events::
 
 Providers *raise* a :class:`runestone.exceptions.ProviderError` on failure;
 ``StreamError.from_exception`` turns it into the event a caller receives.
+
+Free-form JSON a request carries on to a provider (fields we do not model,
+``response_format``, tool ``parameters``, content parts of other types, tool-call
+arguments) may nest at most :data:`MAX_NESTING` levels deep, counted from the
+top of the request: deeper is refused here, naming the field, rather than left
+to fail inside a provider's JSON encoder.
 """
 
 from __future__ import annotations
 
 import copy
 import enum
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,6 +35,7 @@ from runestone.exceptions import (
     ContentPolicyError,
     ContextLengthExceededError,
     ErrorClass,
+    InternalProviderError,
     MalformedResponseError,
     ProviderError,
     RateLimitedError,
@@ -39,6 +47,7 @@ from runestone.exceptions import (
 )
 
 __all__ = [
+    "MAX_NESTING",
     "ChatRequest",
     "Completion",
     "CompletionBuilder",
@@ -62,6 +71,8 @@ __all__ = [
     "ToolChoice",
     "ToolChoiceMode",
     "Usage",
+    "check_nesting",
+    "nesting",
 ]
 
 
@@ -227,6 +238,13 @@ class ToolChoice:
 
 ResponseFormat: TypeAlias = Mapping[str, Any]
 
+MAX_NESTING: Final = 32
+"""How many levels of objects and lists a request may nest, the request itself the first.
+
+Far beyond any real request (OpenAI caps a strict tool schema at 10 levels), far
+below what the JSON encoders a provider uses can take (orjson stops at 255).
+"""
+
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PART_DETAILS: Final = frozenset({"auto", "low", "high"})
 _RESPONSE_FORMAT_TYPES: Final = frozenset({"text", "json_object", "json_schema"})
@@ -346,10 +364,12 @@ class ChatRequest:
         if user is not None and not isinstance(user, str):
             raise RequestValidationError(f"expected a string, got {_kind(user)}", field="user")
         metadata = _parse_metadata(data.get("metadata"))
+        for key, value in data.items():
+            if key not in _MODELLED_KEYS:
+                if not isinstance(key, str):
+                    raise RequestValidationError("field names must be strings", field=repr(key))
+                check_nesting(value, levels=MAX_NESTING - 1, field=key)
         extra = {k: copy.deepcopy(v) for k, v in data.items() if k not in _MODELLED_KEYS}
-        for key in extra:
-            if not isinstance(key, str):
-                raise RequestValidationError("field names must be strings", field=repr(key))
         return cls(
             model=model,
             messages=messages,
@@ -467,6 +487,7 @@ def _parse_response_format(value: object) -> ResponseFormat | None:
         raise RequestValidationError(
             f"expected an object, got {_kind(value)}", field="response_format"
         )
+    check_nesting(value, levels=MAX_NESTING - 1, field="response_format")
     kind = value.get("type")
     if kind not in _RESPONSE_FORMAT_TYPES:
         raise RequestValidationError(
@@ -539,6 +560,8 @@ def _parse_tools(value: object) -> tuple[Tool, ...]:
                 f"expected a JSON Schema object, got {_kind(parameters)}",
                 field=f"{where}.function.parameters",
             )
+        # (request → tools → tool → function → parameters)
+        check_nesting(parameters, levels=MAX_NESTING - 4, field=f"{where}.function.parameters")
         strict = function.get("strict")
         if strict is not None and not isinstance(strict, bool):
             raise RequestValidationError(
@@ -651,6 +674,7 @@ def _parse_tool_calls(value: object, where: str) -> tuple[ToolCall, ...]:
                 f"expected JSON text (a string), got {_kind(arguments)}",
                 field=f"{at}.function.arguments",
             )
+        _check_arguments(arguments, f"{at}.function.arguments")
         calls.append(ToolCall(id=call_id, name=function["name"], arguments=arguments))
     return tuple(calls)
 
@@ -721,7 +745,58 @@ def _parse_part(part: object, role: Role, at: str) -> ContentPart:
         return ImagePart(url=url, detail=detail)
     if not isinstance(kind, str) or not kind:
         raise RequestValidationError("required: the content part's type", field=f"{at}.type")
+    # (request → messages → message → content → part)
+    check_nesting(part, levels=MAX_NESTING - 4, field=at)
     return RawPart(type=kind, data=copy.deepcopy(dict(part)))
+
+
+def nesting(value: object) -> int:
+    """How many levels of objects and lists ``value`` nests (0 for a string or a number)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    # A loop, not recursion: the value is the client's and may be as deep as it likes.
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, Mapping):
+            children: Iterable[object] = node.values()
+        elif isinstance(node, list | tuple):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def check_nesting(value: object, *, levels: int, field: str) -> None:
+    """Refuse ``value`` (a :class:`RequestValidationError` naming ``field``) when it nests
+    more than ``levels`` levels: the levels of the request above it use up the rest of
+    :data:`MAX_NESTING`."""
+    if isinstance(value, Mapping | list | tuple) and nesting(value) > levels:
+        raise RequestValidationError(
+            f"nested more than {MAX_NESTING} levels deep (objects and lists, counted from the "
+            "top of the request); flatten it",
+            field=field,
+        )
+
+
+def _check_arguments(arguments: str, field: str) -> None:
+    """Tool-call arguments are JSON text that providers may parse and send on as JSON."""
+    if arguments.count("[") + arguments.count("{") <= MAX_NESTING:
+        return  # too few brackets to nest too deep: nothing to parse
+    try:
+        parsed = json.loads(arguments)
+    except RecursionError:
+        too_deep = True
+    except ValueError:
+        return  # not JSON: the model's text as it is, which providers send on as text
+    else:
+        too_deep = nesting(parsed) > MAX_NESTING
+    if too_deep:
+        raise RequestValidationError(
+            f"the JSON text is nested more than {MAX_NESTING} levels deep; flatten it",
+            field=field,
+        )
 
 
 # --------------------------------------------------------------------------- events
@@ -812,6 +887,7 @@ _ERROR_TYPES: Final[Mapping[ErrorClass, type[ProviderError]]] = {
     ErrorClass.CONTENT_POLICY: ContentPolicyError,
     ErrorClass.BAD_REQUEST: BadRequestError,
     ErrorClass.AUTHENTICATION: AuthenticationError,
+    ErrorClass.INTERNAL: InternalProviderError,
 }
 
 

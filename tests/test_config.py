@@ -847,7 +847,24 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
     (
         "unknown server key",
         _with("server", {"address": "127.0.0.1"}),
-        "server.address: unknown key; expected one of: host, port, max_body_bytes, shutdown_grace",
+        "server.address: unknown key; expected one of: host, port, max_body_bytes, shutdown_grace, "
+        "admin_port",
+    ),
+    (
+        "admin port the same as the main port",
+        _with("server", {"port": 4003, "admin_port": 4003}),
+        "server.admin_port: must differ from server.port (4003): the admin routes get a port of "
+        "their own",
+    ),
+    (
+        "admin port out of range",
+        _with("server", {"admin_port": -1}),
+        "server.admin_port: expected an integer from 0 to 65535, got -1",
+    ),
+    (
+        "admin port as text",
+        _with("server", {"admin_port": "admin"}),
+        "server.admin_port: expected an integer from 0 to 65535, got 'admin'",
     ),
     (
         "negative restart count",
@@ -898,6 +915,51 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
         "client keys as a mapping",
         _with("auth", {"keys": {"team-a": "k-1"}}),
         "auth.keys: expected a list of {key, name, rpm, max_streams}, got a mapping",
+    ),
+    (
+        "unknown auth key",
+        _with("auth", {"admins": []}),
+        "auth.admins: unknown key; expected one of: keys, admin_keys",
+    ),
+    (
+        "admin keys as a mapping",
+        _with("auth", {"admin_keys": {"ops": "k-1"}}),
+        "auth.admin_keys: expected a list of {key, name}, got a mapping",
+    ),
+    (
+        "admin key whose variable is unset",
+        _with("auth", {"admin_keys": [{"key": "", "name": "ops"}]}),
+        "auth.admin_keys[0].key: required: a non-empty key (is its variable set?)",
+    ),
+    (
+        "admin key without a name",
+        _with("auth", {"admin_keys": [{"key": "k-admin"}]}),
+        "auth.admin_keys[0].name: expected a non-empty name, got nothing",
+    ),
+    (
+        "admin key with limits",
+        _with("auth", {"admin_keys": [{"key": "k-admin", "name": "ops", "rpm": 5}]}),
+        "auth.admin_keys[0].rpm: unknown key; expected one of: key, name",
+    ),
+    (
+        "admin key given twice",
+        _with(
+            "auth",
+            {"admin_keys": [{"key": "k-admin", "name": "a"}, {"key": "k-admin", "name": "b"}]},
+        ),
+        "auth.admin_keys[1].key: the same key is given twice (also for 'a')",
+    ),
+    (
+        "admin key that is also a client key",
+        _with(
+            "auth",
+            {
+                "keys": [{"key": "k-shared", "name": "team-a"}],
+                "admin_keys": [{"key": "k-shared", "name": "ops"}],
+            },
+        ),
+        "auth.admin_keys[0].key: this admin key is also the client key 'team-a' in auth.keys; "
+        "give admins keys of their own",
     ),
     (
         "unknown log level",
@@ -1081,11 +1143,44 @@ def test_a_python_object_tag_is_refused_not_executed(tmp_path: Path) -> None:
 
 def test_no_key_shows_in_a_repr_or_in_describe() -> None:
     data = _base()
-    data["auth"] = {"keys": [{"key": "client-secret-value", "name": "team-a"}]}
+    data["auth"] = {
+        "keys": [{"key": "client-secret-value", "name": "team-a"}],
+        "admin_keys": [{"key": "admin-secret-value", "name": "ops"}],
+    }
     config = load_config(data, env={})
-    for text in (repr(config), describe(config), repr(config.auth.keys[0])):
+    for text in (
+        repr(config),
+        describe(config),
+        repr(config.auth.keys[0]),
+        repr(config.auth.admin_keys[0]),
+    ):
         assert OPENAI_KEY not in text
         assert "client-secret-value" not in text
+        assert "admin-secret-value" not in text
+    assert "admin keys: ops" in describe(config)
+
+
+def test_admin_keys_and_the_admin_port_are_read_and_kept_apart_from_client_keys() -> None:
+    data = _base()
+    data["auth"] = {
+        "keys": [{"key": "k-client", "name": "team-a"}],
+        "admin_keys": [{"key": "${ADMIN_KEY}", "name": "ops"}],
+    }
+    data["server"] = {"admin_port": "${ADMIN_PORT}"}
+    config = load_config(data, env={"ADMIN_KEY": "12345", "ADMIN_PORT": "9100"})
+    assert config.server.admin_port == 9100
+    assert config.auth.admin_keys == (ApiKey(Secret("12345"), "ops"),)
+    # A key of one kind opens nothing of the other.
+    assert config.auth.lookup_admin("12345") is not None
+    assert config.auth.lookup("12345") is None
+    assert config.auth.lookup_admin("k-client") is None
+    assert "admin port (/health, /metrics): 127.0.0.1:9100" in describe(config).splitlines()
+
+
+def test_no_admin_port_and_no_admin_keys_by_default() -> None:
+    config = load_config(_base(), env={})
+    assert config.server.admin_port is None
+    assert config.auth.admin_keys == ()
 
 
 def test_a_client_key_is_found_by_its_value_only() -> None:
@@ -1191,6 +1286,8 @@ _PLACES = [
     "server.port",
     "auth",
     "auth.keys",
+    "auth.admin_keys",
+    "server.admin_port",
     "logging",
     "logging.level",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from runestone.exceptions import (
     UpstreamTimeoutError,
 )
 from runestone.messages import (
+    MAX_NESTING,
     ChatRequest,
     Completion,
     CompletionBuilder,
@@ -361,6 +363,77 @@ def test_a_bad_request_names_the_field(data: Any, field: str) -> None:
         ChatRequest.from_dict(data)
     assert caught.value.field == field
     assert str(caught.value).startswith(f"{field}: ")
+
+
+def _nested(depth: int, leaf: Any = "x") -> Any:
+    """``depth`` levels of objects and lists, alternating, an object outermost."""
+    value = leaf
+    for level in range(depth):
+        value = {"a": value} if (depth - level) % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (base(extra_field=_nested(50)), "extra_field"),
+        (
+            base(
+                messages=[{"role": "user", "content": [{"type": "input_audio", "x": _nested(50)}]}]
+            ),
+            "messages[0].content[0]",
+        ),
+        (
+            base(
+                tools=[{"type": "function", "function": {"name": "f", "parameters": _nested(50)}}]
+            ),
+            "tools[0].function.parameters",
+        ),
+        (base(response_format={"type": "json_object", "x": _nested(50)}), "response_format"),
+    ],
+)
+def test_a_request_nested_too_deep_is_refused_naming_where(data: Any, field: str) -> None:
+    with pytest.raises(RequestValidationError) as caught:
+        ChatRequest.from_dict(data)
+    assert caught.value.field == field
+    assert f"nested more than {MAX_NESTING} levels deep" in str(caught.value)
+
+
+def test_tool_call_arguments_holding_json_nested_too_deep_are_refused() -> None:
+    arguments = json.dumps(_nested(300))
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    data = base(
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+        ]
+    )
+    with pytest.raises(RequestValidationError) as caught:
+        ChatRequest.from_dict(data)
+    assert caught.value.field == "messages[1].tool_calls[0].function.arguments"
+
+
+def test_nesting_up_to_the_limit_is_accepted() -> None:
+    # The body's own levels count too: {"tools": [{"function": {"parameters": ...}}]} is 4.
+    parameters = _nested(MAX_NESTING - 4)
+    tool = {"type": "function", "function": {"name": "f", "parameters": parameters}}
+    request = ChatRequest.from_dict(base(tools=[tool]))
+    assert request.tools[0].parameters == parameters
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "f", "arguments": json.dumps(_nested(MAX_NESTING))},
+    }
+    data = base(
+        messages=[
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+        ]
+    )
+    assert (
+        ChatRequest.from_dict(data).messages[1].tool_calls[0].arguments
+        == call["function"]["arguments"]
+    )
 
 
 def test_an_assistant_prefill_and_a_tool_call_without_content_are_valid() -> None:

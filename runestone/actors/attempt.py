@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from runestone.exceptions import ErrorClass, ProviderError, StreamCutError, UpstreamServerError
+from runestone.exceptions import InternalProviderError, ProviderError, StreamCutError
 from runestone.messages import (
     ChatRequest,
     Done,
@@ -236,14 +236,14 @@ async def run_attempt(
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        # A bug in a provider, not an upstream failure; logged in full, reported as a 5xx.
+        # A bug of ours in a provider, not an upstream failure: logged in full, and classed
+        # INTERNAL so it is neither retried nor failed over nor held against the circuit.
         log.error("attempt_internal_error", provider=provider.name, model=model, exc_info=True)
-        error = UpstreamServerError(
+        error = InternalProviderError(
             f"internal error in provider {provider.name!r}: {type(exc).__name__}",
             provider=provider.name,
             model=model,
             content_delivered=ctx.committed,
-            error_class=ErrorClass.SERVER_ERROR,
         )
         return AttemptResult(error, loop.time() - started, first_token, outcome="internal_error")
     latency = loop.time() - started

@@ -19,6 +19,8 @@ from typing import Final, NamedTuple
 __all__ = ["SSEEvent", "SSEParser"]
 
 _BOM: Final = b"\xef\xbb\xbf"
+# A longer retry is no real reconnection time, and past 4300 digits int() refuses it.
+_MAX_RETRY_DIGITS: Final = 18
 
 
 class SSEEvent(NamedTuple):
@@ -123,7 +125,7 @@ class SSEParser:
             elif name == b"id":
                 if b"\0" not in value:
                     self._id = value.decode("utf-8", "replace")
-            elif name == b"retry" and value.isdigit():
+            elif name == b"retry" and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS:
                 self._retry = int(value)
         self._data = data
         self._event = event

@@ -17,6 +17,8 @@ context_length         no          larger context  none       no
 content_policy,
 bad_request            no          none            none       no
 authentication         no          next            failure    no
+internal (a bug of     no          none            none       no
+ours, not upstream)
 =====================  ==========  ==============  =========  =============
 
 "Retry same" and "fail over" hold before the commit point only; after it a
@@ -101,6 +103,9 @@ FAILURE_POLICIES: Mapping[ErrorClass, FailurePolicy] = MappingProxyType(
         ErrorClass.BAD_REQUEST: _CLIENT,
         # A bad key makes the provider unusable, but another provider may well answer.
         ErrorClass.AUTHENTICATION: _SILENT_ROUTE,
+        # Our own code failed: another try or another provider would hide the bug behind
+        # an upstream's name, and the provider did nothing to deserve a failure.
+        ErrorClass.INTERNAL: FailurePolicy(False, FailoverScope.NONE, CircuitEffect.NONE),
     }
 )
 """Every :class:`ErrorClass` mapped to its handling (ARCHITECTURE §4)."""

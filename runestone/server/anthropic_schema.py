@@ -23,7 +23,15 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from runestone.exceptions import RequestValidationError
-from runestone.messages import ChatRequest, Completion, ToolCall, ToolCallDelta, Usage
+from runestone.messages import (
+    MAX_NESTING,
+    ChatRequest,
+    Completion,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    check_nesting,
+)
 from runestone.server import jsonio
 from runestone.server.dialect import ChatCall
 from runestone.server.errors import ApiError
@@ -265,6 +273,8 @@ def _tool_use(block: Mapping[str, Any], at: str) -> dict[str, Any]:
         raise _fail("required: the tool's name", f"{at}.name")
     if not isinstance(arguments, Mapping):
         raise _fail(f"expected an object, got {_kind(arguments)}", f"{at}.input")
+    # (request → messages → message → content → block → input)
+    check_nesting(arguments, levels=MAX_NESTING - 5, field=f"{at}.input")
     return {
         "id": call_id,
         "type": "function",
@@ -323,6 +333,8 @@ def _tools(tools: object) -> list[dict[str, Any]]:
                 f"required: the tool's JSON Schema object, got {_kind(schema)}",
                 f"{at}.input_schema",
             )
+        # (request → tools → tool → input_schema)
+        check_nesting(schema, levels=MAX_NESTING - 3, field=f"{at}.input_schema")
         function: dict[str, Any] = {"name": name, "parameters": dict(schema)}
         if description is not None:
             function["description"] = description

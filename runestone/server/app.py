@@ -16,6 +16,10 @@ Routes::
     GET  /health/ready           200 when requests would be taken now
     GET  /metrics                Prometheus text format
 
+Who may reach which route (client keys, admin keys, ``server.admin_port``) is the
+table in :mod:`runestone.server.auth`; a request that may not is refused before
+routing, unknown routes included, so a caller without a key learns nothing.
+
 A chat request is checked in this order, so the cheap refusals come first and a
 bad key is refused before its body is read: key (401) → the key's requests per
 minute (429) → body size (413) → JSON and fields (400) → model (404) → the key's
@@ -36,6 +40,7 @@ from typing import Final
 import structlog
 from prometheus_client import Counter
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -48,7 +53,7 @@ from runestone.config import Config
 from runestone.exceptions import EscalationError, RequestValidationError, RunestoneError
 from runestone.io import DataPlane
 from runestone.server.anthropic_schema import AnthropicDialect
-from runestone.server.auth import authenticate
+from runestone.server.auth import Access, access_for, authenticate, authorize, served_on
 from runestone.server.body import ClientGoneError, read_json
 from runestone.server.catalog import ModelCatalog
 from runestone.server.dialect import Dialect
@@ -311,14 +316,24 @@ class Gateway:
             counter.labels(route, str(status)).inc()
 
 
+def _not_on_this_port(method: str, path: str, access: Access) -> ApiError:
+    where = "the admin port only" if access is Access.ADMIN else "the main port, not the admin port"
+    return ApiError(
+        404, f"unknown route here: {method} {path} is served on {where}", code="unknown_route"
+    )
+
+
 class GatewayApp:
     """The ASGI app :func:`create_app` returns: the starlette app, with an
-    ``x-request-id`` on every response (errors of the framework's own included)
-    and a count of each status. ``gateway`` is its :class:`Gateway`."""
+    ``x-request-id`` on every response (errors of the framework's own included),
+    every route's key checked first, and a count of each status. ``gateway`` is
+    its :class:`Gateway`; ``admin_port``, when set, is the only port serving the
+    admin routes (the port really bound: ``runestone serve`` sets it)."""
 
     def __init__(self, app: Starlette, gateway: Gateway) -> None:
         self.app = app
         self.gateway = gateway
+        self.admin_port: int | None = gateway.config.server.admin_port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -345,6 +360,23 @@ class GatewayApp:
             await send(message)
 
         dialect = _CHAT_ROUTES.get(path) if scope["method"] == "POST" else None
+        access = access_for(path)
+        refusal: ApiError | None = None
+        try:
+            if dialect is None:
+                # (The chat routes check their key themselves, in their order of checks.)
+                authorize(gateway.config.auth, access, Headers(scope=scope))
+            admin_port = self.admin_port
+            if admin_port is not None:
+                server = scope.get("server")
+                on_admin = server is not None and server[1] == admin_port
+                if not served_on(access, admin_port_set=True, on_admin_port=on_admin):
+                    raise _not_on_this_port(scope["method"], path, access)
+        except ApiError as refused:
+            refusal = refused
+        if refusal is not None:
+            await _error_response(refusal, _dialect_for(path))(scope, receive, send_with_id)
+            return
         if dialect is None:
             await self.app(scope, receive, send_with_id)
             return

@@ -23,7 +23,8 @@ every upstream rate limited           429     ``upstream_rate_limited`` (its Ret
 every upstream failed                 502     ``upstream_error`` (names the last error)
 no upstream is healthy / stopping     503     ``no_healthy_upstream`` / ``shutting_down``
 every upstream timed out              504     ``upstream_timeout``
-a bug of ours                         500     ``internal_error``
+a bug of ours (a provider's code       500     ``internal_error``
+included: never an upstream error)
 ====================================  ======  ================================
 """
 
@@ -156,6 +157,8 @@ def from_exception(exc: BaseException, *, model: str = "") -> ApiError:
     if isinstance(exc, NoCandidatesError):
         return _no_candidates(str(exc), model)
     if isinstance(exc, ProviderError):
+        if exc.error_class is ErrorClass.INTERNAL:
+            return _internal(exc.message, exc.provider, exc.model)
         return _provider_failure(
             exc.error_class, exc.message, exc.provider, exc.model, exc.retry_after
         )
@@ -171,6 +174,8 @@ def from_exception(exc: BaseException, *, model: str = "") -> ApiError:
 def from_stream_error(event: StreamError, *, model: str = "") -> ApiError:
     """The answer for a request whose terminal event is ``event``."""
     kind = event.kind
+    if event.error_class is ErrorClass.INTERNAL:
+        return _internal(event.message, event.provider, event.model)
     if kind == "NoCandidatesError":
         return _no_candidates(event.message, model)
     if kind == "OverloadedError":
@@ -199,6 +204,16 @@ def from_stream_error(event: StreamError, *, model: str = "") -> ApiError:
             code="internal_error",
         )
     return ApiError(500, f"the gateway failed internally: {event.message}", code="internal_error")
+
+
+def _internal(message: str, provider: str, model: str) -> ApiError:
+    where = "/".join(part for part in (provider, model) if part)
+    return ApiError(
+        500,
+        f"the gateway failed internally{f' ({where})' if where else ''}: {message}; "
+        "this is a bug of the gateway, not a failure of the provider",
+        code="internal_error",
+    )
 
 
 def _no_candidates(message: str, model: str) -> ApiError:

@@ -32,6 +32,7 @@ from runestone.config import Config
 from runestone.exceptions import ConfigError
 from runestone.io import new_event_loop
 from runestone.server.app import Gateway, create_app
+from runestone.server.protocol import http_protocol
 
 __all__ = ["EXIT_SYSTEM_DOWN", "bind", "check_exposure", "is_loopback", "serve", "with_address"]
 
@@ -98,10 +99,12 @@ def _url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def banner(gateway: Gateway, url: str) -> str:
+def banner(gateway: Gateway, url: str, admin_url: str | None = None) -> str:
     """What ``runestone serve`` says once it is up."""
     config = gateway.config
     lines = [f"runestone {runestone.__version__}: serving on {url} (OpenAI base URL {url}/v1)"]
+    if admin_url is not None:
+        lines.append(f"  admin routes (/health, /metrics) on {admin_url} only")
     if config.source:
         lines.append(f"  config: {config.source}")
     for name, provider in config.providers.items():
@@ -113,6 +116,9 @@ def banner(gateway: Gateway, url: str) -> str:
     if config.auth.keys:
         names = ", ".join(key.name for key in config.auth.keys)
         lines.append(f"  auth: {len(config.auth.keys)} key(s): {names}")
+        if config.auth.admin_keys:
+            admins = ", ".join(key.name for key in config.auth.admin_keys)
+            lines.append(f"  admin keys (/health, /metrics): {admins}")
     else:
         lines.append(
             f"  auth: OPEN - no auth.keys configured; allowed only because "
@@ -204,26 +210,47 @@ def serve(
     except ConfigError as exc:
         print(f"runestone: {exc}", file=sys.stderr)
         return 2
-    host, port = config.server.host, config.server.port
+    host, port, admin_port = config.server.host, config.server.port, config.server.admin_port
+    sockets: list[socket.socket] = []
     try:
-        sock = bind(host, port)
-    except OSError as exc:
-        print(
-            f"runestone: cannot listen on {host}:{port}: {exc.strerror or exc}",
-            file=sys.stderr,
-        )
-        return 1
-    url = _url(sock)
+        for wanted in (port,) if admin_port is None else (port, admin_port):
+            try:
+                sockets.append(bind(host, wanted))
+            except OSError as exc:
+                print(
+                    f"runestone: cannot listen on {host}:{wanted}: {exc.strerror or exc}",
+                    file=sys.stderr,
+                )
+                return 1
+        return _serve_on(config, sockets, say, on_started)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _serve_on(
+    config: Config,
+    sockets: list[socket.socket],
+    say: Callable[[str], None],
+    on_started: Callable[[Gateway], None] | None,
+) -> int:
+    url = _url(sockets[0])
+    admin_url = _url(sockets[1]) if len(sockets) > 1 else None
 
     def started(gateway: Gateway) -> None:
-        say(banner(gateway, url))
+        say(banner(gateway, url, admin_url))
         if on_started is not None:
             on_started(gateway)
 
     app = create_app(config, on_started=started)
+    if len(sockets) > 1:
+        # The port really bound (admin_port 0 takes any free one): requests tell it apart.
+        app.admin_port = sockets[1].getsockname()[1]
     uv_config = uvicorn.Config(
         app,
         lifespan="on",
+        # uvicorn's parser, answering a request it cannot parse with our JSON error.
+        http=http_protocol(),
         log_config=None,
         access_log=False,
         server_header=False,
@@ -237,17 +264,14 @@ def serve(
 
     async def run() -> None:
         try:
-            await server.serve(sockets=[sock])
+            await server.serve(sockets=sockets)
         finally:
             # A forced exit skips the lifespan's shutdown: stop the system anyway.
             await app.gateway.shutdown()
 
-    try:
-        # The data plane's kind of loop: uvloop where installed (runestone.io).
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            runner.run(run())
-    finally:
-        sock.close()
+    # The data plane's kind of loop: uvloop where installed (runestone.io).
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(run())
     if not server.started:
         return 1
     say("runestone: stopped")

@@ -98,6 +98,12 @@ def test_id_and_retry_are_carried_and_the_id_persists() -> None:
     ]
 
 
+def test_a_retry_too_long_for_an_integer_is_ignored_not_an_exception() -> None:
+    # Found by tests/fuzz/test_sse.py: int() refuses more than 4300 digits (a ValueError).
+    [event] = parse_whole(b"retry: " + b"9" * 4301 + b"\ndata: x\n\n")
+    assert (event.data, event.retry) == ("x", None)
+
+
 def test_a_bad_retry_and_an_id_with_nul_are_ignored() -> None:
     [event] = parse_whole(b"retry: soon\nid: a\x00b\ndata: x\n\n")
     assert (event.id, event.retry) == (None, None)

@@ -110,3 +110,13 @@ def test_an_unknown_failure_class_raises_a_value_error_naming_it() -> None:
 def test_the_table_cannot_be_changed_at_runtime() -> None:
     with pytest.raises(TypeError):
         FAILURE_POLICIES[ErrorClass.BAD_REQUEST] = failure_policy(ErrorClass.SERVER_ERROR)  # type: ignore[index]
+
+
+def test_a_bug_of_ours_is_neither_retried_nor_failed_over_nor_held_against_the_circuit() -> None:
+    row = failure_policy(ErrorClass.INTERNAL)
+    assert (row.retry_same, row.failover, row.circuit, row.resumable) == (
+        False,
+        FailoverScope.NONE,
+        CircuitEffect.NONE,
+        False,
+    )

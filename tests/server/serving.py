@@ -126,9 +126,13 @@ class RunningServer:
             self._log.close()
 
     def log(self) -> str:
-        """What the server wrote to stderr (its log) so far."""
+        """The end of what the server wrote to stderr (its log) so far."""
+        return self.full_log()[-4000:]
+
+    def full_log(self) -> str:
+        """Everything the server wrote to stderr (its log) so far."""
         self._log.flush()
-        return self.log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def __enter__(self) -> Self:
         return self

@@ -412,6 +412,43 @@ def test_a_bad_message_names_its_index(server: RunningServer) -> None:
     assert response.error["param"] == "messages[1].role"
 
 
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = {"a": [value]}
+    return value
+
+
+@pytest.mark.parametrize("depth", [25, 150])  # 50 and 300 levels
+def test_a_body_nested_too_deep_is_a_400_at_the_edge_not_an_upstream_failure(
+    server: RunningServer, upstream: FakeUpstream, depth: int
+) -> None:
+    before = len(upstream.attempts)
+    body = {"model": "fast", "messages": USER, "metadata_blob": _nested(depth)}
+    response = raw(server, "POST", "/v1/chat/completions", body)
+    assert response.status == 400, response.body
+    assert response.error["param"] == "metadata_blob"
+    assert "nested more than" in response.error["message"]
+    assert len(upstream.attempts) == before  # it never reached a provider
+
+
+def test_an_anthropic_body_nested_too_deep_is_a_400_in_anthropics_shape(
+    server: RunningServer,
+) -> None:
+    block = {"type": "tool_use", "id": "t1", "name": "f", "input": _nested(150)}
+    body = {
+        "model": "backup/tool-call",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": [block]}],
+    }
+    response = raw(server, "POST", "/v1/messages", body)
+    assert response.status == 400, response.body
+    error = response.json()
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith("messages.1.content.0.input: nested more than")
+
+
 def test_stream_options_without_stream_is_a_400(server: RunningServer) -> None:
     body = {"model": "fast", "messages": USER, "stream_options": {"include_usage": True}}
     response = raw(server, "POST", "/v1/chat/completions", body)
@@ -502,6 +539,42 @@ def test_a_wrong_method_is_a_json_405_with_allow(server: RunningServer) -> None:
     assert "POST" in response.headers["allow"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/models"),
+        ("GET", "/v1/models/fast"),
+        ("GET", "/health"),
+        ("GET", "/metrics"),
+        ("GET", "/v1/engines"),
+        ("GET", "/v1/chat/completions"),
+        ("POST", "/v1/messages"),
+    ],
+)
+def test_with_auth_on_every_route_but_the_probes_needs_a_key(
+    server: RunningServer, method: str, path: str
+) -> None:
+    response = raw(server, method, path, key=None)
+    assert response.status == 401
+    if path == "/v1/messages":
+        assert response.json()["error"]["type"] == "authentication_error"
+    else:
+        assert response.error["code"] == "missing_api_key"
+    assert b"providers" not in response.body
+    wrong = raw(server, method, path, key="sk-wrong-key-0000")
+    assert wrong.status == 401
+    assert b"sk-wrong-key-0000" not in wrong.body
+
+
+def test_the_probes_answer_without_a_key_and_say_nothing_of_the_providers(
+    server: RunningServer,
+) -> None:
+    live = raw(server, "GET", "/health/live", key=None)
+    ready = raw(server, "GET", "/health/ready", key=None)
+    assert (live.status, ready.status) == (200, 200)
+    assert b"main" not in live.body + ready.body
+
+
 # --------------------------------------------------------------------------- models, health
 
 
@@ -520,7 +593,7 @@ def test_an_unknown_model_id_is_a_404(client: openai.OpenAI) -> None:
 
 
 def test_health_is_the_whole_tree_and_200_when_serving(server: RunningServer) -> None:
-    response = raw(server, "GET", "/health", key=None)
+    response = raw(server, "GET", "/health")
     assert response.status == 200
     report = response.json()
     assert report["status"] == "ok"
@@ -534,7 +607,7 @@ def test_health_is_the_whole_tree_and_200_when_serving(server: RunningServer) ->
 
 def test_metrics_are_prometheus_text(server: RunningServer, client: openai.OpenAI) -> None:
     client.chat.completions.create(model="fast", messages=USER)
-    response = raw(server, "GET", "/metrics", key=None)
+    response = raw(server, "GET", "/metrics")
     assert response.status == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.body.decode()

@@ -101,6 +101,27 @@ def test_a_crash_of_ours_is_an_honest_500() -> None:
     assert from_exception(KeyError("x")).status == 500
 
 
+@pytest.mark.parametrize("delivered", [False, True], ids=["before content", "after content"])
+def test_a_bug_inside_a_provider_is_a_500_internal_error_never_an_upstream_error(
+    delivered: bool,
+) -> None:
+    event = StreamError(
+        ErrorClass.INTERNAL,
+        "internal error in provider 'main': TypeError",
+        "main",
+        "healthy",
+        content_delivered=delivered,
+        kind="InternalProviderError",
+    )
+    error = from_stream_error(event)
+    assert (error.status, error.type, error.code) == (500, "server_error", "internal_error")
+    assert "upstream" not in error.message
+    assert "TypeError" in error.message
+    assert error.anthropic_body()["error"]["type"] == "api_error"
+    raised = from_exception(event.to_exception())
+    assert (raised.status, raised.code) == (500, "internal_error")
+
+
 def test_a_stopped_system_is_a_503() -> None:
     error = from_exception(SupervisionError("the system is stopped"))
     assert (error.status, error.code) == (503, "shutting_down")

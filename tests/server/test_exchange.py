@@ -47,7 +47,7 @@ def in_flight(server: RunningServer) -> int:
     url = urlsplit(server.url)
     connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
     try:
-        connection.request("GET", "/health")
+        connection.request("GET", "/health", headers={"authorization": f"Bearer {OPEN_KEY}"})
         report = json.loads(connection.getresponse().read())
     finally:
         connection.close()

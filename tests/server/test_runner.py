@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import re
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,9 @@ from runestone.server.app import Gateway
 from runestone.server.runner import banner, serve, with_address
 from runestone.testing.upstream import KNOWN_TEXT, FakeUpstream
 from tests.server.serving import RunningServer
+
+CLIENT_KEY = "sk-rs-client-key-0101"
+ADMIN_KEY = "sk-rs-admin-key-0202"
 
 USER = [{"role": "user", "content": "Tell me the known text."}]
 
@@ -173,3 +180,105 @@ def test_a_system_that_goes_down_for_good_tells_the_stream_in_flight_and_exits_n
         assert not runner.is_alive()
         assert status == [EXIT_SYSTEM_DOWN]
         assert any("root supervisor gave up" in line for line in said)
+
+
+# --------------------------------------------------------------------------- the admin port
+
+
+@pytest.fixture(scope="module")
+def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    config = {
+        "providers": {"sim": {"type": "simulated", "token_rate": 0, "models": {"m": {}}}},
+        "server": {"host": "127.0.0.1", "port": 0, "admin_port": 0},
+        "auth": {
+            "keys": [{"key": CLIENT_KEY, "name": "team-a"}],
+            "admin_keys": [{"key": ADMIN_KEY, "name": "ops"}],
+        },
+        "logging": {"level": "WARNING"},
+    }
+    with RunningServer(config, tmp_path_factory.mktemp("admin")) as running:
+        yield running
+
+
+def _admin_url(server: RunningServer) -> str:
+    line = server.wait_for_line(r"admin routes \(/health, /metrics\) on http://")
+    match = re.search(r"on (http://\S+) only", line)
+    assert match is not None, line
+    return match.group(1)
+
+
+def _get(url: str, path: str, key: str | None) -> tuple[int, bytes]:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=15)
+    try:
+        connection.request("GET", path, headers={"x-api-key": key} if key else {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_the_admin_routes_are_served_on_the_admin_port_only(admin_server: RunningServer) -> None:
+    admin = _admin_url(admin_server)
+    assert admin != admin_server.url
+    status, body = _get(admin, "/health", ADMIN_KEY)
+    assert status == 200
+    assert json.loads(body)["status"] == "ok"
+    status, body = _get(admin, "/metrics", ADMIN_KEY)
+    assert (status, body.startswith(b"# HELP")) == (200, True)
+    # The main port does not serve them, whatever the key.
+    for path in ("/health", "/metrics"):
+        status, body = _get(admin_server.url, path, ADMIN_KEY)
+        assert status == 404
+        assert json.loads(body)["error"]["code"] == "unknown_route"
+
+
+def test_the_admin_port_serves_no_client_route(admin_server: RunningServer) -> None:
+    admin = _admin_url(admin_server)
+    status, body = _get(admin, "/v1/models", CLIENT_KEY)
+    assert status == 404
+    assert json.loads(body)["error"]["code"] == "unknown_route"
+    status, _ = _get(admin_server.url, "/v1/models", CLIENT_KEY)
+    assert status == 200
+
+
+def test_the_admin_routes_take_an_admin_key_not_a_client_key(admin_server: RunningServer) -> None:
+    admin = _admin_url(admin_server)
+    status, body = _get(admin, "/health", CLIENT_KEY)
+    assert status == 403
+    assert json.loads(body)["error"]["code"] == "admin_key_required"
+    status, body = _get(admin, "/health", None)
+    assert status == 401
+    assert b"providers" not in body
+    # An admin key is no client key.
+    status, _ = _get(admin_server.url, "/v1/models", ADMIN_KEY)
+    assert status == 401
+
+
+def test_the_probes_answer_on_both_ports_without_a_key(admin_server: RunningServer) -> None:
+    admin = _admin_url(admin_server)
+    for url in (admin, admin_server.url):
+        for path in ("/health/live", "/health/ready"):
+            status, _ = _get(url, path, None)
+            assert status == 200, (url, path)
+
+
+def test_no_admin_key_reaches_the_banner_or_the_log(admin_server: RunningServer) -> None:
+    _get(_admin_url(admin_server), "/health", "sk-rs-admin-key-guess")
+    said = "\n".join(admin_server.lines) + admin_server.log()
+    assert "admin keys (/health, /metrics): ops" in said
+    assert ADMIN_KEY not in said
+    assert "sk-rs-admin-key-guess" not in said
+
+
+def test_an_admin_port_in_use_is_one_clear_message(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = load_config(
+            {
+                "providers": {"sim": {"type": "simulated", "models": {"m": {}}}},
+                "server": {"port": 0, "admin_port": port},
+            }
+        )
+        assert serve(config) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -1,0 +1,116 @@
+"""One upstream attempt: an exception of our own code inside a provider is an internal error,
+never dressed up as an upstream failure."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+import runestone
+from runestone.exceptions import ErrorClass
+from runestone.messages import ChatRequest, Done, StreamError, StreamEvent, TextDelta
+from runestone.providers.registry import REGISTRY
+from runestone.providers.simulated import SimulatedProvider
+from runestone.system import System
+from tests.system.conftest import config, settle
+
+Start = Callable[..., System]
+USER = [{"role": "user", "content": "Hi"}]
+
+
+class BuggyProvider(SimulatedProvider):
+    """A plugin provider with a bug: model ``buggy`` raises a TypeError of its own code,
+    after the first token when the model is ``buggy-late``."""
+
+    type_name = "buggy-for-tests"
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        if request.model == "buggy-late":
+            yield TextDelta("Hel")
+        if request.model.startswith("buggy"):
+            raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+        async for event in super().stream(request):
+            yield event
+
+
+@pytest.fixture
+def start_system() -> Iterator[Start]:
+    started: list[System] = []
+
+    def start(cfg: dict[str, Any]) -> System:
+        system = runestone.start(cfg)
+        started.append(system)
+        return system
+
+    yield start
+    for system in started:
+        system.stop()
+
+
+@pytest.fixture
+def buggy_type() -> Iterator[str]:
+    REGISTRY.register(BuggyProvider.type_name, BuggyProvider)
+    try:
+        yield BuggyProvider.type_name
+    finally:
+        REGISTRY.unregister(BuggyProvider.type_name)
+
+
+def _system(start_system: Start, buggy_type: str, model: str) -> System:
+    providers: dict[str, Any] = {
+        "buggy": {
+            "type": buggy_type,
+            "token_rate": 0,
+            "retry": {"max_attempts": 3, "base_delay": 0.01, "max_delay": 0.02},
+            "circuit_breaker": {"consecutive_failures": 1},
+            "models": {model: {}},
+        },
+        "backup": {"type": "simulated", "token_rate": 0, "models": {"healthy": {}}},
+    }
+    return start_system(config(providers, aliases={"m": [f"buggy/{model}", "backup/healthy"]}))
+
+
+def test_a_bug_inside_a_provider_is_an_internal_error_not_retried_nor_failed_over(
+    start_system: Start, buggy_type: str
+) -> None:
+    system = _system(start_system, buggy_type, "buggy")
+    events = list(system.stream({"model": "m", "messages": USER, "stream": True}))
+    final = events[-1]
+    assert isinstance(final, StreamError)
+    assert final.error_class is ErrorClass.INTERNAL
+    assert "TypeError" in final.message
+    assert "upstream" not in final.message
+    # One attempt: no retry on the same provider, no failover to the healthy backup.
+    assert [(a.provider, a.outcome) for a in final.attempts] == [("buggy", "internal_error")]
+
+
+def test_a_bug_inside_a_provider_does_not_count_against_its_circuit(
+    start_system: Start, buggy_type: str
+) -> None:
+    system = _system(start_system, buggy_type, "buggy")
+    for _ in range(3):
+        events = list(system.stream({"model": "buggy/buggy", "messages": USER, "stream": True}))
+        assert isinstance(events[-1], StreamError)
+    settle(system)
+    entry = system.directory.get("buggy")
+    assert entry is not None
+    assert entry.status is not None
+    circuit = entry.status.circuit
+    # consecutive_failures is 1: had they counted, the first would have opened it.
+    assert circuit.state.value == "closed"
+    assert (circuit.consecutive_failures, circuit.window_failures) == (0, 0)
+
+
+def test_a_bug_after_content_ends_the_stream_with_an_internal_error_in_band(
+    start_system: Start, buggy_type: str
+) -> None:
+    system = _system(start_system, buggy_type, "buggy-late")
+    events = list(system.stream({"model": "m", "messages": USER, "stream": True}))
+    assert events[0] == TextDelta("Hel", events[0].origin)  # type: ignore[union-attr]
+    final = events[-1]
+    assert isinstance(final, StreamError)
+    assert final.error_class is ErrorClass.INTERNAL
+    assert final.content_delivered is True
+    assert not any(isinstance(event, Done) for event in events)
