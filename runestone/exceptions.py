@@ -9,6 +9,7 @@ Every error Runestone raises is a :class:`RunestoneError`; foreign errors
     ├── RequestValidationError       a bad request: names the field
     ├── OverloadedError              admission refused: the pool is full
     ├── NoCandidatesError            routing found nothing able to serve the request
+    │   └── NoHealthyUpstreamError   …for now: every candidate is held back (retry shortly)
     ├── SupervisionError
     │   ├── ChildStartError          a child failed to start: names the child and the cause
     │   ├── ActorCrashedError        a handler raised a BaseException; carried as an Exception
@@ -51,6 +52,7 @@ __all__ = [
     "InternalProviderError",
     "MalformedResponseError",
     "NoCandidatesError",
+    "NoHealthyUpstreamError",
     "OverloadedError",
     "ProviderError",
     "RateLimitedError",
@@ -111,6 +113,11 @@ class OverloadedError(RunestoneError):
 
 class NoCandidatesError(RunestoneError):
     """No configured provider/model can serve this request."""
+
+
+class NoHealthyUpstreamError(NoCandidatesError):
+    """Candidates exist, but every one is held back now (open circuit, restarting actor):
+    a temporary condition of the gateway, never the request's fault."""
 
 
 class SupervisionError(RunestoneError):

@@ -36,6 +36,7 @@ import structlog
 
 from runestone.actors.attempt import AttemptRecord, RequestContext
 from runestone.actors.directory import Directory
+from runestone.actors.plans import RoutingBoard
 from runestone.actors.pool import GetStats, Pool, PoolStats, SetLimit, Submit
 from runestone.actors.provider_factory import (
     FactoryEnv,
@@ -52,6 +53,7 @@ from runestone.exceptions import (
     ErrorClass,
     EscalationError,
     NoCandidatesError,
+    NoHealthyUpstreamError,
     OverloadedError,
     RunestoneError,
     SupervisionError,
@@ -312,6 +314,7 @@ class System:
             metrics=metrics,
         )
         task_env.new_context = self._context
+        routing_board = task_env.routing = RoutingBoard()
         self._task_env = task_env
         # Stream tasks are actors with mailboxes of their own; their loops run on reused
         # threads (one per task in flight) rather than a new thread per request.
@@ -347,7 +350,9 @@ class System:
             ),
             ChildSpec(
                 "router",
-                lambda: Router.start(self.directory, config.routing, clock=clock),
+                lambda: Router.start(
+                    self.directory, config.routing, clock=clock, board=routing_board
+                ),
             ),
             supervisor_spec(
                 "pool",
@@ -699,6 +704,7 @@ def _response(request_id: str, events: list[Event]) -> Response:
 
 _KINDS: dict[str, type[RunestoneError]] = {
     "NoCandidatesError": NoCandidatesError,
+    "NoHealthyUpstreamError": NoHealthyUpstreamError,
     "OverloadedError": OverloadedError,
 }
 

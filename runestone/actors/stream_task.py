@@ -30,12 +30,14 @@ from runestone.actors.attempt import (
     run_attempt,
 )
 from runestone.actors.directory import Directory, ProviderEntry
+from runestone.actors.plans import PlanFor, Route, RoutingBoard, plan_routes
 from runestone.actors.provider import Acquire, Outcome, Refused, Release
 from runestone.clock import Cancellable, Clock
 from runestone.exceptions import (
     ActorCrashedError,
     ErrorClass,
     NoCandidatesError,
+    NoHealthyUpstreamError,
     ProviderError,
     RunestoneError,
     SupervisionError,
@@ -50,35 +52,20 @@ if TYPE_CHECKING:
     from runestone.io import DataPlane
     from runestone.metrics import Metrics
 
-__all__ = ["Route", "StreamTask", "TaskEnv", "TaskFinished", "emit_events", "end_unstarted"]
+__all__ = [
+    "PlanFor",
+    "Route",
+    "StreamTask",
+    "TaskEnv",
+    "TaskFinished",
+    "emit_events",
+    "end_unstarted",
+]
 
 log = structlog.get_logger(__name__)
 
 MAX_TASK_RESTARTS = 2
 """A request whose task keeps crashing ends in-band rather than restarting forever."""
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One candidate of a plan: a provider and the model to ask it for."""
-
-    provider: str
-    model: str
-    prefill: bool = False
-    panic: bool = False
-    """Planned in panic mode (every candidate held back): its permit may probe an open circuit."""
-
-    def __str__(self) -> str:
-        return f"{self.provider}/{self.model}"
-
-
-@dataclass(frozen=True, slots=True)
-class PlanFor:
-    """Ask the Router for the routes of ``request``; ``after_context_error`` asks for the
-    larger-context fallbacks of that route instead."""
-
-    request: Any
-    after_context_error: Route | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +114,8 @@ class TaskEnv:
     """Builds a request's context (validation, id, deadline); set by the System."""
     executor: concurrent.futures.Executor | None = None
     """Where stream tasks run their actor loops: reused threads instead of a new one each."""
+    routing: RoutingBoard | None = None
+    """The Router's published snapshot: plans are made from it without asking the Router."""
     pool_if_known: Callable[[], ActorHandle | None] | None = None
     """The Pool's handle when it is known without asking a supervisor (which may be the one
     waiting for this task to stop); None falls back to ``pool``."""
@@ -236,13 +225,30 @@ class StreamTask(SupervisedActor):
         remaining = ctx.deadline - self.env.clock.monotonic()
         self._schedule(remaining, _DeadlinePassed())
         try:
-            routes = self.env.router().ask(PlanFor(ctx.request), timeout=self.env.ask_timeout)
+            routes = self._plan()
         except RunestoneError as exc:
             self._fail(exc)
             return
         self._queue.extend(routes)
         log.debug("routing_decision", request_id=ctx.id, plan=[str(r) for r in routes])
         self._advance()
+
+    def _plan(self, after_context_error: Route | None = None) -> list[Route]:
+        """The Router's plan for the request, from the snapshot it published last."""
+        env = self.env
+        snapshot = None if env.routing is None else env.routing.snapshot
+        if snapshot is None:  # nothing published yet: ask
+            routes: list[Route] = env.router().ask(
+                PlanFor(self.ctx.request, after_context_error), timeout=env.ask_timeout
+            )
+            return routes
+        return plan_routes(
+            snapshot,
+            env.directory,
+            self.ctx.request,
+            now=env.clock.monotonic(),
+            after_context_error=after_context_error,
+        )
 
     # -- running the plan -------------------------------------------------------------------
 
@@ -262,7 +268,10 @@ class StreamTask(SupervisedActor):
         self._fail(
             self.ctx.cut_error
             or self._last_error
-            or NoCandidatesError("no candidate could take the request: every circuit is open")
+            or NoHealthyUpstreamError(
+                "no candidate could take the request: every circuit is open or its provider "
+                "is restarting"
+            )
         )
 
     def _start_continuation(self, route: Route) -> bool:
@@ -407,10 +416,7 @@ class StreamTask(SupervisedActor):
         if decision.reason is RetryReason.LARGER_CONTEXT:
             self._queue.clear()
             try:
-                fallbacks = self.env.router().ask(
-                    PlanFor(ctx.request, after_context_error=current.route),
-                    timeout=self.env.ask_timeout,
-                )
+                fallbacks = self._plan(after_context_error=current.route)
             except RunestoneError:
                 fallbacks = []
             self._queue.extend(fallbacks)
@@ -576,6 +582,8 @@ def _tell(target: Any, message: Any) -> None:
 def _error_class_of(error: BaseException) -> ErrorClass:
     if isinstance(error, ProviderError):
         return error.error_class
+    if isinstance(error, NoHealthyUpstreamError):
+        return ErrorClass.SERVER_ERROR
     if isinstance(error, NoCandidatesError):
         return ErrorClass.BAD_REQUEST
     return ErrorClass.SERVER_ERROR

@@ -176,7 +176,7 @@ def from_stream_error(event: StreamError, *, model: str = "") -> ApiError:
     kind = event.kind
     if event.error_class is ErrorClass.INTERNAL:
         return _internal(event.message, event.provider, event.model)
-    if kind == "NoCandidatesError":
+    if kind in ("NoCandidatesError", "NoHealthyUpstreamError"):
         return _no_candidates(event.message, model)
     if kind == "OverloadedError":
         return ApiError(429, event.message, code="server_overloaded", retry_after=1)

@@ -157,3 +157,15 @@ def test_both_error_shapes() -> None:
     }
     assert ApiError(502, "x").anthropic_body()["error"]["type"] == "api_error"
     assert ApiError(429, "x").anthropic_body()["error"]["type"] == "rate_limit_error"
+
+
+def test_every_candidate_held_back_is_a_503_however_it_arrives() -> None:
+    from runestone.actors.stream_task import _error_class_of
+    from runestone.exceptions import ErrorClass, NoHealthyUpstreamError
+
+    error = NoHealthyUpstreamError("no candidate could take the request: every circuit is open")
+    assert _error_class_of(error) is ErrorClass.SERVER_ERROR, "never the request's fault"
+    event = StreamError(ErrorClass.SERVER_ERROR, str(error), kind="NoHealthyUpstreamError")
+    for api_error in (from_exception(error), from_stream_error(event)):
+        assert api_error.status == 503
+        assert api_error.code == "no_healthy_upstream"

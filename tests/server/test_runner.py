@@ -265,6 +265,7 @@ def test_the_probes_answer_on_both_ports_without_a_key(admin_server: RunningServ
 
 def test_no_admin_key_reaches_the_banner_or_the_log(admin_server: RunningServer) -> None:
     _get(_admin_url(admin_server), "/health", "sk-rs-admin-key-guess")
+    admin_server.wait_for_line("admin keys")  # the banner's last line may still be on its way
     said = "\n".join(admin_server.lines) + admin_server.log()
     assert "admin keys (/health, /metrics): ops" in said
     assert ADMIN_KEY not in said

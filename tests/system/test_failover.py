@@ -20,7 +20,7 @@ from runestone.messages import Done, Event, StreamError, TextDelta
 from runestone.system import System
 from runestone.testing import FakeClock
 from runestone.testing.upstream import KNOWN_TEXT, FakeUpstream
-from tests.system.conftest import anthropic_provider, config, models, openai_provider
+from tests.system.conftest import anthropic_provider, config, models, openai_provider, settle
 
 Start = Callable[..., System]
 USER = [{"role": "user", "content": "Tell me the known text."}]
@@ -452,6 +452,8 @@ def test_when_every_circuit_is_open_the_soonest_to_recover_is_waited_for(
         system = start_system(cfg, clock=clock)
         _, events = run(system, "m")
         assert isinstance(terminal(events), StreamError), "the outage itself is reported"
+        # The outage is booked (the circuit open, its probe timer armed) before counting.
+        settle(system)
         before = clock.pending
         stream = iter(system.stream({"model": "m", "messages": USER}))
         # The circuit is open and nothing else can serve: the request waits for recovery,

@@ -255,3 +255,38 @@ def test_a_root_past_its_restart_intensity_brings_the_system_down_loudly(
         late: list[EscalationError] = []
         system.on_escalation(late.append)
         assert late == heard, "a listener registered afterwards hears it at once"
+
+
+def test_requests_are_planned_from_the_last_published_routing_while_the_router_is_down(
+    start_system: Start,
+) -> None:
+    with FakeUpstream() as up:
+        system = healthy_system(start_system, up)
+        poison = BlockingPoison()
+        system.router.tell(poison)
+        assert poison.entered.wait(5)  # the Router is stuck, then crashes
+        try:
+            started = time.monotonic()
+            for _ in range(3):
+                assert system.complete({"model": "m", "messages": USER}).text == KNOWN_TEXT
+            assert time.monotonic() - started < 2.0, "requests waited for the Router"
+        finally:
+            poison.gate.set()
+
+
+def test_a_restarted_router_keeps_the_routing_of_the_last_reload(start_system: Start) -> None:
+    with FakeUpstream() as up:
+        cfg = config(
+            {"primary": openai_provider(up, models("healthy"))},
+            aliases={"m": ["primary/healthy"]},
+        )
+        system = start_system(cfg)
+        reloaded = dict(cfg, routing={"policy": "priority", "aliases": {"n": ["primary/healthy"]}})
+        system.reload(reloaded)
+        router = system.router
+        incarnation = router.incarnation
+        assert incarnation is not None
+        router.tell("no such message")
+        assert incarnation.exited.wait(5)
+        router.ref(timeout=5)
+        assert system.complete({"model": "n", "messages": USER}).text == KNOWN_TEXT
