@@ -341,6 +341,15 @@ class CircuitBreaker:
         self._refresh(now)
         retry_at = self._retry_at(now)
         probe_at = self._next_probe()
+        if (
+            retry_at is None
+            and self._state is CircuitState.HALF_OPEN
+            and self._forced is None
+            and self._probe_interval is not None
+        ):
+            # Its probes are out: ask again after one probe interval, when they have most
+            # likely settled, rather than give up on a provider that may be back.
+            return now + self._current_probe_interval()
         if retry_at is None or probe_at is None:
             return retry_at
         return min(retry_at, probe_at)

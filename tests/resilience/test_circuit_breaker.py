@@ -591,6 +591,24 @@ def test_a_panic_call_probes_an_open_circuit_when_a_probe_is_due_and_not_before(
     assert breaker.state is CLOSED
 
 
+def test_a_panic_call_refused_while_the_probe_runs_is_told_when_to_ask_again() -> None:
+    clock = FakeClock()
+    breaker = make(clock, recovery=30.0)
+    open_it(breaker)
+    clock.advance(0.5)
+    assert breaker.acquire(panic=True) is not None  # the probe, in flight
+    assert breaker.acquire(panic=True) is None
+    # Not "never" (the caller would give up on a provider about to recover), nor the
+    # 30 s recovery: one probe interval, by when the probe has most likely settled.
+    assert breaker.panic_retry_at == clock.monotonic() + 0.5
+    off = make(clock, probe_interval=None, recovery=30.0)
+    open_it(off)
+    clock.advance(30.0)
+    assert off.acquire(panic=True) is not None
+    assert off.acquire(panic=True) is None
+    assert off.panic_retry_at is None, "without probing there is nothing to wait for"
+
+
 @pytest.mark.parametrize(
     ("settings_", "path"),
     [
