@@ -78,6 +78,7 @@ import pykka
 
 __all__ = [
     "ALL_KINDS",
+    "SAFE_KINDS",
     "ChaosReport",
     "ChaosSettings",
     "Excuses",
@@ -133,6 +134,18 @@ class Kind(StrEnum):
 
 
 ALL_KINDS: frozenset[Kind] = frozenset(Kind)
+SAFE_KINDS: frozenset[Kind] = frozenset(
+    {
+        Kind.CRASH_ROUTER,
+        Kind.CRASH_FACTORY,
+        Kind.STOP_FACTORY,
+        Kind.CRASH_PROVIDER,
+        Kind.UPSTREAM_FLAP,
+        Kind.UPSTREAM_CUT,
+        Kind.UPSTREAM_STALL,
+    }
+)
+"""The kinds the current code survives with no violation (the others hit issue 9's bugs)."""
 REQUEST_FAULTS: Mapping[Kind, str] = {
     Kind.UPSTREAM_CUT: "cut-after:5",
     Kind.UPSTREAM_STALL: "stall-after:3",
@@ -315,7 +328,7 @@ def _text_problem(text: str, known: str) -> str:
     pairs = enumerate(zip(text, known, strict=False))
     common = next((i for i, (a, b) in pairs if a != b), len(known))
     rest = text[common : common + 24]
-    if len(text) > len(known) or any(known.startswith(rest, q) for q in range(common)):
+    if any(known.startswith(rest, q) for q in range(common)):
         return "text_repeated"  # it goes on from an earlier point: something was sent twice
     return "text_garbled"
 
