@@ -314,6 +314,7 @@ class System:
             metrics=metrics,
         )
         task_env.new_context = self._context
+        task_env.in_flight.on_change = metrics.in_flight.set
         routing_board = task_env.routing = RoutingBoard()
         self._task_env = task_env
         # Stream tasks are actors with mailboxes of their own; their loops run on reused
@@ -386,7 +387,6 @@ class System:
         metrics.watch_tree(lambda: None if self._stopped else root.tree(timeout=2))
         pool_sup = _Lookup(lambda: root.child("pool"))
         pool_lookup = _Lookup(lambda: pool_sup().child("admission"))
-        task_env.pool_if_known = pool_lookup.cached
         holder.handles = _Handles(
             root=root,
             pool=pool_lookup,
@@ -405,8 +405,8 @@ class System:
         """The root stopped. Asked to, that is a stop; past its restart intensity it is the
         end of this system (OTP's permanent application): said once, loudly, to whoever
         registered for it, and every later call fails at once naming it."""
-        self._holder.root_exit.append(reason)
         if reason.kind is not ExitKind.ESCALATED:
+            self._holder.root_exit.append(reason)
             return
         error = EscalationError(
             f"the system is down: its root supervisor gave up ({reason.error or reason}); "
@@ -416,6 +416,7 @@ class System:
         with self._escalation_lock:
             self._down = error
             callbacks = list(self._escalation_callbacks)
+        self._holder.root_exit.append(reason)  # after: whoever sees it sees the system down
         for callback in callbacks:
             try:
                 callback(error)

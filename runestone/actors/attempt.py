@@ -89,16 +89,45 @@ class RequestContext:
     delivered_tools: bool = False
     attempts: list[AttemptRecord] = field(default_factory=list)
     restarts: int = 0
+    crashes: int = 0
+    """How often its stream task crashed (not counting restarts with its supervisor)."""
     cut_error: ProviderError | None = None
     finished: threading.Event = field(default_factory=threading.Event)
     guard: Cancellable | None = None
     """The deadline guard (see ``System``): ends the request if its task never does."""
+    owner: object | None = None
+    """The attempt allowed to deliver now; any other (one a crashed or stopped task left
+    running while its cancellation is on its way) is fenced off."""
     _claim: threading.Lock = field(default_factory=threading.Lock)
 
-    def claim_terminal(self) -> bool:
-        """True exactly once: to whoever may now send the request's one terminal event."""
+    def own(self, token: object) -> None:
+        """Let the attempt holding ``token`` deliver; fence off every other."""
         with self._claim:
-            if self.finished.is_set():
+            self.owner = token
+
+    def fence(self) -> None:
+        """No attempt may deliver until the next :meth:`own`. Once this returns, what
+        ``delivered`` and ``committed`` say is all a fenced attempt will ever deliver."""
+        with self._claim:
+            self.owner = None
+
+    def deliver(self, token: object, text: str | None) -> bool:
+        """Record content about to reach the caller (``None``: a tool-call delta), unless
+        the attempt holding ``token`` has been fenced off."""
+        with self._claim:
+            if self.owner is not token:
+                return False
+            if text is None:
+                self.delivered_tools = True
+            else:
+                self.delivered.append(text)
+            return True
+
+    def claim_terminal(self, token: object = None) -> bool:
+        """True exactly once: to whoever may now send the request's one terminal event
+        (given ``token``, only to the attempt that holds it)."""
+        with self._claim:
+            if self.finished.is_set() or (token is not None and self.owner is not token):
                 return False
             self.finished.set()
         guard = self.guard
@@ -151,8 +180,16 @@ async def run_attempt(
     ctx: RequestContext,
     model: str,
     mode: AttemptMode = AttemptMode.FRESH,
+    token: object = None,
 ) -> AttemptResult:
-    """Run one attempt against ``provider``; never raises but for cancellation."""
+    """Run one attempt against ``provider``; never raises but for cancellation.
+
+    ``token`` is what the request's context must hold (:meth:`RequestContext.own`) for
+    this attempt to deliver; once fenced off it ends as cancelled, delivering nothing more.
+    """
+    if token is None:
+        token = object()
+        ctx.own(token)
     loop = asyncio.get_running_loop()
     started = loop.time()
     request = attempt_request(ctx, model, mode)
@@ -191,14 +228,16 @@ async def run_attempt(
                         first_token = loop.time() - started
                     if not ctx.committed:
                         event = TextDelta(text, _origin(provider, ctx, model))
-                    ctx.delivered.append(text)
+                    if not ctx.deliver(token, text):
+                        raise asyncio.CancelledError  # fenced off: its task moved on
                     await sink.send(event)
                 elif type(event) is ToolCallDelta:
                     if first_token is None:
                         first_token = loop.time() - started
                     if not ctx.committed:
                         event = replace(event, origin=_origin(provider, ctx, model))
-                    ctx.delivered_tools = True
+                    if not ctx.deliver(token, None):
+                        raise asyncio.CancelledError  # fenced off: its task moved on
                     await sink.send(event)
                 elif type(event) is Usage:
                     usage = event
@@ -222,10 +261,12 @@ async def run_attempt(
             first_token = loop.time() - started
             for event in completion.events():
                 if type(event) is TextDelta:
-                    ctx.delivered.append(event.text)
+                    if not ctx.deliver(token, event.text):
+                        raise asyncio.CancelledError  # fenced off: its task moved on
                     await sink.send(event)
                 elif type(event) is ToolCallDelta:
-                    ctx.delivered_tools = True
+                    if not ctx.deliver(token, None):
+                        raise asyncio.CancelledError
                     await sink.send(event)
             usage = completion.usage
             finish = completion.finish_reason
@@ -249,7 +290,7 @@ async def run_attempt(
     latency = loop.time() - started
     # The answer is whole: its terminal events go to the caller from here, at once, not
     # after a round trip through the stream task (which only keeps the books).
-    if ctx.claim_terminal():
+    if ctx.claim_terminal(token):
         record = AttemptRecord(provider.name, model, "ok", latency, first_token, mode)
         if usage is not None:
             await sink.send(usage)

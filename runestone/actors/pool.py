@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import structlog
 
 from runestone.actors.attempt import RequestContext
-from runestone.actors.stream_task import StreamTask, TaskEnv, TaskFinished, end_unstarted
+from runestone.actors.stream_task import StreamTask, TaskEnv, end_unstarted
 from runestone.exceptions import ErrorClass, OverloadedError, RunestoneError, SupervisionError
 from runestone.messages import StreamError
 from runestone.supervisors import ChildSpec, RestartType, Spawn, SupervisedActor, SupervisorHandle
@@ -100,11 +100,6 @@ class ActorSink:
 
 
 @dataclass(frozen=True, slots=True)
-class _Recount:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
 class SetLimit:
     max_in_flight: int
 
@@ -145,14 +140,8 @@ class Pool(SupervisedActor):
         self._tasks = tasks
         self._env = env
         self.max_in_flight = max_in_flight
-        self._in_flight: set[str] = set()
-        self._admitted = 0
-        self._refused = 0
-
-    def on_start(self) -> None:
-        # After a restart, what runs under the task supervisor is still in flight. Counted
-        # in a handler, not here: the supervisor that would answer is waiting for on_start.
-        self.actor_ref.tell(_Recount())
+        # Shared with every incarnation and every request's ender: nothing to recount.
+        self._in_flight = env.in_flight
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -164,21 +153,12 @@ class Pool(SupervisedActor):
                     raise error
             case StreamRequest():
                 self._stream_request(message)
-            case _Recount():
-                try:
-                    running = {row.id for row in self._tasks().which_children(timeout=2)}
-                except SupervisionError:
-                    running = set()
-                self._in_flight |= running
-            case TaskFinished(request_id=request_id):
-                self._in_flight.discard(request_id)
-                if self._env.metrics is not None:
-                    self._env.metrics.in_flight.set(len(self._in_flight))
             case SetLimit(max_in_flight=limit):
                 self.max_in_flight = limit
             case GetStats():
+                in_flight = self._in_flight
                 return PoolStats(
-                    len(self._in_flight), self.max_in_flight, self._admitted, self._refused
+                    len(in_flight), self.max_in_flight, in_flight.admitted, in_flight.refused
                 )
             case _:
                 raise SupervisionError(f"pool got an unknown message {type(message).__name__}")
@@ -196,9 +176,9 @@ class Pool(SupervisedActor):
             sink.put(StreamError(ErrorClass.SERVER_ERROR, str(error), kind=type(error).__name__))
 
     def _admit(self, ctx: RequestContext) -> BaseException | None:
-        if len(self._in_flight) >= self.max_in_flight:
+        # Counted in before its task can start (and end): a release never precedes its admit.
+        if not self._in_flight.admit(ctx.id, self.max_in_flight):
             ctx.claim_terminal()  # refused: it ends here, and so does its deadline guard
-            self._refused += 1
             log.warning("request_refused_overloaded", request_id=ctx.id, limit=self.max_in_flight)
             return OverloadedError(
                 f"overloaded: {len(self._in_flight)} requests in flight, "
@@ -228,10 +208,7 @@ class Pool(SupervisedActor):
         except SupervisionError as exc:
             log.error("stream_task_spawn_failed", request_id=ctx.id, error=str(exc))
             ctx.claim_terminal()
+            self._in_flight.release(ctx.id)
             return OverloadedError(f"could not start the request: {exc}")
-        self._in_flight.add(ctx.id)
-        self._admitted += 1
         log.info("request_started", request_id=ctx.id, model=ctx.request.model)
-        if env.metrics is not None:
-            env.metrics.in_flight.set(len(self._in_flight))
         return None

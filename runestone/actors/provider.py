@@ -19,7 +19,7 @@ import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
 import structlog
@@ -125,6 +125,13 @@ class Drain:
 
 class ProviderActor(SupervisedActor):
     """The control-plane side of one provider (see the module docstring)."""
+
+    own_messages: ClassVar[tuple[type, ...]] = (
+        Probe,
+        ProbeResult,
+        RecoveryProbeDue,
+        RecoveryProbeResult,
+    )
 
     def __init__(
         self,

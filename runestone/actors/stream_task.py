@@ -17,11 +17,12 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
 import structlog
 
+from runestone.actors.admission import InFlight
 from runestone.actors.attempt import (
     AttemptMode,
     AttemptRecord,
@@ -57,7 +58,6 @@ __all__ = [
     "Route",
     "StreamTask",
     "TaskEnv",
-    "TaskFinished",
     "emit_events",
     "end_unstarted",
 ]
@@ -66,13 +66,6 @@ log = structlog.get_logger(__name__)
 
 MAX_TASK_RESTARTS = 2
 """A request whose task keeps crashing ends in-band rather than restarting forever."""
-
-
-@dataclass(frozen=True, slots=True)
-class TaskFinished:
-    """Told to the Pool when a request has had its terminal event."""
-
-    request_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,19 +109,12 @@ class TaskEnv:
     """Where stream tasks run their actor loops: reused threads instead of a new one each."""
     routing: RoutingBoard | None = None
     """The Router's published snapshot: plans are made from it without asking the Router."""
-    pool_if_known: Callable[[], ActorHandle | None] | None = None
-    """The Pool's handle when it is known without asking a supervisor (which may be the one
-    waiting for this task to stop); None falls back to ``pool``."""
+    in_flight: InFlight = field(default_factory=InFlight)
+    """The requests admitted and not yet ended (shared by every Pool incarnation)."""
 
     def task_finished(self, request_id: str) -> None:
-        """Tell the Pool that ``request_id`` has ended; never waits on a supervisor."""
-        pool = self.pool_if_known() if self.pool_if_known is not None else None
-        try:
-            if pool is None:
-                pool = self.pool()
-            pool.tell(TaskFinished(request_id))
-        except SupervisionError:
-            pass  # the system is stopping: nobody counts requests any more
+        """``request_id`` has ended: its admission slot is free (never waits on anyone)."""
+        self.in_flight.release(request_id)
 
 
 @dataclass
@@ -144,6 +130,8 @@ class _Current:
 
 class StreamTask(SupervisedActor):
     """Runs one request (see the module docstring)."""
+
+    own_messages: ClassVar[tuple[type, ...]] = (_Begin, _AttemptEnded, _RetryDue, _DeadlinePassed)
 
     def __init__(self, ctx: RequestContext, env: TaskEnv) -> None:
         super().__init__()
@@ -174,12 +162,13 @@ class StreamTask(SupervisedActor):
         self.actor_ref.tell(_Begin())
 
     def on_failure(self, *_: Any) -> None:
+        self.ctx.crashes += 1
         self._abandon_attempt()
         self._cancel_timers()
 
     def on_stop(self) -> None:
         if self.stopping_for_restart:
-            # Its supervisor crashed and starts it again: the next incarnation picks the
+            # Its supervisor went down and starts it again: the next incarnation picks the
             # request up (from scratch, or ends it in-band past the commit point).
             self._abandon_attempt()
             self._cancel_timers()
@@ -190,6 +179,8 @@ class StreamTask(SupervisedActor):
             self._abandon_attempt()
             self._stopping = True
             self._fail(SupervisionError("the request was stopped before it finished (shutdown)"))
+        # Ended already (its attempt sent Done) but not yet booked: free its slot anyway.
+        self.env.task_finished(self.ctx.id)
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -210,13 +201,21 @@ class StreamTask(SupervisedActor):
 
     def _begin(self) -> None:
         ctx = self.ctx
+        # An attempt a crashed incarnation left running delivers nothing from here on, so
+        # what the caller has seen (``committed``) is settled before it is read.
+        ctx.fence()
         if ctx.finished.is_set():
+            # Ended while no incarnation was listening (its attempt sent Done): book it.
+            self.env.task_finished(ctx.id)
             self.stop()
             return
         ctx.restarts += 1
         if ctx.restarts > 1:
             log.warning("stream_task_restarted", request_id=ctx.id, committed=ctx.committed)
-            if ctx.committed or ctx.restarts > 1 + MAX_TASK_RESTARTS:
+            # Past the commit point a restarted task ends the request in-band (§3); before
+            # it, it starts over, unless its own crashes keep recurring (a restart with its
+            # supervisor counts no crash of its own).
+            if ctx.committed or ctx.crashes > MAX_TASK_RESTARTS:
                 self._fail(
                     ctx.cut_error
                     or ActorCrashedError("the request's stream task crashed after it began")
@@ -299,8 +298,10 @@ class StreamTask(SupervisedActor):
             return self._wait_for_recovery(route, attempt, mode, permit, entry)
         self._tokens += 1
         token = self._tokens
+        owner = object()
+        self.ctx.own(owner)
         future = self.env.data_plane.submit(
-            run_attempt(entry.provider, self.ctx, route.model, mode)
+            run_attempt(entry.provider, self.ctx, route.model, mode, owner)
         )
         self._current = _Current(token, route, entry, attempt, permit, mode, future)
         self.ctx.sink.attach(future)
@@ -552,6 +553,7 @@ class StreamTask(SupervisedActor):
 
     def _abandon_attempt(self) -> None:
         current, self._current = self._current, None
+        self.ctx.fence()
         if current is not None:
             current.future.cancel()
             if current.entry.handle is not None:

@@ -70,6 +70,10 @@ class Incarnation:
         """Set once the actor has stopped and its supervisor has been told."""
         self.restarting = False
         """Set by the supervisor before it stops this incarnation to start another one."""
+        self.final = False
+        """Set by whoever stops this incarnation for good (its supervisor retiring it, a
+        top-level stop). A supervisor stopped neither way (it stopped itself, or its ref
+        was stopped) keeps its children for the incarnation its own supervisor restarts."""
         self._leftovers: list[Any] = []
         self._actor: SupervisedActor | None = None
 
@@ -133,6 +137,11 @@ class SupervisedActor(pykka.ThreadingActor):
     expected_exceptions: ClassVar[tuple[type[Exception], ...]] = ()
     """Exception types a handler may raise to answer an ``ask`` without crashing."""
 
+    own_messages: ClassVar[tuple[type, ...]] = ()
+    """Types of the messages an actor tells itself (timers, its attempts' ends): they
+    mean something only to the incarnation that sent them, so when it dies they are
+    dropped, never handed to the next one with the rest of its unhandled inbox."""
+
     def __init__(self) -> None:
         super().__init__()
         incarnation: Incarnation | None = getattr(_binding, "incarnation", None)
@@ -174,7 +183,7 @@ class SupervisedActor(pykka.ThreadingActor):
                 else:
                     dead = pykka.ActorDeadError(f"{self.actor_ref} stopped before handling it")
                     envelope.reply_to.set_exception((pykka.ActorDeadError, dead, None))
-            elif not isinstance(message, _Wake | pykka_messages._ActorStop):
+            elif not isinstance(message, (_Wake, pykka_messages._ActorStop, *self.own_messages)):
                 tells.append(message)
         return tells
 

@@ -40,6 +40,10 @@ class Spawn:
     spec: ChildSpec
     on_error: Callable[[SupervisionError], None]
 
+    def undeliverable(self, error: BaseException) -> None:
+        """The supervisor will never start it: its sender hears so through ``on_error``."""
+        self.on_error(SupervisionError(f"child {self.spec.id!r} not started: {error}"))
+
 
 @dataclass(frozen=True, slots=True)
 class RestartBackoff:

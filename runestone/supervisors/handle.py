@@ -296,6 +296,7 @@ class SupervisorHandle(ActorHandle):
         incarnation = self._slot.incarnation
         if incarnation is None or incarnation.ref is None:
             return
+        incarnation.final = True
         try:
             incarnation.ref.stop(block=True, timeout=timeout)
         except pykka.Timeout as exc:

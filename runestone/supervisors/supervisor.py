@@ -103,6 +103,7 @@ class Supervisor(SupervisedActor):
     """A pykka actor that supervises its children. Reach it through a :class:`SupervisorHandle`."""
 
     expected_exceptions: ClassVar[tuple[type[Exception], ...]] = (SupervisionError,)
+    own_messages: ClassVar[tuple[type, ...]] = (RetryRestart,)
 
     def __init__(
         self,
@@ -168,11 +169,11 @@ class Supervisor(SupervisedActor):
         log.info("supervisor_started", supervisor=self.name, children=list(self._children))
 
     def on_stop(self) -> None:
-        # Stopped by its own supervisor to be restarted: its children will be restarted
-        # by the next incarnation, so what they were sent is kept for them.
-        self._shutdown_all(
-            ChildState.RESTARTING if self.stopping_for_restart else ChildState.STOPPED
-        )
+        # Unless stopped for good, its own supervisor decides what comes next: kept for a
+        # restart, its children (and what they were sent) go to the next incarnation; the
+        # store is closed if none comes.
+        final = self._incarnation is None or self._incarnation.final
+        self._shutdown_all(ChildState.STOPPED if final else ChildState.RESTARTING)
         log.info("supervisor_stopped", supervisor=self.name)
 
     def on_failure(self, *_: Any) -> None:
@@ -259,6 +260,7 @@ class Supervisor(SupervisedActor):
                 child.retire()
             return
         incarnation.restarting = then is ChildState.RESTARTING
+        incarnation.final = then is ChildState.STOPPED
         try:
             incarnation.ref.stop(block=True, timeout=child.spec.shutdown)
         except pykka.Timeout:

@@ -3,12 +3,14 @@ never dressed up as an upstream failure."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 import runestone
+from runestone.actors.attempt import AttemptMode, RequestContext, run_attempt
 from runestone.exceptions import ErrorClass
 from runestone.messages import ChatRequest, Done, StreamError, StreamEvent, TextDelta
 from runestone.providers.registry import REGISTRY
@@ -114,3 +116,64 @@ def test_a_bug_after_content_ends_the_stream_with_an_internal_error_in_band(
     assert final.error_class is ErrorClass.INTERNAL
     assert final.content_delivered is True
     assert not any(isinstance(event, Done) for event in events)
+
+
+class GatedProvider:
+    """Streams "a", then waits for ``gate``, then streams "b" and ends."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.first_sent = asyncio.Event()
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        yield TextDelta("a")
+        self.first_sent.set()
+        await self.gate.wait()
+        yield TextDelta("b")
+        yield Done("stop")
+
+    def estimate_cost(self, model: str, usage: Any) -> None:
+        return None
+
+
+class ListSink:
+    cancelled = False
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    async def send(self, event: Any) -> None:
+        self.events.append(event)
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.events.append("finished")
+
+
+def test_a_fenced_off_attempt_delivers_nothing_more_and_never_ends_the_request() -> None:
+    async def scenario() -> tuple[RequestContext, ListSink]:
+        sink = ListSink()
+        ctx = RequestContext(
+            id="r",
+            request=ChatRequest.from_dict({"model": "m", "messages": USER, "stream": True}),
+            sink=sink,  # type: ignore[arg-type]
+            deadline=1e9,
+        )
+        provider = GatedProvider()
+        token = object()
+        ctx.own(token)
+        attempt = asyncio.ensure_future(
+            run_attempt(provider, ctx, "m", AttemptMode.FRESH, token)  # type: ignore[arg-type]
+        )
+        await provider.first_sent.wait()
+        ctx.fence()  # its task crashed: a restarted one takes over from what was delivered
+        provider.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        return ctx, sink
+
+    ctx, sink = asyncio.run(scenario())
+    assert ctx.delivered == ["a"]
+    assert [e.text for e in sink.events if isinstance(e, TextDelta)] == ["a"]
+    assert not ctx.finished.is_set(), "the fenced attempt claimed no terminal"

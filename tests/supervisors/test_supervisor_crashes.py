@@ -11,6 +11,7 @@ import pykka
 import pytest
 
 from runestone.supervisors import (
+    ChildSpec,
     ChildState,
     DynamicSupervisor,
     ExitKind,
@@ -19,7 +20,7 @@ from runestone.supervisors import (
     start_supervisor,
     supervisor_spec,
 )
-from tests.supervisors.workers import Journal, crash_and_wait, worker_spec
+from tests.supervisors.workers import BoomError, Journal, Worker, crash_and_wait, worker_spec
 
 
 @dataclass(frozen=True)
@@ -173,3 +174,47 @@ def test_no_worker_outlives_a_stopped_tree_after_a_supervisor_crash(then: str) -
     root.stop()
     leftover: list[Any] = pykka.ActorRegistry.get_all()
     assert leftover == []
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A message an actor tells itself."""
+
+
+class SelfTelling(Worker):
+    own_messages = (Tick,)
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Tick():
+                self.journal.add("tick", self.name)
+                return None
+            case "tick then crash":
+                assert self.gate is not None
+                self.actor_ref.tell(Tick())  # queued behind what follows
+                self.gate.wait(5)
+                raise BoomError("crashed with its own tick still queued")
+        return super().on_receive(message)
+
+
+def test_what_an_actor_told_itself_dies_with_it_and_the_rest_goes_on() -> None:
+    journal = Journal()
+    gate = threading.Event()
+
+    def start() -> pykka.ActorRef[Any]:
+        return SelfTelling.start("w", journal, gate=gate)
+
+    root = start_supervisor([ChildSpec("w", start)], name="root")
+    try:
+        w = root.child("w")
+        first = w.incarnation
+        assert first is not None
+        w.tell("tick then crash")
+        w.tell(("note", "from outside"))
+        gate.set()
+        assert first.exited.wait(5)
+        assert w.ask("ping")[0] == "w"
+        assert journal.events("note") == ["from outside"], "a told message is handed over"
+        assert journal.events("tick") == [], "its own timer message is not"
+    finally:
+        root.stop()
