@@ -17,7 +17,13 @@ import structlog
 
 from runestone.actors.attempt import RequestContext
 from runestone.actors.stream_task import StreamTask, TaskEnv, end_unstarted
-from runestone.exceptions import ErrorClass, OverloadedError, RunestoneError, SupervisionError
+from runestone.exceptions import (
+    ErrorClass,
+    EscalationError,
+    OverloadedError,
+    RunestoneError,
+    SupervisionError,
+)
 from runestone.messages import StreamError
 from runestone.supervisors import ChildSpec, RestartType, Spawn, SupervisedActor, SupervisorHandle
 
@@ -197,7 +203,7 @@ class Pool(SupervisedActor):
         # spawn cannot hold up every caller behind it.
         def abandoned() -> None:
             end_unstarted(
-                ctx, env, SupervisionError("the request could not finish: its supervisors gave up")
+                ctx, env, EscalationError("the request could not finish: its supervisors gave up")
             )
 
         spec = ChildSpec(

@@ -36,7 +36,9 @@ from typing import Any, Final
 
 from runestone import exceptions
 from runestone.exceptions import (
+    ActorUnavailableError,
     ErrorClass,
+    EscalationError,
     NoCandidatesError,
     OverloadedError,
     ProviderError,
@@ -162,8 +164,19 @@ def from_exception(exc: BaseException, *, model: str = "") -> ApiError:
         return _provider_failure(
             exc.error_class, exc.message, exc.provider, exc.model, exc.retry_after
         )
-    if isinstance(exc, SupervisionError) and "stopped" in str(exc):
+    if isinstance(exc, EscalationError):
+        # Down for good: the process is about to exit and be restarted by its manager.
+        return ApiError(503, str(exc), code="system_down", retry_after=5)
+    if isinstance(exc, SupervisionError) and "the system is stop" in str(exc):
         return ApiError(503, "the server is shutting down", code="shutting_down", retry_after=1)
+    if isinstance(exc, ActorUnavailableError):
+        # A part of the gateway is restarting: honest, temporary, and worth a retry.
+        return ApiError(
+            503,
+            f"the gateway is briefly unavailable ({exc}); retry shortly",
+            code="temporarily_unavailable",
+            retry_after=1,
+        )
     return ApiError(
         500,
         f"the gateway failed internally ({type(exc).__name__}); the request was not answered",
@@ -196,6 +209,8 @@ def from_stream_error(event: StreamError, *, model: str = "") -> ApiError:
         return _provider_failure(
             event.error_class, event.message, event.provider, event.model, event.retry_after
         )
+    if known in (EscalationError, ActorUnavailableError):
+        return from_exception(known(event.message))
     if isinstance(known, type) and issubclass(known, RunestoneError):
         # A crash of ours (a stream task that could not be restarted …): say so honestly.
         return ApiError(

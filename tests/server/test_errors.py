@@ -127,6 +127,23 @@ def test_a_stopped_system_is_a_503() -> None:
     assert (error.status, error.code) == (503, "shutting_down")
 
 
+def test_a_part_of_the_gateway_restarting_is_a_503_worth_a_retry_not_a_shutdown() -> None:
+    from runestone.exceptions import ActorUnavailableError
+
+    error = from_exception(ActorUnavailableError("'admission' is stopped; message not sent"))
+    assert (error.status, error.code, error.retry_after) == (503, "temporarily_unavailable", 1)
+
+
+def test_a_system_down_for_good_is_a_503_naming_why() -> None:
+    from runestone.exceptions import EscalationError
+
+    error = from_exception(EscalationError("the system is down: its root supervisor gave up"))
+    assert (error.status, error.code) == (503, "system_down")
+    assert "root supervisor gave up" in error.message
+    event = StreamError(ErrorClass.SERVER_ERROR, "its supervisors gave up", kind="EscalationError")
+    assert (from_stream_error(event).status, from_stream_error(event).code) == (503, "system_down")
+
+
 def test_a_provider_error_raised_is_mapped_like_its_event() -> None:
     error = from_exception(RateLimitedError("slow down", provider="p", model="m", retry_after=7))
     assert (error.status, error.headers()) == (429, {"retry-after": "7"})
