@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(sorted(k.value for k in ALL_KINDS)),
         help="comma-separated action kinds (default: all)",
     )
-    parser.add_argument("--safe", action="store_true", help="only the kinds the code survives now")
+    parser.add_argument(
+        "--safe", action="store_true", help="only the kinds that exposed none of issue 9's bugs"
+    )
     args = parser.parse_args(argv)
     kinds = frozenset(Kind(name) for name in args.kinds.split(",") if name)
     if args.safe:
