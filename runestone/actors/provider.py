@@ -211,6 +211,10 @@ class ProviderActor(SupervisedActor):
         if ticket is None:
             self._schedule_recovery_probe()
             return
+        self._run_probe(lambda f: RecoveryProbeResult(ticket, f))
+
+    def _run_probe(self, result: Callable[[concurrent.futures.Future[HealthCheck]], Any]) -> None:
+        """Start the provider's probe on the data plane; its end comes back as ``result(f)``."""
         assert self._probe is not None
         own = self.actor_ref
         try:
@@ -220,7 +224,7 @@ class ProviderActor(SupervisedActor):
 
         def done(f: concurrent.futures.Future[HealthCheck]) -> None:
             with contextlib.suppress(pykka.ActorDeadError):
-                own.tell(RecoveryProbeResult(ticket, f))
+                own.tell(result(f))
 
         future.add_done_callback(done)
 
@@ -261,18 +265,7 @@ class ProviderActor(SupervisedActor):
         self._probe_timer = self._clock.call_later(self._probe_interval, due)
 
     def _start_probe(self) -> None:
-        assert self._probe is not None
-        own = self.actor_ref
-        try:
-            future = self._probe()
-        except RuntimeError:  # the data plane is stopping
-            return
-
-        def done(f: concurrent.futures.Future[HealthCheck]) -> None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                own.tell(ProbeResult(f))
-
-        future.add_done_callback(done)
+        self._run_probe(ProbeResult)
 
     def _probed(self, future: concurrent.futures.Future[HealthCheck]) -> None:
         try:
