@@ -153,3 +153,43 @@ def test_an_invalid_request_error_event_mid_answer_ends_it_with_the_providers_re
         assert text
         assert text != KNOWN_TEXT
         assert [a.model for a in up.attempts] == ["invalid-event-after:2"]
+
+
+def test_when_every_circuit_is_open_traffic_returns_within_the_probe_cap_of_recovery(
+    start_system: Start,
+) -> None:
+    breaker = {
+        "consecutive_failures": 1,
+        "recovery": 30,
+        "jitter": 0,
+        "probe_interval": PROBE_INTERVAL,
+        "probe_interval_max": PROBE_CAP,
+    }
+    with FakeUpstream() as up:
+        cfg = config(
+            {
+                name: block(
+                    up,
+                    models("down-for:1"),
+                    retry={"max_attempts": 1, "max_retry_after": 2},
+                    circuit_breaker=breaker,
+                )
+                for name, block in (("primary", openai_provider), ("backup", anthropic_provider))
+            },
+            aliases={"m": ["primary/down-for:1", "backup/down-for:1"]},
+        )
+        system = start_system(cfg)
+        up.reset()  # both are down from now, for one second
+        recovered_at = time.monotonic() + 1.0
+        outcomes: list[tuple[float, bool]] = []
+        while time.monotonic() < recovered_at + 1.0:
+            started = time.monotonic()
+            _, events = run(system, "m")
+            outcomes.append((started, isinstance(terminal(events), Done)))
+        assert not all(ok for _, ok in outcomes), "the outage was seen (panic mode)"
+        late = [ok for started, ok in outcomes if started >= recovered_at + PROBE_CAP + SLACK]
+        assert late, "requests ran after the recovery"
+        assert all(late), "no 503 once a probe could have seen the recovery"
+        # Panic mode probed rather than refused: nobody waited the 30 s recovery time.
+        metrics = system.metrics.render().decode()
+        assert "runestone_recovery_probes_total" in metrics
