@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runestone.supervisors.actor import Incarnation, SupervisedActor
+from runestone.supervisors.actor import Incarnation, StopIntent, SupervisedActor
 from runestone.supervisors.delivery import Rejectable, reject
 from runestone.supervisors.dynamic import DynamicSupervisor, RestartBackoff, Spawn
 from runestone.supervisors.exits import ChildExited, ExitKind, ExitReason
@@ -49,6 +49,7 @@ __all__ = [
     "RestartStrategy",
     "RestartType",
     "Spawn",
+    "StopIntent",
     "SupervisedActor",
     "Supervisor",
     "SupervisorHandle",

@@ -19,6 +19,7 @@ reach the asker and the actor keeps running.
 
 from __future__ import annotations
 
+import enum
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -34,11 +35,20 @@ from runestone.exceptions import ActorCrashedError
 from runestone.supervisors.delivery import reject
 from runestone.supervisors.exits import ExitReason
 
-__all__ = ["Incarnation", "SupervisedActor"]
+__all__ = ["Incarnation", "StopIntent", "SupervisedActor"]
 
 log = structlog.get_logger(__name__)
 
 _binding = threading.local()
+
+
+class StopIntent(enum.StrEnum):
+    """Why an incarnation is being stopped by someone else."""
+
+    RESTART = "restart"
+    """Its supervisor starts another incarnation: what it holds is kept for that one."""
+    FOR_GOOD = "for_good"
+    """Retired, or a top-level stop: what it was sent is rejected to the senders."""
 
 
 class _Wake:
@@ -68,12 +78,9 @@ class Incarnation:
         """Set once ``on_start`` has returned or raised."""
         self.exited = threading.Event()
         """Set once the actor has stopped and its supervisor has been told."""
-        self.restarting = False
-        """Set by the supervisor before it stops this incarnation to start another one."""
-        self.final = False
-        """Set by whoever stops this incarnation for good (its supervisor retiring it, a
-        top-level stop). A supervisor stopped neither way (it stopped itself, or its ref
-        was stopped) keeps its children for the incarnation its own supervisor restarts."""
+        self.stop_intent: StopIntent | None = None
+        """Why whoever stops this incarnation does so; None when it stops on its own (or its
+        ref is stopped directly), which leaves the next step to its supervisor."""
         self._leftovers: list[Any] = []
         self._actor: SupervisedActor | None = None
 
@@ -190,7 +197,8 @@ class SupervisedActor(pykka.ThreadingActor):
     @property
     def stopping_for_restart(self) -> bool:
         """Stopped by its supervisor to be started again (not for good)."""
-        return self._incarnation is not None and self._incarnation.restarting
+        incarnation = self._incarnation
+        return incarnation is not None and incarnation.stop_intent is StopIntent.RESTART
 
     def _actor_loop_setup(self) -> None:
         try:

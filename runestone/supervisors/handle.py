@@ -20,7 +20,7 @@ import pykka
 import structlog
 
 from runestone.exceptions import ActorUnavailableError
-from runestone.supervisors.actor import Incarnation
+from runestone.supervisors.actor import Incarnation, StopIntent
 from runestone.supervisors.delivery import reject as reject_messages
 from runestone.supervisors.requests import (
     ChildCounts,
@@ -296,7 +296,7 @@ class SupervisorHandle(ActorHandle):
         incarnation = self._slot.incarnation
         if incarnation is None or incarnation.ref is None:
             return
-        incarnation.final = True
+        incarnation.stop_intent = StopIntent.FOR_GOOD
         try:
             incarnation.ref.stop(block=True, timeout=timeout)
         except pykka.Timeout as exc:

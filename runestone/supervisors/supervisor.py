@@ -30,7 +30,7 @@ from runestone.exceptions import (
     EscalationError,
     SupervisionError,
 )
-from runestone.supervisors.actor import Incarnation, SupervisedActor
+from runestone.supervisors.actor import Incarnation, StopIntent, SupervisedActor
 from runestone.supervisors.exits import ChildExited, ExitKind, ExitReason
 from runestone.supervisors.handle import ActorHandle, Slot, SupervisorHandle
 from runestone.supervisors.intensity import IntensityPolicy, RestartIntensity
@@ -172,8 +172,9 @@ class Supervisor(SupervisedActor):
         # Unless stopped for good, its own supervisor decides what comes next: kept for a
         # restart, its children (and what they were sent) go to the next incarnation; the
         # store is closed if none comes.
-        final = self._incarnation is None or self._incarnation.final
-        self._shutdown_all(ChildState.STOPPED if final else ChildState.RESTARTING)
+        incarnation = self._incarnation
+        for_good = incarnation is None or incarnation.stop_intent is StopIntent.FOR_GOOD
+        self._shutdown_all(ChildState.STOPPED if for_good else ChildState.RESTARTING)
         log.info("supervisor_stopped", supervisor=self.name)
 
     def on_failure(self, *_: Any) -> None:
@@ -259,8 +260,9 @@ class Supervisor(SupervisedActor):
             if then is ChildState.STOPPED:
                 child.retire()
             return
-        incarnation.restarting = then is ChildState.RESTARTING
-        incarnation.final = then is ChildState.STOPPED
+        incarnation.stop_intent = (
+            StopIntent.RESTART if then is ChildState.RESTARTING else StopIntent.FOR_GOOD
+        )
         try:
             incarnation.ref.stop(block=True, timeout=child.spec.shutdown)
         except pykka.Timeout:
@@ -271,6 +273,8 @@ class Supervisor(SupervisedActor):
                 timeout=child.spec.shutdown,
             )
             incarnation.abandon()
+            if then is ChildState.STOPPED:
+                child.retire()
             return
         incarnation.exited.wait(child.spec.shutdown)
         leftovers = incarnation.take_leftovers()

@@ -251,14 +251,19 @@ class Excuses:
 
     crashed_tasks: set[str] = field(default_factory=set)
     stopped_tasks: set[str] = field(default_factory=set)
-    task_subtree_events: list[float] = field(default_factory=list)
-    """Times the pool or task supervisor was crashed or stopped."""
+    task_subtree_events: list[float | tuple[float, float]] = field(default_factory=list)
+    """When the pool or task supervisor was crashed or stopped: a time, or the window
+    from the action to the supervisor's restart (a crash lands when it is handled)."""
     stop_windows: list[tuple[float, float, str]] = field(default_factory=list)
     """(from, to, target) of every stop-and-restart of a control-plane actor."""
 
     def overlaps_subtree_event(self, record: RequestRecord) -> bool:
         end = record.ended if record.ended is not None else float("inf")
-        return any(record.started <= t <= end for t in self.task_subtree_events)
+        for event in self.task_subtree_events:
+            begin, finish = event if isinstance(event, tuple) else (event, event)
+            if record.started <= finish and begin <= end:
+                return True
+        return False
 
     def stop_overlapping(self, record: RequestRecord) -> str | None:
         end = record.ended if record.ended is not None else float("inf")
@@ -392,8 +397,10 @@ class ChaosReport:
 # ------------------------------------------------------------------------------ the set-up
 
 
-def _provider(kind: str, base_url: str, models: Iterable[str]) -> dict[str, Any]:
-    return {
+def _provider(
+    kind: str, base_url: str, models: Iterable[str], *, healthy: bool = False
+) -> dict[str, Any]:
+    block: dict[str, Any] = {
         "type": kind,
         "api_key": f"sk-test-chaos-{kind}",
         "base_url": base_url,
@@ -402,6 +409,16 @@ def _provider(kind: str, base_url: str, models: Iterable[str]) -> dict[str, Any]
         "circuit_breaker": {"consecutive_failures": 5, "recovery": 0.5, "min_calls": 20},
         "models": {name: {} for name in models},
     }
+    if healthy:
+        # The candidate that is always there: a loaded machine's slow tokens must not make
+        # it look dead (tight timeouts are for the primary, whose stalls are the faults).
+        block["timeouts"] = {"connect": 5, "first_token": 5, "idle": 5, "total": 30}
+        block["circuit_breaker"] = {
+            "consecutive_failures": 1000,
+            "failure_rate": 1.0,
+            "recovery": 0.5,
+        }
+    return block
 
 
 def _config(settings: ChaosSettings, primary: Any, backup: Any) -> dict[str, Any]:
@@ -414,7 +431,7 @@ def _config(settings: ChaosSettings, primary: Any, backup: Any) -> dict[str, Any
     return {
         "providers": {
             "primary": _provider("openai", primary.openai_base_url, ["healthy", *faults]),
-            "backup": _provider("anthropic", backup.anthropic_base_url, ["healthy"]),
+            "backup": _provider("anthropic", backup.anthropic_base_url, ["healthy"], healthy=True),
         },
         "routing": {
             "policy": "priority",
@@ -731,8 +748,7 @@ class _Schedule:
             case Kind.STOP_PROVIDERS_SUP:
                 self._stop_child(root, "providers")
             case Kind.CRASH_POOL_SUP:
-                self._excuses.task_subtree_events.append(time.monotonic())
-                root.child("pool").tell(Poison())
+                self._crash_subtree(root.child("pool"))
             case Kind.STOP_POOL_SUP:
                 self._excuses.task_subtree_events.append(time.monotonic())
                 self._stop_child(root, "pool")
@@ -742,8 +758,7 @@ class _Schedule:
             case Kind.STOP_ADMISSION:
                 self._stop_child(root.child("pool"), "admission")
             case Kind.CRASH_TASKS_SUP:
-                self._excuses.task_subtree_events.append(time.monotonic())
-                root.child("pool").child("tasks").tell(Poison())
+                self._crash_subtree(root.child("pool").child("tasks"))
             case Kind.STOP_TASKS_SUP:
                 self._excuses.task_subtree_events.append(time.monotonic())
                 self._stop_child(root.child("pool"), "tasks")
@@ -765,6 +780,18 @@ class _Schedule:
                 self._primary.flap(0.05 + 0.2 * pick, self._stop)
             case _:
                 raise ValueError(f"{kind} is not a scheduled action")
+
+    def _crash_subtree(self, supervisor: Any) -> None:
+        """Crash the pool or task supervisor; the excuse window lasts until it is back."""
+        begin = time.monotonic()
+        incarnation = supervisor.incarnation
+        supervisor.tell(Poison())
+        try:
+            if incarnation is not None:
+                incarnation.exited.wait(_CONTROL_TIMEOUT)
+            supervisor.ref(timeout=_CONTROL_TIMEOUT)
+        finally:
+            self._excuses.task_subtree_events.append((begin, time.monotonic()))
 
     def _provider(self, pick: float) -> Any:
         entries = list(self._system.directory.entries().values())
