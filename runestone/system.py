@@ -395,6 +395,12 @@ class System:
             providers=_Lookup(lambda: root.child("providers")),
             tasks=_Lookup(lambda: pool_sup().child("tasks")),
         )
+        # Resolved now, on the starting thread: their slots outlive every restart, so no
+        # request (on the server's loop, say) ever waits on a supervisor to look one up.
+        handles = holder.handles
+        for lookup in (handles.pool, handles.router, handles.factory, handles.providers):
+            lookup()
+        handles.tasks()  # (typed apart: a supervisor's handle)
         log.info(
             "system_started",
             providers=list(config.providers),
