@@ -165,13 +165,6 @@ class _Lookup:
         self._handle: ActorHandle | None = None
         self._lock = threading.Lock()
 
-    def cached(self) -> Any:
-        """The handle if it is known and not retired, without looking it up."""
-        handle = self._handle
-        if handle is None or handle.state is ChildState.STOPPED:
-            return None
-        return handle
-
     def __call__(self) -> Any:
         handle = self._handle
         if handle is None or handle.state is ChildState.STOPPED:
@@ -307,7 +300,6 @@ class System:
         task_env = TaskEnv(
             directory=self.directory,
             router=lambda: holder.get().router(),
-            pool=lambda: holder.get().pool(),
             data_plane=self.data_plane,
             clock=clock,
             resume=config.routing.resume,

@@ -96,7 +96,6 @@ class TaskEnv:
 
     directory: Directory
     router: Callable[[], ActorHandle]
-    pool: Callable[[], ActorHandle]
     data_plane: DataPlane
     clock: Clock
     resume: ResumeConfig
