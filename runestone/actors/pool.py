@@ -199,8 +199,6 @@ class Pool(SupervisedActor):
             log.error("stream_task_spawn_failed", request_id=ctx.id, error=str(exc))
             end_unstarted(ctx, env, OverloadedError(f"could not start the request: {exc}"))
 
-        # Told, not asked: admission never waits for a task to be built, so one slow
-        # spawn cannot hold up every caller behind it.
         def abandoned() -> None:
             end_unstarted(
                 ctx, env, EscalationError("the request could not finish: its supervisors gave up")
@@ -209,6 +207,8 @@ class Pool(SupervisedActor):
         spec = ChildSpec(
             ctx.id, start, restart=RestartType.TRANSIENT, await_start=False, on_abandon=abandoned
         )
+        # Told, not asked: admission never waits for a task to be built, so one slow
+        # spawn cannot hold up every caller behind it.
         try:
             self._tasks().tell(Spawn(spec, not_started))
         except SupervisionError as exc:
