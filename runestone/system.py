@@ -92,32 +92,28 @@ log = structlog.get_logger(__name__)
 
 
 class _LoopTimer:
-    __slots__ = ("cancelled", "handle", "loop")
+    __slots__ = ("cancelled", "data_plane", "handle")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self, data_plane: DataPlane) -> None:
+        self.data_plane = data_plane
         self.cancelled = False
         self.handle: asyncio.TimerHandle | None = None
 
     def is_cancelled(self) -> bool:
+        # A call, not the attribute: read after ``call_later``, the flag may have changed
+        # on another thread (mypy would take the earlier check as still holding).
         return self.cancelled
 
     def cancel(self) -> None:
         self.cancelled = True
         handle = self.handle
-        if handle is not None and not self.loop.is_closed():
+        loop = self.data_plane.loop
+        if handle is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
-                if _on_loop(self.loop):
+                if self.data_plane.in_loop_thread():
                     handle.cancel()
                 else:
-                    self.loop.call_soon_threadsafe(handle.cancel)
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
+                    loop.call_soon_threadsafe(handle.cancel)
 
 
 class LoopClock:
@@ -134,7 +130,7 @@ class LoopClock:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Cancellable:
         loop = self._data_plane.loop
-        timer = _LoopTimer(loop)
+        timer = _LoopTimer(self._data_plane)
 
         def fire() -> None:
             if not timer.cancelled:
@@ -378,10 +374,9 @@ class System:
         )
         metrics.watch_tree(lambda: None if self._stopped else root.tree(timeout=2))
         pool_sup = _Lookup(lambda: root.child("pool"))
-        pool_lookup = _Lookup(lambda: pool_sup().child("admission"))
         holder.handles = _Handles(
             root=root,
-            pool=pool_lookup,
+            pool=_Lookup(lambda: pool_sup().child("admission")),
             router=_Lookup(lambda: root.child("router")),
             factory=_Lookup(lambda: root.child("provider_factory")),
             providers=_Lookup(lambda: root.child("providers")),
@@ -390,9 +385,14 @@ class System:
         # Resolved now, on the starting thread: their slots outlive every restart, so no
         # request (on the server's loop, say) ever waits on a supervisor to look one up.
         handles = holder.handles
-        for lookup in (handles.pool, handles.router, handles.factory, handles.providers):
+        for lookup in (
+            handles.pool,
+            handles.router,
+            handles.factory,
+            handles.providers,
+            handles.tasks,
+        ):
             lookup()
-        handles.tasks()  # (typed apart: a supervisor's handle)
         log.info(
             "system_started",
             providers=list(config.providers),
@@ -414,7 +414,8 @@ class System:
         with self._escalation_lock:
             self._down = error
             callbacks = list(self._escalation_callbacks)
-        self._holder.root_exit.append(reason)  # after: whoever sees it sees the system down
+        # Recorded only now: whoever sees the exit already sees the system down.
+        self._holder.root_exit.append(reason)
         for callback in callbacks:
             try:
                 callback(error)

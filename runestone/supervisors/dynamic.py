@@ -122,8 +122,7 @@ class DynamicSupervisor(Supervisor):
             except ChildStartError as exc:
                 log.error("child_restart_failed", supervisor=self.name, error=str(exc))
                 self._children.pop(child.spec.id, None)
-                child.slot.mark(ChildState.RESTARTING)
-                child.abandon()
+                child.give_up()
 
     def on_stop(self) -> None:
         self._cancel_timers()

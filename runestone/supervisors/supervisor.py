@@ -94,9 +94,14 @@ class _Child:
     def abandon(self) -> None:
         """Its supervisor will never run again: a child that was to restart never will."""
         if self.slot.state is ChildState.RESTARTING:
-            self.retire()
-            if self.spec.on_abandon is not None:
-                self.spec.on_abandon()
+            self.give_up()
+
+    def give_up(self) -> None:
+        """It will never run again though its work was unfinished: retire it, and tell
+        whoever waits on that work (``on_abandon``)."""
+        self.retire()
+        if self.spec.on_abandon is not None:
+            self.spec.on_abandon()
 
 
 class Supervisor(SupervisedActor):
