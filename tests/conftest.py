@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+from runestone.supervisors import live_loop_actors
+
 pytest_plugins = ["runestone.testing.fixtures"]
 
 # Threads that libraries start once per process and keep on purpose.
@@ -22,7 +24,7 @@ def _live_threads() -> set[threading.Thread]:
 
 @pytest.fixture(autouse=True)
 def no_leftover_actors_or_threads(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a test that leaves a pykka actor or a new thread running after it ends.
+    """Fail a test that leaves an actor (thread or loop) or a new thread running after it ends.
 
     Threads get a short grace period to finish exiting (an actor's thread ends a
     moment after its stop future resolves); anything still alive then is a leak.
@@ -33,7 +35,7 @@ def no_leftover_actors_or_threads(request: pytest.FixtureRequest) -> Iterator[No
     deadline = time.monotonic() + _GRACE_SECONDS
     for thread in _live_threads() - before:
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    actors = pykka.ActorRegistry.get_all()
+    actors: list[object] = [*pykka.ActorRegistry.get_all(), *live_loop_actors()]
     leftover_threads = [
         t for t in _live_threads() - before if not t.name.startswith(_PROCESS_THREAD_PREFIXES)
     ]

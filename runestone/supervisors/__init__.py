@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from runestone.supervisors.actor import Incarnation, StopIntent, SupervisedActor
 from runestone.supervisors.delivery import Rejectable, reject
-from runestone.supervisors.dynamic import DynamicSupervisor, RestartBackoff, Spawn
+from runestone.supervisors.dynamic import DynamicSupervisor, LoopSupervisor, RestartBackoff, Spawn
 from runestone.supervisors.exits import ChildExited, ExitKind, ExitReason
 from runestone.supervisors.handle import ActorHandle, SupervisorHandle
 from runestone.supervisors.intensity import IntensityPolicy, RestartIntensity
+from runestone.supervisors.loop_actor import LoopActor, LoopActorRef, live_loop_actors
 from runestone.supervisors.requests import ChildCounts, ChildInfo, ChildState
 from runestone.supervisors.spec import ChildKind, ChildSpec, RestartType
 from runestone.supervisors.store import ChildStore
@@ -40,6 +41,9 @@ __all__ = [
     "ExitReason",
     "Incarnation",
     "IntensityPolicy",
+    "LoopActor",
+    "LoopActorRef",
+    "LoopSupervisor",
     "OneForAll",
     "OneForOne",
     "Rejectable",
@@ -53,6 +57,7 @@ __all__ = [
     "SupervisedActor",
     "Supervisor",
     "SupervisorHandle",
+    "live_loop_actors",
     "reject",
     "start_supervisor",
     "strategy_named",

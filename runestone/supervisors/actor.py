@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pykka
 import structlog
@@ -49,6 +49,25 @@ class StopIntent(enum.StrEnum):
     """Its supervisor starts another incarnation: what it holds is kept for that one."""
     FOR_GOOD = "for_good"
     """Retired, or a top-level stop: what it was sent is rejected to the senders."""
+
+
+class _Actor(Protocol):
+    """What an incarnation needs of its actor, of either kind (thread or loop)."""
+
+    @property
+    def actor_ref(self) -> Any: ...
+
+    def _abandon(self) -> None: ...
+
+    def _unhandled_tells(self) -> list[Any]: ...
+
+
+def bound_incarnation() -> Incarnation | None:
+    """The incarnation the actor being built belongs to (see :meth:`Incarnation.binding`);
+    only the first actor built in the block is the child."""
+    incarnation: Incarnation | None = getattr(_binding, "incarnation", None)
+    _binding.incarnation = None
+    return incarnation
 
 
 class _Wake:
@@ -82,7 +101,7 @@ class Incarnation:
         """Why whoever stops this incarnation does so; None when it stops on its own (or its
         ref is stopped directly), which leaves the next step to its supervisor."""
         self._leftovers: list[Any] = []
-        self._actor: SupervisedActor | None = None
+        self._actor: _Actor | None = None
 
     @contextmanager
     def binding(self) -> Iterator[None]:
@@ -101,10 +120,7 @@ class Incarnation:
         """Give up on a child that ignored stop: it ends after its current handler returns."""
         actor = self._actor
         if actor is not None:
-            pykka.ActorRegistry.unregister(actor.actor_ref)
-            actor.actor_stopped.set()
-            # An idle actor waits on its inbox: wake it so it sees it is stopped.
-            actor.actor_inbox.put(Envelope(_Wake()))
+            actor._abandon()
 
     def take_leftovers(self) -> list[Any]:
         """The told messages this incarnation never handled, in the order they were sent.
@@ -118,7 +134,7 @@ class Incarnation:
             leftovers.extend(actor._unhandled_tells())
         return leftovers
 
-    def _attach(self, actor: SupervisedActor) -> None:
+    def _attach(self, actor: _Actor) -> None:
         self._actor = actor
         self.ref = actor.actor_ref
 
@@ -151,8 +167,7 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def __init__(self) -> None:
         super().__init__()
-        incarnation: Incarnation | None = getattr(_binding, "incarnation", None)
-        _binding.incarnation = None  # only the first actor built in the block is the child
+        incarnation = bound_incarnation()
         self._incarnation = incarnation
         self._exit_reason: ExitReason | None = None
         if incarnation is not None:
@@ -262,6 +277,17 @@ class SupervisedActor(pykka.ThreadingActor):
             error=f"{type(exc).__name__}: {exc}",
             exc_info=(type(exc), exc, exc.__traceback__),
         )
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+
+    def _abandon(self) -> None:
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self.actor_stopped.set()
+        # An idle actor waits on its inbox: wake it so it sees it is stopped.
+        self.actor_inbox.put(Envelope(_Wake()))
+
+    def _halt(self) -> None:
+        """End without ``on_stop`` (a supervisor escalating): the loop exits after this handler."""
         pykka.ActorRegistry.unregister(self.actor_ref)
         self.actor_stopped.set()
 

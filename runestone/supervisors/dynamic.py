@@ -19,15 +19,17 @@ import structlog
 
 from runestone.clock import SYSTEM_CLOCK, Cancellable, Clock
 from runestone.exceptions import ChildStartError, SupervisionError
+from runestone.supervisors.actor import SupervisedActor
 from runestone.supervisors.handle import ActorHandle
 from runestone.supervisors.intensity import IntensityPolicy
+from runestone.supervisors.loop_actor import LoopActor
 from runestone.supervisors.requests import ChildState
 from runestone.supervisors.spec import ChildSpec, RestartType
 from runestone.supervisors.store import ChildStore
 from runestone.supervisors.strategies import ONE_FOR_ONE
-from runestone.supervisors.supervisor import RetryRestart, Supervisor, _Child
+from runestone.supervisors.supervisor import RetryRestart, SupervisorBase, _Child
 
-__all__ = ["DynamicSupervisor", "RestartBackoff", "Spawn"]
+__all__ = ["DynamicBase", "DynamicSupervisor", "LoopSupervisor", "RestartBackoff", "Spawn"]
 
 log = structlog.get_logger(__name__)
 
@@ -74,8 +76,8 @@ class RestartBackoff:
         return max(0.0, base + rng.uniform(-spread, spread))
 
 
-class DynamicSupervisor(Supervisor):
-    """A one_for_one supervisor of children added at run time, at most ``max_children``."""
+class DynamicBase(SupervisorBase):
+    """What a dynamic supervisor does, whichever kind of actor runs it."""
 
     default_restart: ClassVar[RestartType] = RestartType.TRANSIENT
     child_events_at_debug: ClassVar[bool] = True
@@ -179,3 +181,13 @@ class DynamicSupervisor(Supervisor):
         child = self._get(child_id)
         self._shutdown(child, ChildState.STOPPED)
         self._retire(child)
+
+
+class DynamicSupervisor(DynamicBase, SupervisedActor):
+    """A one_for_one supervisor of children added at run time, at most ``max_children``."""
+
+
+class LoopSupervisor(DynamicBase, LoopActor):
+    """A :class:`DynamicSupervisor` that lives on the data-plane loop, for loop-actor
+    children (the stream tasks): a child is started, stopped and restarted there, with
+    no thread crossing. Started with ``loop=`` (``supervisor_spec(..., loop=loop)``)."""

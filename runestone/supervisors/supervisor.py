@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
 import structlog
@@ -52,7 +52,7 @@ from runestone.supervisors.spec import ChildKind, ChildSpec, RestartType
 from runestone.supervisors.store import ChildStore
 from runestone.supervisors.strategies import ONE_FOR_ONE, RestartStrategy
 
-__all__ = ["Supervisor", "start_supervisor", "supervisor_spec"]
+__all__ = ["Supervisor", "SupervisorBase", "start_supervisor", "supervisor_spec"]
 
 log = structlog.get_logger(__name__)
 
@@ -104,8 +104,20 @@ class _Child:
             self.spec.on_abandon()
 
 
-class Supervisor(SupervisedActor):
-    """A pykka actor that supervises its children. Reach it through a :class:`SupervisorHandle`."""
+class SupervisorBase:
+    """What a supervisor does, whichever kind of actor runs it: mixed into
+    :class:`Supervisor` (a pykka thread actor) and the loop supervisors."""
+
+    # Provided by the actor class it is mixed with (SupervisedActor or LoopActor).
+    actor_ref: Any
+    _incarnation: Incarnation | None
+    _exit_reason: ExitReason | None
+    _halt: Callable[[], None]
+
+    if TYPE_CHECKING:
+
+        @classmethod
+        def start(cls, *args: Any, **kwargs: Any) -> Any: ...
 
     expected_exceptions: ClassVar[tuple[type[Exception], ...]] = (SupervisionError,)
     own_messages: ClassVar[tuple[type, ...]] = (RetryRestart,)
@@ -229,8 +241,9 @@ class Supervisor(SupervisedActor):
         except Exception as exc:
             raise ChildStartError(spec.id, exc) from exc
         if not incarnation.bound:
-            if isinstance(ref, pykka.ActorRef):
-                ref.stop(block=False)
+            stop = getattr(ref, "stop", None)
+            if callable(stop):
+                stop(block=False)
             raise ChildStartError(
                 spec.id, f"start must start a SupervisedActor, it returned {ref!r}"
             )
@@ -401,8 +414,7 @@ class Supervisor(SupervisedActor):
         # Kept for a restart: its own supervisor decides, and closes the store if it gives up.
         self._shutdown_all(ChildState.RESTARTING)
         self._exit_reason = ExitReason(ExitKind.ESCALATED, "intensity", str(error))
-        pykka.ActorRegistry.unregister(self.actor_ref)
-        self.actor_stopped.set()
+        self._halt()
 
     # -- the OTP control calls -------------------------------------------------------------
 
@@ -499,6 +511,10 @@ class Supervisor(SupervisedActor):
         }
 
 
+class Supervisor(SupervisorBase, SupervisedActor):
+    """A pykka actor that supervises its children. Reach it through a :class:`SupervisorHandle`."""
+
+
 def supervisor_spec(
     child_id: str,
     children: Sequence[ChildSpec],
@@ -509,7 +525,7 @@ def supervisor_spec(
     restart: RestartType = RestartType.PERMANENT,
     shutdown: float = 30.0,
     start_timeout: float = 30.0,
-    actor_class: type[Supervisor] = Supervisor,
+    actor_class: type[SupervisorBase] = Supervisor,
     **options: Any,
 ) -> ChildSpec:
     """A child spec for a nested supervisor named ``child_id`` (``actor_class`` picks the kind,
@@ -518,7 +534,7 @@ def supervisor_spec(
     store = ChildStore()
 
     def start() -> pykka.ActorRef[Any]:
-        return actor_class.start(
+        ref: pykka.ActorRef[Any] = actor_class.start(
             specs,
             name=child_id,
             strategy=strategy,
@@ -527,6 +543,7 @@ def supervisor_spec(
             store=store,
             **options,
         )
+        return ref
 
     return ChildSpec(
         child_id,
@@ -548,7 +565,7 @@ def start_supervisor(
     clock: Clock = SYSTEM_CLOCK,
     on_exit: Callable[[ExitReason], None] | None = None,
     start_timeout: float = 30.0,
-    actor_class: type[Supervisor] = Supervisor,
+    actor_class: type[SupervisorBase] = Supervisor,
     **kwargs: Any,
 ) -> SupervisorHandle:
     """Start a top-level supervisor and return its handle.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import hypothesis.strategies as st
 from hypothesis import settings
@@ -15,10 +16,13 @@ from hypothesis.stateful import (
 )
 
 from runestone.exceptions import ActorUnavailableError
+from runestone.io import DataPlane
 from runestone.supervisors import (
+    ChildSpec,
     ExitKind,
     ExitReason,
     IntensityPolicy,
+    LoopSupervisor,
     RestartStrategy,
     RestartType,
     SupervisorHandle,
@@ -26,7 +30,7 @@ from runestone.supervisors import (
     strategy_named,
 )
 from runestone.testing import FakeClock
-from tests.supervisors.workers import crash_and_wait, worker_spec
+from tests.supervisors.workers import crash_and_wait, loop_worker_spec, worker_spec
 
 # How a test makes a child exit, and whether that exit is abnormal.
 EXITS = {
@@ -52,13 +56,15 @@ class Model:
     restart_times: list[float] = field(default_factory=list)
     escalated: bool = False
     journal: list[str] = field(default_factory=list)
+    dynamic: bool = False
+    """OTP's dynamic supervisor: a child that exits for good is forgotten, whatever its kind."""
 
     def exit(self, child: str, abnormal: bool) -> None:
         self.running[child] = False
         kind = self.restart[child]
         should = kind is RestartType.PERMANENT or (kind is RestartType.TRANSIENT and abnormal)
         if not should:
-            if kind is RestartType.TEMPORARY:
+            if kind is RestartType.TEMPORARY or self.dynamic:
                 self._forget(child)
             return
         self.restart_times = [t for t in self.restart_times if self.now - t < self.max_seconds]
@@ -89,16 +95,38 @@ class Model:
         del self.starts[child]
 
 
+_KINDS = st.lists(st.sampled_from(list(RestartType)), min_size=1, max_size=4)
+_MAX_RESTARTS = st.integers(min_value=0, max_value=4)
+_MAX_SECONDS = st.sampled_from([1.0, 5.0, 10.0])
+_STRATEGIES = st.sampled_from(["one_for_one", "one_for_all", "rest_for_one"])
+
+
 class SupervisorMachine(RuleBasedStateMachine):
+    """A thread supervisor of thread actors (pykka), against the model."""
+
     root: SupervisorHandle | None = None
+    plane: DataPlane | None = None
+    dynamic = False
 
     @initialize(
-        strategy=st.sampled_from(["one_for_one", "one_for_all", "rest_for_one"]),
-        kinds=st.lists(st.sampled_from(list(RestartType)), min_size=1, max_size=4),
-        max_restarts=st.integers(min_value=0, max_value=4),
-        max_seconds=st.sampled_from([1.0, 5.0, 10.0]),
+        strategy=_STRATEGIES, kinds=_KINDS, max_restarts=_MAX_RESTARTS, max_seconds=_MAX_SECONDS
     )
     def boot(
+        self,
+        strategy: str,
+        kinds: list[RestartType],
+        max_restarts: int,
+        max_seconds: float,
+    ) -> None:
+        self._boot(strategy, kinds, max_restarts, max_seconds)
+
+    def child_spec(self, child_id: str, restart: RestartType) -> ChildSpec:
+        return worker_spec(child_id, restart=restart)
+
+    def supervisor_options(self) -> dict[str, Any]:
+        return {}
+
+    def _boot(
         self,
         strategy: str,
         kinds: list[RestartType],
@@ -116,21 +144,25 @@ class SupervisorMachine(RuleBasedStateMachine):
             max_seconds=max_seconds,
             running=dict.fromkeys(ids, True),
             starts=dict.fromkeys(ids, 1),
+            dynamic=self.dynamic,
         )
         chosen: RestartStrategy = strategy_named(strategy)
         self.root = start_supervisor(
-            [worker_spec(i, restart=k) for i, k in zip(ids, kinds, strict=True)],
+            [self.child_spec(i, k) for i, k in zip(ids, kinds, strict=True)],
             name="root",
             strategy=chosen,
             intensity=IntensityPolicy(max_restarts, max_seconds),
             clock=self.clock,
             on_exit=self.exits.append,
+            **self.supervisor_options(),
         )
         self.handles = {i: self.root.child(i) for i in ids}
 
     def teardown(self) -> None:
         if self.root is not None:
             self.root.stop()
+        if self.plane is not None:
+            self.plane.stop()
 
     @precondition(lambda self: not self.model.escalated)
     @rule(data=st.data(), how=st.sampled_from(sorted(EXITS)))
@@ -185,3 +217,54 @@ SupervisorMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=12, deadline=None
 )
 test_supervisor_matches_the_otp_model = SupervisorMachine.TestCase
+
+
+class LoopChildrenMachine(SupervisorMachine):
+    """A thread supervisor of loop actors: the same rules, whichever kind a child is."""
+
+    @initialize(
+        strategy=_STRATEGIES, kinds=_KINDS, max_restarts=_MAX_RESTARTS, max_seconds=_MAX_SECONDS
+    )
+    def boot(
+        self,
+        strategy: str,
+        kinds: list[RestartType],
+        max_restarts: int,
+        max_seconds: float,
+    ) -> None:
+        self.plane = DataPlane(name="model-loop").start()
+        self._boot(strategy, kinds, max_restarts, max_seconds)
+
+    def child_spec(self, child_id: str, restart: RestartType) -> ChildSpec:
+        assert self.plane is not None
+        return loop_worker_spec(child_id, self.plane.loop, restart=restart)
+
+
+class LoopSupervisorMachine(LoopChildrenMachine):
+    """A loop supervisor (a dynamic one: one_for_one) of loop actors."""
+
+    dynamic = True
+
+    @initialize(kinds=_KINDS, max_restarts=_MAX_RESTARTS, max_seconds=_MAX_SECONDS)
+    def boot(  # type: ignore[override]
+        self,
+        kinds: list[RestartType],
+        max_restarts: int,
+        max_seconds: float,
+    ) -> None:
+        self.plane = DataPlane(name="model-loop").start()
+        self._boot("one_for_one", kinds, max_restarts, max_seconds)
+
+    def supervisor_options(self) -> dict[str, Any]:
+        assert self.plane is not None
+        return {"actor_class": LoopSupervisor, "loop": self.plane.loop}
+
+
+LoopChildrenMachine.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=12, deadline=None
+)
+LoopSupervisorMachine.TestCase.settings = settings(
+    max_examples=40, stateful_step_count=12, deadline=None
+)
+test_loop_children_match_the_otp_model = LoopChildrenMachine.TestCase
+test_a_loop_supervisor_matches_the_otp_model = LoopSupervisorMachine.TestCase

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 import pykka
 
-from runestone.supervisors import ActorHandle, ChildSpec, RestartType, SupervisedActor
+from runestone.supervisors import ActorHandle, ChildSpec, LoopActor, RestartType, SupervisedActor
 
 
 @dataclass
@@ -115,3 +116,51 @@ def crash_and_wait(
     with contextlib.suppress(Exception):
         how(handle)
     assert incarnation.exited.wait(timeout), f"{incarnation} did not exit"
+
+
+class LoopWorker(LoopActor):
+    """:class:`Worker` as a loop actor: the same messages, handled on the data-plane loop."""
+
+    def __init__(self, name: str, journal: Journal | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self.journal = journal or Journal()
+        self.count = 0
+        self.threads: list[str] = []
+
+    def on_start(self) -> None:
+        self.journal.add("start", self.name)
+
+    def on_stop(self) -> None:
+        self.journal.add("stop", self.name)
+
+    def on_receive(self, message: Any) -> Any:
+        self.threads.append(threading.current_thread().name)
+        match message:
+            case "ping":
+                self.count += 1
+                return (self.name, self.count)
+            case "crash":
+                raise BoomError(f"{self.name} crashed")
+            case "interrupt":
+                raise KeyboardInterrupt(f"{self.name} interrupted")
+            case "stop":
+                self.stop()
+                return None
+            case ("note", text):
+                self.journal.add("note", text)
+                return None
+        raise ValueError(f"unknown message {message!r}")
+
+
+def loop_worker_spec(
+    child_id: str,
+    loop: asyncio.AbstractEventLoop,
+    journal: Journal | None = None,
+    *,
+    restart: RestartType = RestartType.PERMANENT,
+) -> ChildSpec:
+    def start() -> Any:
+        return LoopWorker.start(child_id, journal, loop=loop)
+
+    return ChildSpec(child_id, start, restart=restart, shutdown=5.0)
