@@ -390,6 +390,15 @@ class Sink(Generic[T]):
         if space is not None:
             await space
 
+    def put(self, item: T) -> None:
+        """Hand ``item`` over without waiting for space (from any thread): for the few
+        events that end a stream, which must not wait on a slow consumer."""
+        with self._lock:
+            if self._cancelled or self._closed:
+                return
+            self._items.append(item)
+            self._wake_consumer()
+
     def finish(self, error: BaseException | None = None) -> None:
         """End the stream; the consumer raises ``error`` after the items before it."""
         with self._lock:
@@ -445,7 +454,12 @@ class Sink(Generic[T]):
         if space is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(_resolve, space)
         if producer is not None:
-            producer.cancel()
+            if isinstance(producer, asyncio.Future) and _running_loop() is not self._loop:
+                # An asyncio task is cancelled on its own loop only.
+                with contextlib.suppress(RuntimeError):  # that loop is closed
+                    self._loop.call_soon_threadsafe(producer.cancel)
+            else:
+                producer.cancel()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -21,7 +21,6 @@ The supervision tree (ARCHITECTURE §1)::
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import itertools
 import os
@@ -37,7 +36,7 @@ import structlog
 from runestone.actors.attempt import AttemptRecord, RequestContext
 from runestone.actors.directory import Directory
 from runestone.actors.plans import RoutingBoard
-from runestone.actors.pool import GetStats, Pool, PoolStats, SetLimit, Submit
+from runestone.actors.pool import GetStats, Pool, PoolStats, SetLimit, submit
 from runestone.actors.provider_factory import (
     FactoryEnv,
     ProviderFactory,
@@ -46,11 +45,10 @@ from runestone.actors.provider_factory import (
     ReloadReport,
 )
 from runestone.actors.router import Router, UpdateRouting
-from runestone.actors.stream_task import TaskEnv, emit_events
+from runestone.actors.stream_task import TaskEnv
 from runestone.clock import Cancellable, Clock
 from runestone.config import Config, load_config
 from runestone.exceptions import (
-    ErrorClass,
     EscalationError,
     NoCandidatesError,
     NoHealthyUpstreamError,
@@ -77,10 +75,10 @@ from runestone.supervisors import (
     ChildSpec,
     ChildState,
     ChildStore,
-    DynamicSupervisor,
     ExitKind,
     ExitReason,
     IntensityPolicy,
+    LoopSupervisor,
     SupervisorHandle,
     start_supervisor,
     supervisor_spec,
@@ -238,9 +236,6 @@ class _Holder:
 
 _request_ids = itertools.count(1)
 
-GUARD_GRACE = 5.0
-"""Seconds past a request's deadline before its guard ends it (its task should have)."""
-
 
 class System:
     """A running Runestone (see the module docstring). Made by :func:`start`."""
@@ -303,14 +298,9 @@ class System:
         )
         task_env.new_context = self._context
         task_env.in_flight.on_change = metrics.in_flight.set
+        task_env.in_flight.limit = config.pool.max_in_flight
         routing_board = task_env.routing = RoutingBoard()
         self._task_env = task_env
-        # Stream tasks are actors with mailboxes of their own; their loops run on reused
-        # threads (one per task in flight) rather than a new thread per request.
-        self._task_threads = concurrent.futures.ThreadPoolExecutor(
-            max_workers=config.pool.max_in_flight + 16, thread_name_prefix="runestone-task"
-        )
-        task_env.executor = self._task_threads
         intensity = config.supervision
         max_in_flight = config.pool.max_in_flight
         # Stream tasks fail one by one; their restarts must not add up to an escalation
@@ -346,10 +336,13 @@ class System:
             supervisor_spec(
                 "pool",
                 [
+                    # Stream tasks are loop actors, started and supervised on the data-plane
+                    # loop: a request crosses no thread to get its task.
                     supervisor_spec(
                         "tasks",
                         [],
-                        actor_class=DynamicSupervisor,
+                        actor_class=LoopSupervisor,
+                        loop=self.data_plane.loop,
                         intensity=task_intensity,
                         clock=clock,
                         # The pool bounds requests; this only catches a leak. A finished task
@@ -358,7 +351,7 @@ class System:
                     ),
                     ChildSpec(
                         "admission",
-                        lambda: Pool.start(lambda: holder.get().tasks(), task_env, max_in_flight),
+                        lambda: Pool.start(lambda: holder.get().tasks(), task_env),
                     ),
                 ],
                 intensity=intensity,
@@ -467,13 +460,6 @@ class System:
                 handles.root.stop(timeout=timeout)
             except SupervisionError as exc:
                 log.error("system_stop_incomplete", error=str(exc))
-        self._task_threads.shutdown(wait=False, cancel_futures=True)
-        # Bounded: a task stuck in a handler must not hold the system's stop forever.
-        deadline = time.monotonic() + timeout
-        for thread in list(self._task_threads._threads):  # the executor's own threads
-            thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
-                log.error("stream_task_thread_did_not_exit", thread=thread.name)
 
     def __enter__(self) -> System:
         return self
@@ -513,32 +499,21 @@ class System:
         chat = request if isinstance(request, ChatRequest) else ChatRequest.from_dict(request)
         timeout = self.config.pool.request_timeout
         serial = next(_request_ids)
-        ctx = RequestContext(
+        # Whatever becomes of its actors, a request ends by its deadline: its one timer
+        # is armed when it is admitted (``submit``).
+        return RequestContext(
             # A caller's own id is kept, made unique: two requests may well share one.
             id=f"{request_id}#{serial}" if request_id else f"req-{serial}-{uuid.uuid4().hex[:8]}",
             request=chat,
             sink=sink,
             deadline=self.clock.monotonic() + timeout,
         )
-        # Whatever becomes of its actors, a request ends by its deadline (plus a grace for
-        # its task to say so itself): this guard ends it otherwise.
-        ctx.guard = self.clock.call_later(timeout + GUARD_GRACE, lambda: self._guard(ctx))
-        return ctx
 
-    def _guard(self, ctx: RequestContext) -> None:
-        if not ctx.claim_terminal():
-            return
-        log.error("request_ended_by_guard", request_id=ctx.id)
-        event = StreamError(
-            ErrorClass.TOTAL_TIMEOUT,
-            "the request's deadline passed and its stream task never ended it",
-            content_delivered=ctx.committed,
-            attempts=tuple(ctx.attempts),
-            kind="SupervisionError",
-        )
-        with contextlib.suppress(RuntimeError):  # the data plane is stopping
-            self.data_plane.submit(emit_events(ctx.sink, [event]))
-        self._task_env.task_finished(ctx.id)  # its task never said so: free its slot
+    def _submit(self, ctx: RequestContext) -> None:
+        """Admit ``ctx`` here, on the caller's thread (no actor asked), and start it."""
+        error = submit(ctx, self._task_env, self._holder.get().tasks)
+        if error is not None:
+            raise error
 
     def stream(
         self, request: ChatRequest | Mapping[str, Any], *, request_id: str | None = None
@@ -554,7 +529,7 @@ class System:
             chat = chat.replace(stream=True)
         front: ThreadSink[Event] = ThreadSink(self.data_plane.loop)
         ctx = self._context(chat, front.sink, request_id)
-        self.pool.ask(Submit(ctx))
+        self._submit(ctx)
         return EventStream(front, ctx.id)
 
     def complete(
@@ -570,7 +545,7 @@ class System:
             chat = chat.replace(stream=False)
         front: ThreadSink[Event] = ThreadSink(self.data_plane.loop)
         ctx = self._context(chat, front.sink, request_id)
-        self.pool.ask(Submit(ctx))
+        self._submit(ctx)
         with contextlib.closing(front):
             return _response(ctx.id, list(front))
 
@@ -579,13 +554,13 @@ class System:
     ) -> AsyncIterator[Event]:
         """:meth:`stream` for asyncio callers: ``async for event in await system.astream(...)``.
 
-        Never blocks the caller's loop: admission is asked with ``tell`` and answered
-        through ``call_soon_threadsafe``.
+        Never blocks the caller's loop: admission is a counter, and the request crosses
+        into the data plane at most once (not at all on its own loop, under ``serve``).
         """
         chat = request if isinstance(request, ChatRequest) else ChatRequest.from_dict(request)
         front: AsyncSink[Event] = AsyncSink(self.data_plane.loop)
         ctx = self._context(chat, front.sink, request_id)
-        await self._admit(ctx)
+        self._submit(ctx)
         return front
 
     async def acomplete(
@@ -598,18 +573,6 @@ class System:
         stream = await self.astream(chat, request_id=request_id)
         events = [event async for event in stream]
         return _response(request_id or "", events)
-
-    async def _admit(self, ctx: RequestContext) -> None:
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[BaseException | None] = loop.create_future()
-
-        def reply(error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, answer, error)
-
-        self.pool.tell(Submit(ctx, reply))
-        error = await answer
-        if error is not None:
-            raise error
 
     # -- health and reload ------------------------------------------------------------------
 
@@ -667,11 +630,6 @@ class System:
         handles.pool().ask(SetLimit(new.pool.max_in_flight))
         self.config = new
         return report
-
-
-def _settle(future: asyncio.Future[BaseException | None], error: BaseException | None) -> None:
-    if not future.done():
-        future.set_result(error)
 
 
 def _response(request_id: str, events: list[Event]) -> Response:

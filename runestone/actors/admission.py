@@ -1,7 +1,8 @@
 """The count of requests in flight: one bounded set, shared by every Pool incarnation.
 
-Admission adds a request's id when it admits it; whoever ends the request (its
-stream task, the deadline guard, a refusal of its spawn) removes it, directly,
+Admission, checked where a request arrives (no actor asked), adds a request's
+id; whoever ends the request (its stream task, its deadline timer, a refusal of
+its spawn) removes it, directly,
 with no message to the Pool. So the count never lags a request's end, never
 leaks a slot when the Pool restarts (nothing is recounted), and a request ended
 while the Pool was down still frees its slot.
@@ -18,9 +19,11 @@ __all__ = ["InFlight"]
 class InFlight:
     """Thread-safe set of the ids of admitted requests that have not ended yet."""
 
-    __slots__ = ("_ids", "_lock", "admitted", "on_change", "refused")
+    __slots__ = ("_ids", "_lock", "admitted", "limit", "on_change", "refused")
 
-    def __init__(self, on_change: Callable[[int], None] | None = None) -> None:
+    def __init__(self, limit: int = 1000, on_change: Callable[[int], None] | None = None) -> None:
+        self.limit = limit
+        """The bound (``pool.max_in_flight``; a reload changes it here)."""
         self._ids: set[str] = set()
         self._lock = threading.Lock()
         self.admitted = 0
@@ -31,8 +34,11 @@ class InFlight:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def admit(self, request_id: str, limit: int) -> bool:
-        """Count ``request_id`` in unless ``limit`` requests are already in flight."""
+    def admit(self, request_id: str, limit: int | None = None) -> bool:
+        """Count ``request_id`` in unless ``limit`` (default: :attr:`limit`) requests are
+        already in flight."""
+        if limit is None:
+            limit = self.limit
         with self._lock:
             if len(self._ids) >= limit:
                 self.refused += 1

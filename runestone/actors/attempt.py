@@ -36,6 +36,8 @@ from runestone.messages import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from runestone.clock import Cancellable
     from runestone.io import Sink
     from runestone.providers import Provider
@@ -94,7 +96,9 @@ class RequestContext:
     cut_error: ProviderError | None = None
     finished: threading.Event = field(default_factory=threading.Event)
     guard: Cancellable | None = None
-    """The deadline guard (see ``System``): ends the request if its task never does."""
+    """The request's one deadline timer, armed at admission (``stream_task.expire``)."""
+    on_deadline: Callable[[], bool] | None = None
+    """How that timer reaches the stream task running the request now (False: it cannot)."""
     owner: object | None = None
     """The attempt allowed to deliver now; any other (one a crashed or stopped task left
     running while its cancellation is on its way) is fenced off."""

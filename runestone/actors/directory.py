@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from runestone.actors.gate import PermitGate
 from runestone.resilience import CircuitSnapshot, CircuitState, HealthSnapshot
 
 if TYPE_CHECKING:
@@ -50,6 +51,12 @@ class ProviderEntry:
     handle: ActorHandle | None = None
     status: ProviderStatus | None = None
     draining: bool = False
+    gate: PermitGate = field(default=None, compare=False)  # type: ignore[assignment]
+    """Its permit gate (one per entry, kept across restarts of its actor)."""
+
+    def __post_init__(self) -> None:
+        if getattr(self, "gate", None) is None:
+            object.__setattr__(self, "gate", PermitGate(self.name))
 
     @property
     def child_id(self) -> str:

@@ -1,22 +1,25 @@
 """The Pool: admits requests up to a bound and runs each as a stream task under a supervisor.
 
-Past ``max_in_flight`` a request is refused at once with :class:`OverloadedError`,
-never queued. Each admitted request gets a transient stream task under the
-dynamic supervisor beside the Pool, so a crashed task is restarted (and picks its
-request up again) without the Pool or any other request noticing. A restarted
-Pool recounts what is in flight from that supervisor.
+Admission (:func:`submit`) is a bounded counter checked where a request arrives:
+past ``max_in_flight`` a request is refused at once with :class:`OverloadedError`,
+never queued. Each admitted request gets a transient stream task, a loop actor,
+under the loop supervisor beside the Pool, so a crashed task is restarted (and
+picks its request up again) without the Pool or any other request noticing. The
+Pool actor is the actor-native door to the same admission, and owns its bound.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import structlog
 
+from runestone.actors.admission import InFlight
 from runestone.actors.attempt import RequestContext
-from runestone.actors.stream_task import StreamTask, TaskEnv, end_unstarted
+from runestone.actors.stream_task import StreamTask, TaskEnv, end_unstarted, expire
 from runestone.exceptions import (
     ErrorClass,
     EscalationError,
@@ -27,9 +30,20 @@ from runestone.exceptions import (
 from runestone.messages import StreamError
 from runestone.supervisors import ChildSpec, RestartType, Spawn, SupervisedActor, SupervisorHandle
 
-__all__ = ["ActorSink", "GetStats", "Pool", "PoolStats", "SetLimit", "StreamRequest", "Submit"]
+__all__ = [
+    "ActorSink",
+    "GetStats",
+    "Pool",
+    "PoolStats",
+    "SetLimit",
+    "StreamRequest",
+    "Submit",
+    "pool_stats",
+    "submit",
+]
 
 log = structlog.get_logger(__name__)
+_std_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,27 +146,28 @@ class PoolStats:
 
 
 class Pool(SupervisedActor):
-    """Admission and spawning (see the module docstring). Reach it through ``system.pool``."""
+    """The actor-native way in (see the module docstring). Reach it through ``system.pool``.
+
+    It admits what it is told or asked (``Submit``, ``StreamRequest``) with the same
+    :func:`submit` the System calls directly, and owns the bound (``SetLimit``)."""
 
     expected_exceptions: ClassVar[tuple[type[Exception], ...]] = (OverloadedError,)
 
-    def __init__(
-        self,
-        tasks: Callable[[], SupervisorHandle],
-        env: TaskEnv,
-        max_in_flight: int,
-    ) -> None:
+    def __init__(self, tasks: Callable[[], SupervisorHandle], env: TaskEnv) -> None:
         super().__init__()
         self._tasks = tasks
         self._env = env
-        self.max_in_flight = max_in_flight
         # Shared with every incarnation and every request's ender: nothing to recount.
         self._in_flight = env.in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._in_flight.limit
 
     def on_receive(self, message: Any) -> Any:
         match message:
             case Submit(ctx=ctx, reply=reply):
-                error = self._admit(ctx)
+                error = submit(ctx, self._env, self._tasks)
                 if reply is not None:
                     reply(error)
                 elif error is not None:
@@ -160,12 +175,9 @@ class Pool(SupervisedActor):
             case StreamRequest():
                 self._stream_request(message)
             case SetLimit(max_in_flight=limit):
-                self.max_in_flight = limit
+                self._in_flight.limit = limit
             case GetStats():
-                in_flight = self._in_flight
-                return PoolStats(
-                    len(in_flight), self.max_in_flight, in_flight.admitted, in_flight.refused
-                )
+                return pool_stats(self._in_flight)
             case _:
                 raise SupervisionError(f"pool got an unknown message {type(message).__name__}")
         return None
@@ -177,44 +189,75 @@ class Pool(SupervisedActor):
         except RunestoneError as exc:
             sink.put(StreamError(ErrorClass.BAD_REQUEST, str(exc), kind=type(exc).__name__))
             return
-        error = self._admit(ctx)
+        error = submit(ctx, self._env, self._tasks)
         if error is not None:
             sink.put(StreamError(ErrorClass.SERVER_ERROR, str(error), kind=type(error).__name__))
 
-    def _admit(self, ctx: RequestContext) -> BaseException | None:
-        # Counted in before its task can start (and end): a release never precedes its admit.
-        if not self._in_flight.admit(ctx.id, self.max_in_flight):
-            ctx.claim_terminal()  # refused: it ends here, and so does its deadline guard
-            log.warning("request_refused_overloaded", request_id=ctx.id, limit=self.max_in_flight)
-            return OverloadedError(
-                f"overloaded: {len(self._in_flight)} requests in flight, "
-                f"the limit is {self.max_in_flight}; retry shortly"
-            )
-        env = self._env
 
-        def start() -> Any:
-            return StreamTask.start(ctx, env)
+def pool_stats(in_flight: InFlight) -> PoolStats:
+    """The admission figures now (read without asking the Pool)."""
+    return PoolStats(len(in_flight), in_flight.limit, in_flight.admitted, in_flight.refused)
 
-        def not_started(exc: SupervisionError) -> None:
-            log.error("stream_task_spawn_failed", request_id=ctx.id, error=str(exc))
-            end_unstarted(ctx, env, OverloadedError(f"could not start the request: {exc}"))
 
-        def abandoned() -> None:
-            end_unstarted(
-                ctx, env, EscalationError("the request could not finish: its supervisors gave up")
-            )
+def submit(
+    ctx: RequestContext, env: TaskEnv, tasks: Callable[[], SupervisorHandle]
+) -> OverloadedError | None:
+    """Admit ``ctx`` where it arrives and start its stream task; the refusal, or None.
 
-        spec = ChildSpec(
-            ctx.id, start, restart=RestartType.TRANSIENT, await_start=False, on_abandon=abandoned
+    Admission is the bounded counter, checked here (no actor asked): past the bound
+    the request is refused at once. Admitted, it crosses into the data-plane loop
+    once (not at all from the loop itself), where its one deadline timer is armed and
+    its task is spawned under the task supervisor.
+    """
+    in_flight = env.in_flight
+    # Counted in before its task can start (and end): a release never precedes its admit.
+    if not in_flight.admit(ctx.id):
+        ctx.claim_terminal()  # refused: it ends here
+        log.warning("request_refused_overloaded", request_id=ctx.id, limit=in_flight.limit)
+        return OverloadedError(
+            f"overloaded: {len(in_flight)} requests in flight, "
+            f"the limit is {in_flight.limit}; retry shortly"
         )
-        # Told, not asked: admission never waits for a task to be built, so one slow
-        # spawn cannot hold up every caller behind it.
-        try:
-            self._tasks().tell(Spawn(spec, not_started))
-        except SupervisionError as exc:
-            log.error("stream_task_spawn_failed", request_id=ctx.id, error=str(exc))
-            ctx.claim_terminal()
-            self._in_flight.release(ctx.id)
-            return OverloadedError(f"could not start the request: {exc}")
-        log.info("request_started", request_id=ctx.id, model=ctx.request.model)
-        return None
+    data_plane = env.data_plane
+    try:
+        if data_plane.in_loop_thread():
+            _arrive(ctx, env, tasks)
+        else:
+            data_plane.call_soon_threadsafe(_arrive, ctx, env, tasks)
+    except RuntimeError as exc:  # the data plane is stopping
+        ctx.claim_terminal()
+        in_flight.release(ctx.id)
+        return OverloadedError(f"could not start the request: {exc}")
+    if _std_log.isEnabledFor(logging.DEBUG):
+        log.debug("request_started", request_id=ctx.id, model=ctx.request.model)
+    return None
+
+
+def _arrive(ctx: RequestContext, env: TaskEnv, tasks: Callable[[], SupervisorHandle]) -> None:
+    """On the loop: arm the request's one deadline timer and spawn its stream task."""
+    clock = env.clock
+    ctx.guard = clock.call_later(
+        max(0.0, ctx.deadline - clock.monotonic()), lambda: expire(ctx, env)
+    )
+    if ctx.finished.is_set():  # ended before it got here (a caller that went away)
+        ctx.guard.cancel()
+
+    def start() -> Any:
+        return StreamTask.start(ctx, env, loop=env.data_plane.loop)
+
+    def not_started(exc: SupervisionError) -> None:
+        log.error("stream_task_spawn_failed", request_id=ctx.id, error=str(exc))
+        end_unstarted(ctx, env, OverloadedError(f"could not start the request: {exc}"))
+
+    def abandoned() -> None:
+        end_unstarted(
+            ctx, env, EscalationError("the request could not finish: its supervisors gave up")
+        )
+
+    spec = ChildSpec(
+        ctx.id, start, restart=RestartType.TRANSIENT, await_start=False, on_abandon=abandoned
+    )
+    try:
+        tasks().tell(Spawn(spec, not_started))
+    except SupervisionError as exc:
+        not_started(exc)

@@ -18,13 +18,14 @@ import concurrent.futures
 import contextlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pykka
 import structlog
 
 from runestone.actors.directory import Directory, ProviderStatus
+from runestone.actors.gate import PermitGate
 from runestone.clock import SYSTEM_CLOCK, Cancellable, Clock
 from runestone.exceptions import ErrorClass, SupervisionError
 from runestone.providers.base import HealthCheck
@@ -58,9 +59,19 @@ log = structlog.get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class Acquire:
     """Ask for a permit to start one attempt; ``panic``: every candidate is held back
-    (routing's panic mode), so an open circuit due a probe lets this call probe it."""
+    (routing's panic mode), so an open circuit due a probe lets this call probe it.
+
+    With ``reply`` (a stream task on the loop, which must not wait) the answer, a
+    :class:`Permit` or :class:`Refused`, is handed to it instead of an ``ask``'s future;
+    an Acquire that can never be handled hands it the error.
+    """
 
     panic: bool = False
+    reply: Callable[[Permit | Refused | BaseException], None] | None = None
+
+    def undeliverable(self, error: BaseException) -> None:
+        if self.reply is not None:
+            self.reply(error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +92,9 @@ class Outcome:
     first_token: float | None = None
     retry_after: float | None = None
     detail: str = ""
+    model: str = ""
+    outcome: str = ""
+    """The attempt's outcome label in the metrics ("ok", an error class, …); "" books none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +161,10 @@ class ProviderActor(SupervisedActor):
         probe_interval: float | None = None,
         probe_when_open: bool = False,
         metrics: Metrics | None = None,
+        gate: PermitGate | None = None,
     ) -> None:
         super().__init__()
+        self._gate = gate or PermitGate(name)
         self._probe = probe
         self._probe_interval = probe_interval
         self._probe_timer: Cancellable | None = None
@@ -311,37 +327,30 @@ class ProviderActor(SupervisedActor):
         if change.new is CircuitState.OPEN or change.old is CircuitState.OPEN:
             self._schedule_recovery_probe()
 
+    def _status(self) -> ProviderStatus:
+        # Attempts in flight are counted by the gate, on the loop, as they start and end.
+        health = replace(self._health.snapshot(), in_flight=self._gate.in_flight)
+        return ProviderStatus(self._breaker.snapshot(), health)
+
     def _publish(self) -> None:
-        self._directory.publish(
-            self.child_id,
-            ProviderStatus(self._breaker.snapshot(), self._health.snapshot()),
-        )
+        self._gate.set(self._breaker.free_admission(), draining=self._drain is not None)
+        self._directory.publish(self.child_id, self._status())
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Acquire(panic=panic):
-                if panic:
-                    self._evidence = {"panic": True}
-                permit = self._breaker.acquire(panic=panic)
-                self._evidence = {}
-                if panic:
-                    self._panicked(permit)
-                if permit is None:
-                    self._publish()  # the state may have moved on with time
-                    retry_at = self._breaker.panic_retry_at if panic else self._breaker.retry_at
-                    return Refused(self.name, retry_at)
-                self._health.record_start()
-                self._publish()
-                return permit
+            case Acquire(panic=panic, reply=reply):
+                answer = self._acquire(panic)
+                if reply is None:
+                    return answer
+                reply(answer)
             case Outcome():
                 self._settle(message)
             case Release(permit=permit):
                 self._breaker.release(permit)
-                self._health.record_cancelled()
                 self._publish()
                 self._maybe_drained()
             case GetStatus():
-                return ProviderStatus(self._breaker.snapshot(), self._health.snapshot())
+                return self._status()
             case Drain():
                 self._drain = message
                 self._maybe_drained()
@@ -359,6 +368,19 @@ class ProviderActor(SupervisedActor):
                 )
         return None
 
+    def _acquire(self, panic: bool) -> Permit | Refused:
+        if panic:
+            self._evidence = {"panic": True}
+        permit = self._breaker.acquire(panic=panic)
+        self._evidence = {}
+        if panic:
+            self._panicked(permit)
+        self._publish()  # the state may have moved on with time, or a probe been taken
+        if permit is None:
+            retry_at = self._breaker.panic_retry_at if panic else self._breaker.retry_at
+            return Refused(self.name, retry_at)
+        return permit
+
     def _panicked(self, permit: Permit | None) -> None:
         result = "refused" if permit is None else "probe"
         if self._metrics is not None:
@@ -372,6 +394,8 @@ class ProviderActor(SupervisedActor):
         )
 
     def _settle(self, outcome: Outcome) -> None:
+        # Its start is booked with its end: a permit from the gate was never seen here.
+        self._health.record_start()
         if outcome.error_class is None:
             self._breaker.record_success(outcome.permit)
             self._health.record_success(outcome.latency, first_token=outcome.first_token)
@@ -385,9 +409,14 @@ class ProviderActor(SupervisedActor):
             self._evidence = {}
         self._publish()
         self._maybe_drained()
+        if self._metrics is not None and outcome.outcome:
+            # Written here, off the loop: the attempt's figures cost the data plane nothing.
+            self._metrics.observe_attempt(
+                self.name, outcome.model, outcome.outcome, outcome.latency, outcome.first_token
+            )
 
     def _maybe_drained(self) -> None:
-        if self._drain is not None and self._health.in_flight == 0:
+        if self._drain is not None and self._gate.in_flight == 0:
             notify, self._drain = self._drain.notify, None
             notify(self.child_id)
 

@@ -107,6 +107,7 @@ def provider_spec(entry: ProviderEntry, env: FactoryEnv) -> ChildSpec:
             entry.child_id,
             entry.config.circuit_breaker,
             env.directory,
+            gate=entry.gate,
             clock=env.clock,
             rng=env.rng,
             on_state_change=env.on_state_change,

@@ -1,8 +1,11 @@
-"""The stream task: one short-lived actor per request, running its plan to one terminal event.
+"""The stream task: one short-lived loop actor per request, running its plan to one terminal event.
 
-It asks the Router for a plan, takes a permit from each candidate's provider
-actor, starts the attempt on the data plane and hears only how it ended. It
-retries (backoff with jitter, ``Retry-After`` honoured), fails over, and past
+It lives on the data-plane loop (a :class:`~runestone.supervisors.LoopActor`
+under the Pool's task supervisor), so the happy path crosses no thread: it plans
+from the Router's published snapshot, takes a permit from each candidate's gate
+(asking the provider actor, without waiting, only when the gate says so), runs
+the attempt as a task on the same loop and tells the provider actor the outcome.
+It retries (backoff with jitter, ``Retry-After`` honoured), fails over, and past
 the commit point continues a cut stream by prefill or replay where allowed
 (ARCHITECTURE §3). Whatever happens the caller gets exactly one terminal event
 within the request's deadline. A restarted task picks the request up again: it
@@ -11,15 +14,15 @@ starts over while nothing reached the caller, and ends it in-band otherwise.
 
 from __future__ import annotations
 
-import concurrent.futures
+import asyncio
 import contextlib
+import logging
 import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import pykka
 import structlog
 
 from runestone.actors.admission import InFlight
@@ -46,7 +49,7 @@ from runestone.exceptions import (
 )
 from runestone.messages import Event, StreamError
 from runestone.resilience import Permit, RetryAction, RetryReason, decide_retry
-from runestone.supervisors import ActorHandle, SupervisedActor
+from runestone.supervisors import ActorHandle, LoopActor
 
 if TYPE_CHECKING:
     from runestone.config import ResumeConfig
@@ -60,12 +63,17 @@ __all__ = [
     "TaskEnv",
     "emit_events",
     "end_unstarted",
+    "expire",
 ]
 
 log = structlog.get_logger(__name__)
+_std_log = logging.getLogger(__name__)
 
 MAX_TASK_RESTARTS = 2
 """A request whose task keeps crashing ends in-band rather than restarting forever."""
+
+GUARD_GRACE = 5.0
+"""Seconds past a request's deadline before it is ended without its task (which should have)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +84,7 @@ class _Begin:
 @dataclass(frozen=True, slots=True)
 class _AttemptEnded:
     token: int
-    future: concurrent.futures.Future[AttemptResult]
+    task: asyncio.Task[AttemptResult]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,25 @@ class _RetryDue:
 @dataclass(frozen=True, slots=True)
 class _DeadlinePassed:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _PermitAnswer:
+    """The provider actor's answer to a task's ``Acquire``."""
+
+    ask: int
+    answer: Permit | Refused | BaseException
+    entry: ProviderEntry
+
+    def undeliverable(self, error: BaseException) -> None:
+        """The task died with it unread: a permit it carries is given back."""
+        if isinstance(self.answer, Permit) and self.entry.handle is not None:
+            _tell(self.entry.handle, Release(self.answer))
+
+
+@dataclass(frozen=True, slots=True)
+class _PermitTimeout:
+    ask: int
 
 
 @dataclass
@@ -104,8 +131,6 @@ class TaskEnv:
     ask_timeout: float = 5.0
     new_context: Callable[[Any, Any, str | None], RequestContext] = field(default=None)  # type: ignore[assignment]
     """Builds a request's context (validation, id, deadline); set by the System."""
-    executor: concurrent.futures.Executor | None = None
-    """Where stream tasks run their actor loops: reused threads instead of a new one each."""
     routing: RoutingBoard | None = None
     """The Router's published snapshot: plans are made from it without asking the Router."""
     in_flight: InFlight = field(default_factory=InFlight)
@@ -124,13 +149,31 @@ class _Current:
     attempt: int
     permit: Permit
     mode: AttemptMode
-    future: concurrent.futures.Future[AttemptResult]
+    task: asyncio.Task[AttemptResult]
 
 
-class StreamTask(SupervisedActor):
+@dataclass
+class _Asking:
+    """A permit asked of a provider actor, whose answer has not come back yet."""
+
+    ask: int
+    route: Route
+    entry: ProviderEntry
+    attempt: int
+    mode: AttemptMode
+
+
+class StreamTask(LoopActor):
     """Runs one request (see the module docstring)."""
 
-    own_messages: ClassVar[tuple[type, ...]] = (_Begin, _AttemptEnded, _RetryDue, _DeadlinePassed)
+    own_messages: ClassVar[tuple[type, ...]] = (
+        _Begin,
+        _AttemptEnded,
+        _RetryDue,
+        _DeadlinePassed,
+        _PermitAnswer,
+        _PermitTimeout,
+    )
 
     def __init__(self, ctx: RequestContext, env: TaskEnv) -> None:
         super().__init__()
@@ -139,6 +182,7 @@ class StreamTask(SupervisedActor):
         self._queue: deque[Route] = deque()
         self._tried: set[Route] = set()
         self._current: _Current | None = None
+        self._asking: _Asking | None = None
         self._tokens = 0
         self._last_error: ProviderError | None = None
         self._resuming = False
@@ -147,56 +191,60 @@ class StreamTask(SupervisedActor):
 
     # -- life -------------------------------------------------------------------------------
 
-    def _start_actor_loop(self) -> None:
-        # A thread per request costs more than the rest of the control plane together;
-        # a task runs its actor loop on a reused thread of the system's executor instead.
-        executor = self.env.executor
-        if executor is None:
-            super()._start_actor_loop()
-        else:
-            executor.submit(self._actor_loop)
-
     def on_start(self) -> None:
-        # The work happens in a handler: on_start runs while the supervisor waits for it.
+        # The work happens in a handler, where a crash is a restart, not a failed start.
         self.actor_ref.tell(_Begin())
 
     def on_failure(self, *_: Any) -> None:
         self.ctx.crashes += 1
-        self._abandon_attempt()
-        self._cancel_timers()
+        self._let_go()
 
     def on_stop(self) -> None:
         if self.stopping_for_restart:
             # Its supervisor went down and starts it again: the next incarnation picks the
             # request up (from scratch, or ends it in-band past the commit point).
-            self._abandon_attempt()
-            self._cancel_timers()
+            self._let_go()
             return
         # Stopped by its supervisor (shutdown, or the task supervisor giving up) before the
         # request ended: the caller still gets its one terminal event.
         if not self.ctx.finished.is_set():
-            self._abandon_attempt()
+            self._let_go()
             self._stopping = True
             self._fail(SupervisionError("the request was stopped before it finished (shutdown)"))
         # Ended already (its attempt sent Done) but not yet booked: free its slot anyway.
         self.env.task_finished(self.ctx.id)
 
+    def _let_go(self) -> None:
+        """This incarnation is done with the request: its attempt, permit and timers go."""
+        self._abandon_attempt()
+        self._cancel_timers()
+        if self.ctx.on_deadline == self._deadline_hook:
+            self.ctx.on_deadline = None
+
     def on_receive(self, message: Any) -> Any:
         match message:
-            case _Begin():
-                self._begin()
             case _AttemptEnded():
                 self._attempt_ended(message)
+            case _PermitAnswer():
+                self._permit_answered(message)
+            case _Begin():
+                self._begin()
             case _RetryDue(route=route, attempt=attempt):
                 if not self._gone() and not self._try(route, attempt, AttemptMode.FRESH):
                     self._advance()
             case _DeadlinePassed():
                 self._deadline_passed()
+            case _PermitTimeout(ask=ask):
+                self._permit_timed_out(ask)
             case _:
                 raise SupervisionError(
                     f"stream task got an unknown message {type(message).__name__}"
                 )
         return None
+
+    def _deadline_hook(self) -> bool:
+        """Called by the request's one deadline timer (on the loop): tell this incarnation."""
+        return _tell(self.actor_ref, _DeadlinePassed())
 
     def _begin(self) -> None:
         ctx = self.ctx
@@ -220,26 +268,27 @@ class StreamTask(SupervisedActor):
                     or ActorCrashedError("the request's stream task crashed after it began")
                 )
                 return
-        remaining = ctx.deadline - self.env.clock.monotonic()
-        self._schedule(remaining, _DeadlinePassed())
+        if ctx.deadline <= self.env.clock.monotonic():
+            self._fail(self._deadline_error())
+            return
+        # The request's one deadline timer (armed at admission) reaches this incarnation.
+        ctx.on_deadline = self._deadline_hook
         try:
             routes = self._plan()
         except RunestoneError as exc:
             self._fail(exc)
             return
         self._queue.extend(routes)
-        log.debug("routing_decision", request_id=ctx.id, plan=[str(r) for r in routes])
+        if _std_log.isEnabledFor(logging.DEBUG):
+            log.debug("routing_decision", request_id=ctx.id, plan=[str(r) for r in routes])
         self._advance()
 
     def _plan(self, after_context_error: Route | None = None) -> list[Route]:
         """The Router's plan for the request, from the snapshot it published last."""
         env = self.env
         snapshot = None if env.routing is None else env.routing.snapshot
-        if snapshot is None:  # nothing published yet: ask
-            routes: list[Route] = env.router().ask(
-                PlanFor(self.ctx.request, after_context_error), timeout=env.ask_timeout
-            )
-            return routes
+        if snapshot is None:
+            raise NoHealthyUpstreamError("routing is not ready yet: the Router has not started")
         return plan_routes(
             snapshot,
             env.directory,
@@ -281,34 +330,97 @@ class StreamTask(SupervisedActor):
         return False
 
     def _try(self, route: Route, attempt: int, mode: AttemptMode) -> bool:
-        """Take a permit and start one attempt; False when the route cannot be used now."""
+        """Take a permit and start one attempt, or ask for one; False when the route cannot
+        be used now."""
         entry = self.env.directory.get(route.provider)
         if entry is None or entry.handle is None:
             self._record(route, "unavailable", mode=mode)
             return False
+        permit = None if route.panic else entry.gate.grant(self.env.clock.monotonic())
+        if permit is not None:
+            self._start_attempt(route, entry, attempt, mode, permit)
+            return True
+        # The gate wants the actor's word (open, half-open, cooling, forced, draining):
+        # asked without waiting, its answer comes back into this mailbox.
+        self._tokens += 1
+        ask = self._tokens
+        own = self.actor_ref
+
+        def reply(answer: Permit | Refused | BaseException) -> None:
+            message = _PermitAnswer(ask, answer, entry)
+            if not _tell(own, message):
+                message.undeliverable(SupervisionError("the stream task is gone"))
+
         try:
-            permit = entry.handle.ask(Acquire(route.panic), timeout=self.env.ask_timeout)
+            entry.handle.tell(Acquire(route.panic, reply))
         except SupervisionError as exc:
             log.warning("permit_unavailable", provider=route.provider, error=str(exc))
             self._record(route, "unavailable", mode=mode)
             return False
-        if isinstance(permit, Refused):
+        self._asking = _Asking(ask, route, entry, attempt, mode)
+        self._schedule(self.env.ask_timeout, _PermitTimeout(ask))
+        return True
+
+    def _permit_answered(self, message: _PermitAnswer) -> None:
+        asking = self._asking
+        answer = message.answer
+        if asking is None or asking.ask != message.ask:
+            message.undeliverable(SupervisionError("asked too late"))  # a permit is given back
+            return
+        self._asking = None
+        if self._gone():
+            message.undeliverable(SupervisionError("the caller went away"))
+            return
+        route, mode = asking.route, asking.mode
+        if isinstance(answer, Permit):
+            self._start_attempt(route, asking.entry, asking.attempt, mode, answer)
+            return
+        if isinstance(answer, Refused):
             self._record(route, "circuit_open", mode=mode)
-            return self._wait_for_recovery(route, attempt, mode, permit, entry)
+            if self._wait_for_recovery(route, asking.attempt, mode, answer, asking.entry):
+                return
+        else:
+            log.warning("permit_unavailable", provider=route.provider, error=str(answer))
+            self._record(route, "unavailable", mode=mode)
+        if not self._gone():
+            self._advance()
+
+    def _permit_timed_out(self, ask: int) -> None:
+        asking = self._asking
+        if asking is None or asking.ask != ask:
+            return
+        self._asking = None
+        log.warning(
+            "permit_unavailable",
+            provider=asking.route.provider,
+            error=f"no answer within {self.env.ask_timeout}s",
+        )
+        self._record(asking.route, "unavailable", mode=asking.mode)
+        if not self._gone():
+            self._advance()
+
+    def _start_attempt(
+        self, route: Route, entry: ProviderEntry, attempt: int, mode: AttemptMode, permit: Permit
+    ) -> None:
         self._tokens += 1
         token = self._tokens
         owner = object()
-        self.ctx.own(owner)
-        future = self.env.data_plane.submit(
-            run_attempt(entry.provider, self.ctx, route.model, mode, owner)
-        )
-        self._current = _Current(token, route, entry, attempt, permit, mode, future)
-        self.ctx.sink.attach(future)
+        ctx = self.ctx
+        ctx.own(owner)
+        gate = entry.gate
+        gate.in_flight += 1
+        task = self._loop.create_task(run_attempt(entry.provider, ctx, route.model, mode, owner))
+        self._current = _Current(token, route, entry, attempt, permit, mode, task)
+        ctx.sink.attach(task)
         own = self.actor_ref
-        future.add_done_callback(lambda f: _tell(own, _AttemptEnded(token, f)))
+
+        def ended(done: asyncio.Task[AttemptResult]) -> None:
+            gate.in_flight -= 1  # at once, whatever became of this task
+            _tell(own, _AttemptEnded(token, done))
+
+        task.add_done_callback(ended)
         if mode is not AttemptMode.FRESH and self.env.metrics is not None:
             self.env.metrics.resumes.labels(mode=mode.value).inc()
-        return True
 
     def _wait_for_recovery(
         self,
@@ -339,16 +451,17 @@ class StreamTask(SupervisedActor):
         self._current = None
         handle = current.entry.handle
         assert handle is not None
-        try:
-            result = message.future.result()
-        except concurrent.futures.CancelledError:
+        if message.task.cancelled():
             _tell(handle, Release(current.permit))
             self._record(current.route, "cancelled", mode=current.mode)
             if self._gone():
                 return
             self._fail(self._deadline_error())
             return
+        result = message.task.result()
         error = result.error
+        outcome = "ok" if error is None else str(result.outcome)
+        # Booked by the provider actor, off the loop: its breaker, health and metrics.
         _tell(
             handle,
             Outcome(
@@ -358,14 +471,19 @@ class StreamTask(SupervisedActor):
                 result.first_token,
                 None if error is None else error.retry_after,
                 "" if error is None else error.message[:200],
+                model=current.route.model,
+                outcome=outcome,
             ),
         )
-        self._record(
-            current.route,
-            "ok" if error is None else result.outcome,
-            result.latency,
-            result.first_token,
-            current.mode,
+        self.ctx.attempts.append(
+            AttemptRecord(
+                current.route.provider,
+                current.route.model,
+                outcome,
+                result.latency,
+                result.first_token,
+                current.mode,
+            )
         )
         if error is None:
             self._succeed(current.route, result)
@@ -472,6 +590,7 @@ class StreamTask(SupervisedActor):
         """End the request: send ``events`` (the terminal one last) unless sent already."""
         ctx = self.ctx
         self._cancel_timers()
+        ctx.on_deadline = None
         if ctx.claim_terminal() or not events:
             metrics = self.env.metrics
             if metrics is not None:
@@ -482,26 +601,26 @@ class StreamTask(SupervisedActor):
                     outcome,
                 ).inc()
             if events:
-                with contextlib.suppress(RuntimeError):  # the data plane is stopping
-                    self.env.data_plane.submit(emit_events(ctx.sink, events))
-            log.info(
-                "request_finished",
-                request_id=ctx.id,
-                outcome=outcome,
-                route=None if route is None else str(route),
-                attempts=len(ctx.attempts),
-            )
+                emit_events(ctx.sink, events)
+            if _std_log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "request_finished",
+                    request_id=ctx.id,
+                    outcome=outcome,
+                    route=None if route is None else str(route),
+                    attempts=len(ctx.attempts),
+                )
         # Also when stopped by its supervisor: the slot it held is free again.
         self.env.task_finished(ctx.id)
         if not self._stopping:
-            with contextlib.suppress(pykka.ActorDeadError):  # stopped meanwhile by its supervisor
-                self.stop()
+            self.stop()
 
     def _gone(self) -> bool:
         """The caller went away: end quietly."""
         if not self.ctx.sink.cancelled:
             return False
         self._cancel_timers()
+        self.ctx.on_deadline = None
         self.ctx.claim_terminal()
         self.env.task_finished(self.ctx.id)
         log.info("request_cancelled", request_id=self.ctx.id)
@@ -513,7 +632,7 @@ class StreamTask(SupervisedActor):
             return
         current = self._current
         if current is not None:
-            current.future.cancel()  # its end arrives as a cancelled attempt
+            current.task.cancel()  # its end arrives as a cancelled attempt
             return
         self._fail(self._deadline_error())
 
@@ -534,6 +653,7 @@ class StreamTask(SupervisedActor):
         first_token: float | None = None,
         mode: AttemptMode = AttemptMode.FRESH,
     ) -> None:
+        """An attempt that never reached its provider actor (unavailable, refused, cancelled)."""
         self.ctx.attempts.append(
             AttemptRecord(route.provider, route.model, str(outcome), latency, first_token, mode)
         )
@@ -543,7 +663,11 @@ class StreamTask(SupervisedActor):
 
     def _schedule(self, delay: float, message: Any) -> None:
         own = self.actor_ref
-        self._timers.append(self.env.clock.call_later(max(0.0, delay), lambda: _tell(own, message)))
+
+        def due() -> None:
+            _tell(own, message)
+
+        self._timers.append(self.env.clock.call_later(max(0.0, delay), due))
 
     def _cancel_timers(self) -> None:
         timers, self._timers = self._timers, []
@@ -552,15 +676,16 @@ class StreamTask(SupervisedActor):
 
     def _abandon_attempt(self) -> None:
         current, self._current = self._current, None
+        self._asking = None  # its answer, should it come, gives its permit back
         self.ctx.fence()
         if current is not None:
-            current.future.cancel()
+            current.task.cancel()
             if current.entry.handle is not None:
                 _tell(current.entry.handle, Release(current.permit))
 
 
 def end_unstarted(ctx: RequestContext, env: TaskEnv, error: RunestoneError) -> None:
-    """End a request whose task never started: its one terminal event, and the pool told."""
+    """End a request whose task never started: its one terminal event, and its slot freed."""
     if ctx.claim_terminal():
         event = StreamError(
             _error_class_of(error),
@@ -569,15 +694,41 @@ def end_unstarted(ctx: RequestContext, env: TaskEnv, error: RunestoneError) -> N
             attempts=tuple(ctx.attempts),
             kind=type(error).__name__,
         )
-        with contextlib.suppress(RuntimeError):  # the data plane is stopping
-            env.data_plane.submit(emit_events(ctx.sink, [event]))
+        emit_events(ctx.sink, [event])
     env.task_finished(ctx.id)
 
 
-def _tell(target: Any, message: Any) -> None:
-    """Tell an actor (ref or handle) that may already be gone."""
-    with contextlib.suppress(Exception):
+def expire(ctx: RequestContext, env: TaskEnv) -> None:
+    """The request's one deadline timer fired: its task ends it (cancelling its attempt);
+    with no task to tell, or one that still has not ended it ``GUARD_GRACE`` later, it is
+    ended here."""
+    if ctx.finished.is_set():
+        return
+    hook, ctx.on_deadline = ctx.on_deadline, None
+    if hook is not None and hook():
+        ctx.guard = env.clock.call_later(GUARD_GRACE, lambda: expire(ctx, env))
+        return
+    if not ctx.claim_terminal():
+        return
+    log.error("request_ended_by_guard", request_id=ctx.id)
+    event = StreamError(
+        ErrorClass.TOTAL_TIMEOUT,
+        "the request's deadline passed and its stream task never ended it",
+        content_delivered=ctx.committed,
+        attempts=tuple(ctx.attempts),
+        kind="SupervisionError",
+    )
+    emit_events(ctx.sink, [event])
+    env.task_finished(ctx.id)
+
+
+def _tell(target: Any, message: Any) -> bool:
+    """Tell an actor (ref or handle) that may already be gone; False if it is."""
+    try:
         target.tell(message)
+    except Exception:  # noqa: BLE001 - gone, stopped or unreachable: the caller decides
+        return False
+    return True
 
 
 def _error_class_of(error: BaseException) -> ErrorClass:
@@ -590,8 +741,9 @@ def _error_class_of(error: BaseException) -> ErrorClass:
     return ErrorClass.SERVER_ERROR
 
 
-async def emit_events(sink: Any, events: list[Event]) -> None:
-    """Send ``events`` to ``sink`` (on the data plane), then end the stream."""
-    for event in events:
-        await sink.send(event)
-    sink.finish()
+def emit_events(sink: Any, events: list[Event]) -> None:
+    """Send ``events`` to ``sink`` without waiting (from any thread), then end the stream."""
+    with contextlib.suppress(RuntimeError):  # the consumer's loop is closed
+        for event in events:
+            sink.put(event)
+        sink.finish()

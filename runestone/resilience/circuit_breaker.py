@@ -503,6 +503,21 @@ class CircuitBreaker:
         if self._is_current(permit):
             self._take_probe(permit)
 
+    def free_admission(self) -> tuple[int, float] | None:
+        """Whether calls may be admitted without :meth:`acquire` (a permit gate's state).
+
+        While the breaker is closed (or forced closed), admission keeps no books: a
+        permit made elsewhere with the epoch returned here settles like one of
+        :meth:`acquire`'s. Returned: ``(epoch, cooling_until)``, a call before
+        ``cooling_until`` being refused (a 429's cooling); ``None`` when every call
+        must come to :meth:`acquire` (open, half-open, forced open).
+        """
+        if self._forced is CircuitState.CLOSED:
+            return self._epoch, -math.inf
+        if self._forced is not None or self._state is not CircuitState.CLOSED:
+            return None
+        return self._epoch, self._cooling_until
+
     # -- out-of-band probes ----------------------------------------------------------------
 
     def begin_probe(self) -> ProbeTicket | None:

@@ -153,7 +153,11 @@ class Gateway:
     async def startup(self) -> None:
         if self._system is None:
             loop = asyncio.get_running_loop()
-            self._system = runestone.start(self.config, data_plane=DataPlane.attached(loop))
+            # Off the loop: the supervision tree starts its loop actors on this very loop,
+            # which must keep running meanwhile.
+            self._system = await asyncio.to_thread(
+                runestone.start, self.config, data_plane=DataPlane.attached(loop)
+            )
         loop = asyncio.get_running_loop()
 
         def went_down(error: EscalationError) -> None:  # on a supervisor's thread

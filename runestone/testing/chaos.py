@@ -48,6 +48,9 @@ kind in :class:`ChaosReport`:
   - ``ended_after_task_crash``: its stream task was crashed *after* content
     reached the caller, and the error says ``content_delivered`` (a task crashed
     before the commit point is restarted and must answer whole);
+  - ``ended_after_repeated_task_crashes``: its stream task was crashed more than
+    ``MAX_TASK_RESTARTS`` times, and the error is that crash (a request that keeps
+    crashing its task is ended, not restarted forever);
   - ``ended_after_task_stop``: its stream task was stopped (``terminate_child``);
   - ``ended_by_task_subtree``: the pool or task supervisor was crashed or stopped
     after content reached the caller (a supervisor's children go with it, and a
@@ -250,6 +253,8 @@ class Excuses:
     """What the schedule did that may legitimately end a request with an error."""
 
     crashed_tasks: set[str] = field(default_factory=set)
+    task_crashes: collections.Counter[str] = field(default_factory=collections.Counter)
+    """How often the schedule crashed each request's task (by request key)."""
     stopped_tasks: set[str] = field(default_factory=set)
     task_subtree_events: list[float | tuple[float, float]] = field(default_factory=list)
     """When the pool or task supervisor was crashed or stopped: a time, or the window
@@ -311,6 +316,11 @@ def check_request(
         return "ended_after_task_stop", violations
     if key in excuses.crashed_tasks and delivered and terminal.content_delivered is not False:
         return "ended_after_task_crash", violations
+    from runestone.actors.stream_task import MAX_TASK_RESTARTS
+
+    if excuses.task_crashes[key] > MAX_TASK_RESTARTS and terminal.kind == "ActorCrashedError":
+        # A request whose task keeps crashing ends in-band instead of restarting forever.
+        return "ended_after_repeated_task_crashes", violations
     if (
         excuses.overlaps_subtree_event(record)
         and delivered
@@ -772,6 +782,7 @@ class _Schedule:
                 key = row.id.partition("#")[0]
                 if kind is Kind.CRASH_TASK:
                     self._excuses.crashed_tasks.add(key)
+                    self._excuses.task_crashes[key] += 1
                     row.handle.tell(Poison())
                 else:
                     self._excuses.stopped_tasks.add(key)
@@ -838,8 +849,8 @@ def _our_threads(baseline: set[threading.Thread]) -> list[threading.Thread]:
 
 def run_chaos(settings: ChaosSettings) -> ChaosReport:
     """Run ``settings`` against a fresh system and return the counts (see the module docstring)."""
+    from runestone.actors.stream_task import GUARD_GRACE
     from runestone.config import load_config
-    from runestone.system import GUARD_GRACE
     from runestone.testing.upstream import KNOWN_TEXT, FakeUpstream
 
     say = settings.progress or (lambda _text: None)

@@ -3,8 +3,11 @@ and only the legitimate errors pass (a harness that cannot fail is a defect)."""
 
 from __future__ import annotations
 
+import collections
+
 import pytest
 
+from runestone.actors.stream_task import MAX_TASK_RESTARTS
 from runestone.testing.chaos import (
     ChaosReport,
     ChaosSettings,
@@ -123,6 +126,15 @@ def test_a_task_crashed_before_its_first_content_must_still_answer_whole() -> No
     excuses = Excuses(crashed_tasks={"chaos-0-7"})
     rec = record("", error("ActorCrashedError", delivered=False))
     assert check(rec, excuses) == ("failed", ["valid_request_failed:ActorCrashedError"])
+
+
+def test_a_task_crashed_more_often_than_a_request_restarts_it_may_end_before_content() -> None:
+    crashes = collections.Counter({"chaos-0-7": MAX_TASK_RESTARTS + 1})
+    excuses = Excuses(crashed_tasks={"chaos-0-7"}, task_crashes=crashes)
+    rec = record("", error("ActorCrashedError", delivered=False))
+    assert check(rec, excuses) == ("ended_after_repeated_task_crashes", [])
+    crashes["chaos-0-7"] = MAX_TASK_RESTARTS  # as often as it restarts: it must answer
+    assert check(rec, excuses)[0] == "failed"
 
 
 def test_a_task_stopped_by_the_schedule_may_end_with_an_error() -> None:

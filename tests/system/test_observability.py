@@ -65,7 +65,11 @@ def test_metrics_count_requests_attempts_circuits_and_restarts(
     system = start_system(cfg)
     system.complete({"model": "m", "messages": USER})
     settle(system)
+    crashed = system.router.incarnation
+    assert crashed is not None
     system.router.tell(object())  # crash the router once
+    assert crashed.exited.wait(5)
+    system.router.ref(timeout=5)  # restarted (requests plan from its snapshot, never ask it)
     system.complete({"model": "m", "messages": USER})
     settle(system)
     text = system.metrics.render().decode()
