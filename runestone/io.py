@@ -345,11 +345,20 @@ class Sink(Generic[T]):
     is dropped without closing is still garbage-collected (and then cancels).
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, maxsize: int = DEFAULT_SINK_SIZE):
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        maxsize: int = DEFAULT_SINK_SIZE,
+        whole: bool = False,
+    ):
         if maxsize < 1:
             raise ValueError(f"maxsize must be at least 1, got {maxsize}")
         self._loop = loop
         self._maxsize = maxsize
+        # A consumer that wants the whole answer is woken once, at its end (or when the
+        # sink is full), not once per event: each wake-up is a thread crossing.
+        self._whole = whole
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)  # a thread consumer waits on it
         self._waiting = False
@@ -384,8 +393,10 @@ class Sink(Generic[T]):
             if self._cancelled or self._closed:
                 return
             self._items.append(item)
-            self._wake_consumer()
-            if len(self._items) >= self._maxsize:
+            full = len(self._items) >= self._maxsize
+            if full or not self._whole:
+                self._wake_consumer()
+            if full:
                 space = self._space = self._loop.create_future()
         if space is not None:
             await space
@@ -397,7 +408,8 @@ class Sink(Generic[T]):
             if self._cancelled or self._closed:
                 return
             self._items.append(item)
-            self._wake_consumer()
+            if not self._whole or len(self._items) >= self._maxsize:
+                self._wake_consumer()
 
     def finish(self, error: BaseException | None = None) -> None:
         """End the stream; the consumer raises ``error`` after the items before it."""
@@ -472,10 +484,17 @@ class ThreadSink(Generic[T]):
 
     The producer side is :attr:`sink` (``send``/``finish`` are also offered here).
     Not for use on an event loop (it would block it); see :class:`AsyncSink`.
+    ``whole``: the reader wants the whole stream, and is woken only at its end.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, *, maxsize: int = DEFAULT_SINK_SIZE):
-        self.sink: Sink[T] = Sink(loop, maxsize=maxsize)
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        maxsize: int = DEFAULT_SINK_SIZE,
+        whole: bool = False,
+    ):
+        self.sink: Sink[T] = Sink(loop, maxsize=maxsize, whole=whole)
 
     async def send(self, item: T) -> None:
         await self.sink.send(item)

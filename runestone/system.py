@@ -543,7 +543,7 @@ class System:
         chat = request if isinstance(request, ChatRequest) else ChatRequest.from_dict(request)
         if chat.stream:
             chat = chat.replace(stream=False)
-        front: ThreadSink[Event] = ThreadSink(self.data_plane.loop)
+        front: ThreadSink[Event] = ThreadSink(self.data_plane.loop, whole=True)
         ctx = self._context(chat, front.sink, request_id)
         self._submit(ctx)
         with contextlib.closing(front):

@@ -16,6 +16,7 @@ OTP semantics (``supervisor`` behaviour), on pykka:
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -55,6 +56,7 @@ from runestone.supervisors.strategies import ONE_FOR_ONE, RestartStrategy
 __all__ = ["Supervisor", "SupervisorBase", "start_supervisor", "supervisor_spec"]
 
 log = structlog.get_logger(__name__)
+_std_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +169,8 @@ class SupervisorBase:
 
     def _log_child(self, event: str, **fields: Any) -> None:
         if self.child_events_at_debug:
-            log.debug(event, **fields)
+            if _std_log.isEnabledFor(logging.DEBUG):  # many short-lived children: no cost off
+                log.debug(event, **fields)
         else:
             log.info(event, **fields)
 
