@@ -84,6 +84,8 @@ class Metrics:
             ["mode"],
             registry=self.registry,
         )
+        self._attempt_children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+        self._request_children: dict[tuple[str, str, str], Any] = {}
 
     def watch_tree(self, tree: Callable[[], dict[str, Any] | None]) -> None:
         """Export every actor's restart count, read from the supervision tree at scrape time."""
@@ -92,11 +94,28 @@ class Metrics:
     def observe_attempt(
         self, provider: str, model: str, outcome: str, latency: float, first_token: float | None
     ) -> None:
-        self.attempts.labels(provider, model, outcome).inc()
+        key = (provider, model, outcome)
+        children = self._attempt_children.get(key)
+        if children is None:
+            # Looked up once per label set: ``labels()`` costs more than the increment.
+            children = self._attempt_children[key] = (
+                self.attempts.labels(provider, model, outcome),
+                self.latency.labels(provider, model),
+                self.first_token.labels(provider, model),
+            )
+        attempts, latencies, first_tokens = children
+        attempts.inc()
         if outcome == "ok":
-            self.latency.labels(provider, model).observe(latency)
+            latencies.observe(latency)
         if first_token is not None:
-            self.first_token.labels(provider, model).observe(first_token)
+            first_tokens.observe(first_token)
+
+    def count_request(self, provider: str, model: str, outcome: str) -> None:
+        key = (provider, model, outcome)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(provider, model, outcome)
+        child.inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition format."""

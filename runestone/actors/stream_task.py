@@ -595,11 +595,11 @@ class StreamTask(LoopActor):
             metrics = self.env.metrics
             if metrics is not None:
                 last = ctx.attempts[-1] if ctx.attempts else None
-                metrics.requests.labels(
+                metrics.count_request(
                     "" if last is None else last.provider,
                     "" if last is None else last.model,
                     outcome,
-                ).inc()
+                )
             if events:
                 emit_events(ctx.sink, events)
             if _std_log.isEnabledFor(logging.DEBUG):

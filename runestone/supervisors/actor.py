@@ -35,7 +35,7 @@ from runestone.exceptions import ActorCrashedError
 from runestone.supervisors.delivery import reject
 from runestone.supervisors.exits import ExitReason
 
-__all__ = ["Incarnation", "StopIntent", "SupervisedActor"]
+__all__ = ["Incarnation", "LazyEvent", "StopIntent", "SupervisedActor"]
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +49,43 @@ class StopIntent(enum.StrEnum):
     """Its supervisor starts another incarnation: what it holds is kept for that one."""
     FOR_GOOD = "for_good"
     """Retired, or a top-level stop: what it was sent is rejected to the senders."""
+
+
+_event_lock = threading.Lock()
+
+
+class LazyEvent:
+    """A ``threading.Event`` that costs a flag until someone waits on it.
+
+    An incarnation's ``settled`` and ``exited`` are set once per child life, and
+    short-lived loop children never have a thread waiting on either: a real Event
+    (a lock, a condition, a notify on every set) is made only for a waiter.
+    """
+
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        event = self._event
+        if event is not None:
+            event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._set:
+            return True
+        with _event_lock:
+            event = self._event
+            if event is None:
+                event = self._event = threading.Event()
+        # Set between the first look and the event's making, the setter saw no event.
+        return self.is_set() or event.wait(timeout) or self.is_set()
 
 
 class _Actor(Protocol):
@@ -93,9 +130,9 @@ class Incarnation:
         self.ref: pykka.ActorRef[Any] | None = None
         self.start_error: BaseException | None = None
         self.exit_reason: ExitReason | None = None
-        self.settled = threading.Event()
+        self.settled = LazyEvent()
         """Set once ``on_start`` has returned or raised."""
-        self.exited = threading.Event()
+        self.exited = LazyEvent()
         """Set once the actor has stopped and its supervisor has been told."""
         self.stop_intent: StopIntent | None = None
         """Why whoever stops this incarnation does so; None when it stops on its own (or its

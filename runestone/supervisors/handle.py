@@ -56,6 +56,7 @@ class Slot:
         self._state = ChildState.STARTING
         self._incarnation: Incarnation | None = None
         self._held: collections.deque[Any] = collections.deque()
+        self._waiters = 0
 
     @property
     def state(self) -> ChildState:
@@ -72,7 +73,8 @@ class Slot:
             self._state = ChildState.RUNNING
             assert incarnation.ref is not None
             self._deliver_held(incarnation.ref)
-            self._cond.notify_all()
+            if self._waiters:  # most slots (a request's task) never have one
+                self._cond.notify_all()
 
     def _deliver_held(self, ref: pykka.ActorRef[Any]) -> None:
         while self._held:
@@ -97,7 +99,8 @@ class Slot:
             if state is ChildState.STOPPED:
                 held = list(self._held)
                 self._held.clear()
-            self._cond.notify_all()
+            if self._waiters:  # most slots (a request's task) never have one
+                self._cond.notify_all()
         if held:
             self.reject(held)
 
@@ -140,7 +143,11 @@ class Slot:
                         f"{self.child_id!r} is {self._state.value} and no live incarnation "
                         f"appeared in time ({waited_for})"
                     )
-                self._cond.wait(remaining)
+                self._waiters += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiters -= 1
 
     def tell(self, message: Any) -> None:
         with self._cond:

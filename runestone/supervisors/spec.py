@@ -77,5 +77,7 @@ class ChildSpec:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0 or math.isnan(value):
                 raise ValueError(f"ChildSpec.{name} of {self.id!r} must be > 0, got {value!r}")
-        object.__setattr__(self, "restart", RestartType(self.restart))
-        object.__setattr__(self, "kind", ChildKind(self.kind))
+        if type(self.restart) is not RestartType:  # one spec per request: skip the enum call
+            object.__setattr__(self, "restart", RestartType(self.restart))
+        if type(self.kind) is not ChildKind:
+            object.__setattr__(self, "kind", ChildKind(self.kind))
