@@ -13,7 +13,14 @@ the client (aiohttp on uvloop). The parties:
 - ``portkey``: Portkey's gateway on Node (``npm install @portkey-ai/gateway``;
   ``--portkey PATH`` to its ``build/start-server.js``, by default the one under
   /work/peers; ``--node PATH``), routed with ``x-portkey-provider: openai`` and
-  ``x-portkey-custom-host``.
+  ``x-portkey-custom-host``. Its streams fail ("TypeError: immutable", on node
+  20 and 22 alike) with the @hono/node-server it pulls in today: from 1.14.2 on,
+  a Response built on an upstream fetch Response shares that one's immutable
+  headers, and Portkey appends to them. Pin the last good one with npm
+  overrides in the package.json of the install directory, then ``npm install``::
+
+      {"dependencies": {"@portkey-ai/gateway": "^1.15.2"},
+       "overrides": {"@hono/node-server": "1.13.8"}}
 
 A party that is not installed, or does not start, is skipped with one line.
 
