@@ -165,8 +165,21 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process (VmHWM) since start or reset_peak_rss(), in MB."""
+    return float(proc_status(os.getpid()).get("VmHWM", "0 kB").split()[0]) / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS to what it holds now (Linux: ``5`` to clear_refs).
+
+    So a run's peak is its own, not that of what ran before it in the process.
+    Whether it could.
+    """
+    try:
+        Path(f"/proc/{os.getpid()}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def thread_count() -> int:
