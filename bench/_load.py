@@ -55,7 +55,8 @@ def report_sequential(title: str, times: dict[str, list[float]], base: str) -> d
     print(f"\n{title}: sequential requests, {len(times[base])} each, interleaved")
     base_median = statistics.median(times[base]) * 1000
     base_p99 = percentile(times[base], 0.99) * 1000
-    print(f"  {'party':12} {'median':>9} {'p99':>9} {'added median':>13} {'added p99':>11}")
+    width = max(12, *(len(name) for name in times))
+    print(f"  {'party':{width}} {'median':>9} {'p99':>9} {'added median':>13} {'added p99':>11}")
     added: dict[str, float] = {}
     for name, values in times.items():
         median = statistics.median(values) * 1000
@@ -65,7 +66,7 @@ def report_sequential(title: str, times: dict[str, list[float]], base: str) -> d
         else:
             added[name] = median - base_median
             extra = f"{median - base_median:+10.3f} ms {p99 - base_p99:+8.2f} ms"
-        print(f"  {name:12} {median:6.3f} ms {p99:6.2f} ms {extra}")
+        print(f"  {name:{width}} {median:6.3f} ms {p99:6.2f} ms {extra}")
     return added
 
 
@@ -141,9 +142,12 @@ async def interleaved(
 
 def report_loads(title: str, loads: dict[str, Load], what: str = "req/s") -> None:
     print(f"\n{title}")
-    print(f"  {'party':12} {what:>10} {'server CPU':>11} {'CPU per request':>16} {'failed':>7}")
+    width = max(12, *(len(name) for name in loads))
+    print(
+        f"  {'party':{width}} {what:>10} {'server CPU':>11} {'CPU per request':>16} {'failed':>7}"
+    )
     for name, load in loads.items():
         print(
-            f"  {name:12} {load.rate:10.0f} {load.cpu:9.2f} s "
+            f"  {name:{width}} {load.rate:10.0f} {load.cpu:9.2f} s "
             f"{load.cpu_per_request_ms:13.3f} ms {load.failed:7}"
         )
