@@ -125,7 +125,9 @@ def start_upstream(interval: float) -> Party:
 
 
 def _timeouts() -> dict[str, float]:
-    return {"connect": 10, "first_token": 60, "idle": 60, "total": 600}
+    # Generous: under the long runs a saturated machine accepts late, and a stream that is late
+    # is to be counted late (in its total time), not failed by a timeout of ours.
+    return {"connect": 60, "first_token": 120, "idle": 60, "total": 600}
 
 
 def start_runestone(
@@ -707,7 +709,11 @@ async def run(args: argparse.Namespace) -> None:
             report_long(huge, party, args.stream_seconds)
             book_long(rows, "huge", "runestone", huge)
             if streams != args.huge:
-                rows["huge_ok"].target = f"all {streams:,} (of {args.huge:,} asked)"
+                label = f"{streams:,} concurrent {args.stream_seconds:g}-s streams"
+                for key, what in (("ok", "completed"), ("total", "total p99"), ("rss", "peak RSS")):
+                    rows[f"huge_{key}"].label = f"{label} ({args.huge:,} asked): {what}"
+                rows["huge_threads"].label = f"{label} ({args.huge:,} asked): peak threads"
+                rows["huge_ok"].target = f"all {streams:,}"
                 rows["huge_ok"].meets = lambda v: v >= streams
         long_threads = rows["long_threads"].values.get("runestone")
         if long_threads is not None:
