@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,6 +41,12 @@ class Party:
     name: str
     process: subprocess.Popen[Any]
     url: str  # the OpenAI base URL, ending in /v1
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra request headers this party needs (Portkey's routing headers)."""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     @property
     def chat_url(self) -> str:
@@ -159,8 +165,21 @@ def cpu_seconds() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process (VmHWM) since start or reset_peak_rss(), in MB."""
+    return float(proc_status(os.getpid()).get("VmHWM", "0 kB").split()[0]) / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS to what it holds now (Linux: ``5`` to clear_refs).
+
+    So a run's peak is its own, not that of what ran before it in the process.
+    Whether it could.
+    """
+    try:
+        Path(f"/proc/{os.getpid()}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def thread_count() -> int:
@@ -181,6 +200,57 @@ def proc_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+
+def proc_tree(pid: int) -> list[int]:
+    """``pid`` and every live descendant of it (a server that forks workers: granian)."""
+    found = [pid]
+    for parent in found:  # grows while it is walked: breadth first
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                children = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
+                found.extend(int(child) for child in children)
+    return found
+
+
+def proc_tree_cpu_seconds(pid: int) -> float:
+    """CPU (user + system) used so far by ``pid`` and its live descendants."""
+    total = 0.0
+    for member in proc_tree(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += proc_cpu_seconds(member)
+    return total
+
+
+def proc_tree_threads(pid: int) -> int:
+    """Threads of ``pid`` and its live descendants now."""
+    total = 0
+    for member in proc_tree(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int(proc_status(member).get("Threads", "0"))
+    return total
+
+
+def proc_tree_peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of ``pid`` plus that of its live descendants, in MB."""
+    total = 0.0
+    for member in proc_tree(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += float(proc_status(member).get("VmHWM", "0 kB").split()[0]) / 1024
+    return total
+
+
+def raise_open_files() -> int:
+    """Raise this process's open-file limit to its hard limit (children inherit it); the limit.
+
+    Only the soft limit can be raised without CAP_SYS_RESOURCE: the hard one is the ceiling.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def proc_fds(pid: int) -> tuple[int, int]:

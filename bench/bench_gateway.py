@@ -1,27 +1,57 @@
-"""What the HTTP gateway costs: added latency, requests per second, and 1,000 long streams.
+"""What the HTTP gateway costs, side by side with LiteLLM's proxy and Portkey's gateway.
 
-Every party runs in a process of its own on loopback: the fake upstream, a
-``runestone serve``, a *relay* (this script with ``--serve-relay``: the same
-uvicorn, provider and OpenAI chunk encoder as the gateway, without the actor
-system — what the HTTP layer alone costs), LiteLLM's proxy when it is installed
-(``litellm`` on PATH or ``--litellm PATH``; skipped with a message if not), and
-this script as the client (aiohttp on uvloop).
+Every party runs in a process of its own on loopback, against the same fake
+upstream (``runestone.testing.upstream``, its own process too); this script is
+the client (aiohttp on uvloop). The parties:
 
-1. Latency, side by side in one run: sequential requests, the targets taking
-   turns so drift hits all alike. Printed: median and p99 of each, and what the
-   gateway (and LiteLLM) add over calling the upstream directly. Target: the
-   gateway adds under 2 ms at the median.
-2. Requests per second at 64 concurrent clients, whole answers and streams, for
-   each target. Target: at least 5x LiteLLM's proxy.
-3. 1,000 concurrent streams of about 10 s each through the relay, then the
-   gateway, from an upstream paced to take that long: how many complete correctly (the known
-   text, then ``[DONE]``), time to first token p50/p99, total time p99, the
-   server's CPU seconds over the run, its peak RSS and peak threads (read from
-   /proc). Targets: all complete, total p99 under 11 s, CPU under 5 s, RSS under
-   200 MB.
+- ``runestone``: ``runestone serve``;
+- ``relay``: this script with ``--serve-relay`` — the same uvicorn, provider and
+  OpenAI chunk encoder as the gateway without the actor system, what the HTTP
+  layer alone costs;
+- ``litellm``: LiteLLM's proxy (``pip install 'litellm[proxy]'``; ``litellm`` on
+  PATH or ``--litellm PATH``);
+- ``portkey``: Portkey's gateway on Node (``npm install @portkey-ai/gateway``;
+  ``--portkey PATH`` to its ``build/start-server.js``, by default the one under
+  /work/peers; ``--node PATH``), routed with ``x-portkey-provider: openai`` and
+  ``x-portkey-custom-host``. Its streams fail ("TypeError: immutable", on node
+  20 and 22 alike) with the @hono/node-server it pulls in today: from 1.14.2 on,
+  a Response built on an upstream fetch Response shares that one's immutable
+  headers, and Portkey appends to them. Pin the last good one with npm
+  overrides in the package.json of the install directory, then ``npm install``::
 
-    python bench/bench_gateway.py [--requests 300] [--duration 5] [--streams 1000]
-                                  [--stream-seconds 10] [--skip-load] [--litellm PATH]
+      {"dependencies": {"@portkey-ai/gateway": "^1.15.2"},
+       "overrides": {"@hono/node-server": "1.13.8"}}
+
+A party that is not installed, or does not start, is skipped with one line.
+
+Sections, each measured side by side in one run, the parties taking turns:
+
+- ``latency``: sequential whole answers (and streams), the parties taking turns
+  request by request; what each adds over calling the upstream directly, median.
+- ``rps``: whole answers at 64 concurrent clients, rounds interleaved; req/s and
+  the server's CPU per request (its /proc CPU seconds over the run / requests).
+- ``streams``: streams of 20 text chunks at 64 concurrent clients (the fake
+  upstream's ``prefill`` behaviour continues a prefix of its known text: the
+  prefix is chosen so the rest is 20 tokens); streams/s and CPU per stream.
+- ``long``: 1,000 concurrent streams of about 10 s each from a paced upstream,
+  one party at a time, each in a fresh process: how many complete correctly,
+  time to first token p99, total p99, server CPU over the run, peak RSS (VmHWM),
+  peak threads. LiteLLM's run is long (``--no-litellm-long`` leaves it out).
+- ``huge``: 10,000 concurrent 10-s streams through runestone: all complete?,
+  total p99, peak RSS, peak threads. Each stream holds two sockets in the
+  gateway; the open-file limit is raised to its hard limit, and when that cannot
+  hold the streams the run is capped to what fits, said in one line.
+
+A closing table gives each figure for each party, runestone's ratio to each peer,
+and the target of issue 10 for each row.
+
+    python bench/bench_gateway.py [--only NAMES] [--skip NAMES] [--requests 300]
+        [--duration 6] [--rounds 3] [--streams 1000] [--huge 10000]
+        [--litellm PATH] [--portkey PATH] [--node PATH] [--no-litellm-long]
+
+NAMES are comma-separated parties (runestone, relay, litellm, portkey) and/or
+sections (latency, rps, streams, long, huge): ``--only runestone,portkey,rps``
+runs the rps section for those two.
 """
 
 from __future__ import annotations
@@ -48,19 +78,42 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import _common  # noqa: E402 - after the path set-up above
+import _load  # noqa: E402
 from _common import (  # noqa: E402
     Party,
-    proc_cpu_seconds,
+    percentile,
     proc_status,
+    proc_tree_cpu_seconds,
+    proc_tree_peak_rss_mb,
+    proc_tree_threads,
+    raise_open_files,
     start_serve,
     wait_line,
 )
 
 from runestone.io import new_event_loop  # noqa: E402
+from runestone.server import jsonio  # noqa: E402
 from runestone.testing.upstream import KNOWN_TEXT, KNOWN_TOKENS  # noqa: E402
 
 MODEL = "healthy"
 MESSAGES = [{"role": "user", "content": "Say the known text please"}]
+
+# 20 text chunks: the fake upstream's ``prefill`` model streams only the rest of its known
+# text after a final assistant message holding a prefix of it.
+CHUNKS = 20
+PREFILL_MODEL = "prefill"
+PREFIX = "".join(KNOWN_TOKENS[: len(KNOWN_TOKENS) - CHUNKS])
+REST = KNOWN_TEXT[len(PREFIX) :]
+MESSAGES_20 = [*MESSAGES, {"role": "assistant", "content": PREFIX}]
+
+PARTIES = ("runestone", "relay", "litellm", "portkey")
+SECTIONS = ("latency", "rps", "streams", "long", "huge")
+PEERS = ("litellm", "portkey")
+DEFAULT_PORTKEY = Path("/work/peers/node_modules/@portkey-ai/gateway/build/start-server.js")
+
+# Sent to every party: LiteLLM's proxy refuses to start without a master key.
+BENCH_KEY = "sk-bench-" + "7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"
+_HEADERS = {"content-type": "application/json", "authorization": f"Bearer {BENCH_KEY}"}
 
 
 # --------------------------------------------------------------------------- processes
@@ -71,23 +124,33 @@ def start_upstream(interval: float) -> Party:
     return Party("upstream", process, url + "/v1")
 
 
-def start_gateway(upstream: Party, directory: Path, name: str = "gateway") -> Party:
+def _timeouts() -> dict[str, float]:
+    # Generous: under the long runs a saturated machine accepts late, and a stream that is late
+    # is to be counted late (in its total time), not failed by a timeout of ours.
+    return {"connect": 60, "first_token": 120, "idle": 60, "total": 600}
+
+
+def start_runestone(
+    upstream: Party, directory: Path, name: str = "runestone", streams: int = 4000
+) -> Party:
     config = {
         "providers": {
             "up": {
                 "type": "openai",
                 "api_key": "sk-bench-upstream",
                 "base_url": upstream.url,
-                "max_connections": 4000,
-                "timeouts": {"connect": 10, "first_token": 60, "idle": 60, "total": 600},
-                "models": {MODEL: {}},
+                "max_connections": streams,
+                "timeouts": _timeouts(),
+                "models": {MODEL: {}, PREFILL_MODEL: {}},
             }
         },
-        "pool": {"max_in_flight": 4000},
+        "pool": {"max_in_flight": streams, "request_timeout": 600},
         "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace": 5},
         "logging": {"level": "WARNING"},
     }
-    return start_serve(config, directory, name)
+    party = start_serve(config, directory, name)
+    party.name = "runestone"
+    return party
 
 
 def start_relay(upstream: Party, directory: Path, name: str = "relay") -> Party:
@@ -97,9 +160,10 @@ def start_relay(upstream: Party, directory: Path, name: str = "relay") -> Party:
         stdout=subprocess.PIPE,
         stderr=log,
         cwd=ROOT,
+        preexec_fn=_common._die_with_parent,
     )
     match = wait_line(process, r"serving on (http://\S+)", "the relay")
-    return Party(name, process, match.group(1) + "/v1")
+    return Party("relay", process, match.group(1) + "/v1")
 
 
 def serve_relay(upstream_url: str) -> int:
@@ -108,7 +172,6 @@ def serve_relay(upstream_url: str) -> int:
 
     from runestone.messages import ChatRequest, CompletionBuilder, Done, TextDelta
     from runestone.providers import ProviderSettings, create_provider
-    from runestone.server import jsonio
     from runestone.server.openai_schema import ChunkEncoder, OpenAIDialect
     from runestone.server.runner import bind
 
@@ -117,8 +180,8 @@ def serve_relay(upstream_url: str) -> int:
         "base_url": upstream_url,
         "api_key": "sk-bench-upstream",
         "max_connections": 4000,
-        "timeouts": {"connect": 10, "first_token": 60, "idle": 60, "total": 600},
-        "models": {MODEL: {}},
+        "timeouts": _timeouts(),
+        "models": {MODEL: {}, PREFILL_MODEL: {}},
     }
     provider = create_provider(ProviderSettings.from_dict("up", settings))
     dialect = OpenAIDialect()
@@ -168,53 +231,6 @@ def serve_relay(upstream_url: str) -> int:
     return 0
 
 
-def find_litellm(given: str | None) -> str | None:
-    if given:
-        return given
-    return shutil.which("litellm")
-
-
-async def start_litellm(executable: str, upstream: Party, directory: Path) -> Party:
-    config = {
-        "model_list": [
-            {
-                "model_name": MODEL,
-                "litellm_params": {
-                    "model": f"openai/{MODEL}",
-                    "api_base": upstream.url,
-                    "api_key": "sk-bench-upstream",
-                },
-            }
-        ],
-        "litellm_settings": {"drop_params": True, "set_verbose": False},
-        "general_settings": {"master_key": BENCH_KEY},
-    }
-    path = directory / "litellm.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = _free_port()
-    log = (directory / "litellm.log").open("wb")
-    process = subprocess.Popen(
-        [executable, "--config", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=directory,
-        env={**os.environ, "LITELLM_LOG": "ERROR"},
-    )
-    party = Party("litellm", process, f"http://127.0.0.1:{port}/v1")
-    deadline = time.monotonic() + 120
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise SystemExit(f"litellm exited ({process.returncode}); see {directory}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"http://127.0.0.1:{port}/health/liveliness") as response:
-                    if response.status == 200:
-                        return party
-            await asyncio.sleep(0.5)
-    party.stop()
-    raise SystemExit("litellm did not become ready within 120 s")
-
-
 def _free_port() -> int:
     import socket
 
@@ -224,27 +240,140 @@ def _free_port() -> int:
         return port
 
 
+async def _wait_ready(party: Party, url: str, what: str, directory: Path, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    async with aiohttp.ClientSession() as client:
+        while time.monotonic() < deadline:
+            if party.process.poll() is not None:
+                raise SystemExit(f"{what} exited ({party.process.returncode}); see {directory}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with client.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.25)
+    party.stop()
+    raise SystemExit(f"{what} did not become ready within {limit:g} s; see {directory}")
+
+
+async def start_litellm(executable: str, upstream: Party, directory: Path) -> Party:
+    def entry(model: str) -> dict[str, object]:
+        params = {"model": f"openai/{model}", "api_base": upstream.url, "api_key": "sk-bench-up"}
+        return {"model_name": model, "litellm_params": params}
+
+    config = {
+        "model_list": [entry(MODEL), entry(PREFILL_MODEL)],
+        "litellm_settings": {"drop_params": True, "set_verbose": False},
+        "general_settings": {"master_key": BENCH_KEY},
+    }
+    path = directory / "litellm.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = _free_port()
+    log = (directory / "litellm.log").open("wb")
+    # No network here but package registries: the bundled model cost map, not a fetch.
+    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    process = subprocess.Popen(
+        [executable, "--config", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=directory,
+        env=env,
+        preexec_fn=_common._die_with_parent,
+    )
+    party = Party("litellm", process, f"http://127.0.0.1:{port}/v1")
+    await _wait_ready(party, party.root + "/health/liveliness", "litellm", directory, 180)
+    return party
+
+
+async def start_portkey(node: str, script: Path, upstream: Party, directory: Path) -> Party:
+    port = _free_port()
+    log = (directory / "portkey.log").open("wb")
+    process = subprocess.Popen(
+        [node, str(script), f"--port={port}", "--headless"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=directory,
+        preexec_fn=_common._die_with_parent,
+    )
+    headers = {"x-portkey-provider": "openai", "x-portkey-custom-host": upstream.url}
+    party = Party("portkey", process, f"http://127.0.0.1:{port}/v1", headers)
+    await _wait_ready(party, party.root + "/", "portkey", directory, 60)
+    return party
+
+
+@dataclass
+class Installed:
+    """Where each peer is, or why it is not there."""
+
+    litellm: str | None = None
+    portkey: tuple[str, Path] | None = None
+
+
+def find_peers(args: argparse.Namespace, parties: list[str]) -> Installed:
+    found = Installed()
+    if "litellm" in parties:
+        found.litellm = args.litellm or shutil.which("litellm")
+        if found.litellm is None:
+            print("LiteLLM proxy: not installed (no `litellm` on PATH; --litellm PATH): skipped")
+        else:
+            print(f"LiteLLM proxy: {found.litellm}")
+    if "portkey" in parties:
+        script = Path(args.portkey) if args.portkey else DEFAULT_PORTKEY
+        node = args.node or shutil.which("node")
+        if not script.is_file():
+            print(f"Portkey gateway: not installed (no {script}; --portkey PATH): skipped")
+        elif node is None:
+            print("Portkey gateway: no `node` on PATH (--node PATH): skipped")
+        else:
+            found.portkey = (node, script)
+            version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout
+            print(f"Portkey gateway: {script} on node {version.strip()}")
+    return found
+
+
+async def start_party(
+    name: str, upstream: Party, directory: Path, peers: Installed, streams: int = 4000
+) -> Party | None:
+    """Start party ``name`` against ``upstream``; None (said in one line) if it cannot run."""
+    try:
+        if name == "runestone":
+            return start_runestone(upstream, directory, f"runestone-{upstream.pid}", streams)
+        if name == "relay":
+            return start_relay(upstream, directory, f"relay-{upstream.pid}")
+        if name == "litellm" and peers.litellm is not None:
+            return await start_litellm(peers.litellm, upstream, directory)
+        if name == "portkey" and peers.portkey is not None:
+            return await start_portkey(*peers.portkey, upstream, directory)
+    except SystemExit as exc:
+        print(f"{name}: did not start, skipped: {exc}")
+    return None
+
+
 # --------------------------------------------------------------------------- one request
 
 
-def _payload(stream: bool) -> bytes:
-    body: dict[str, object] = {"model": MODEL, "messages": MESSAGES, "stream": stream}
+def _payload(stream: bool, messages: list[dict[str, str]] = MESSAGES, model: str = MODEL) -> bytes:
+    body: dict[str, object] = {"model": model, "messages": messages, "stream": stream}
     return json.dumps(body).encode()
 
 
-# Sent to every target: LiteLLM's proxy refuses to start without a master key.
-BENCH_KEY = "sk-bench-" + "7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c2e"
-_HEADERS = {"content-type": "application/json", "authorization": f"Bearer {BENCH_KEY}"}
+_WHOLE = _payload(False)
+_STREAM = _payload(True)
+_STREAM_20 = _payload(True, MESSAGES_20, PREFILL_MODEL)
+_KNOWN = KNOWN_TEXT.encode()
 
 
-async def whole(session: aiohttp.ClientSession, url: str, payload: bytes) -> bool:
-    async with session.post(url, data=payload, headers=_HEADERS) as response:
+def _headers(party: Party) -> dict[str, str]:
+    return {**_HEADERS, **party.headers} if party.headers else _HEADERS
+
+
+async def whole(client: aiohttp.ClientSession, party: Party) -> bool:
+    async with client.post(party.chat_url, data=_WHOLE, headers=_headers(party)) as response:
         body = await response.read()
-        return response.status == 200 and KNOWN_TEXT.encode() in body
+        return response.status == 200 and _KNOWN in body
 
 
-async def streamed(session: aiohttp.ClientSession, url: str, payload: bytes) -> bool:
-    async with session.post(url, data=payload, headers=_HEADERS) as response:
+async def _streamed(client: aiohttp.ClientSession, party: Party, payload: bytes) -> bool:
+    async with client.post(party.chat_url, data=payload, headers=_headers(party)) as response:
         last = b""
         async for line in response.content:
             if line.strip():
@@ -252,81 +381,12 @@ async def streamed(session: aiohttp.ClientSession, url: str, payload: bytes) -> 
         return response.status == 200 and last.strip() == b"data: [DONE]"
 
 
-# --------------------------------------------------------------------------- 1. latency
+async def streamed(client: aiohttp.ClientSession, party: Party) -> bool:
+    return await _streamed(client, party, _STREAM)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
-async def latency(parties: list[Party], requests: int, stream: bool) -> dict[str, list[float]]:
-    one = streamed if stream else whole
-    payload = _payload(stream)
-    times: dict[str, list[float]] = {party.name: [] for party in parties}
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for party in parties:  # warm up each: connections, caches, JIT-less but lazy imports
-            for _ in range(20):
-                await one(session, party.chat_url, payload)
-        for _ in range(requests):
-            for party in parties:
-                started = time.perf_counter()
-                ok = await one(session, party.chat_url, payload)
-                elapsed = time.perf_counter() - started
-                if not ok:
-                    raise SystemExit(f"{party.name}: a request failed during the latency run")
-                times[party.name].append(elapsed)
-    return times
-
-
-def report_latency(title: str, times: dict[str, list[float]]) -> None:
-    print(f"\n{title}: sequential requests, {len(times['upstream'])} each")
-    base_median = statistics.median(times["upstream"]) * 1000
-    base_p99 = _percentile(times["upstream"], 0.99) * 1000
-    print(f"  {'target':10} {'median':>9} {'p99':>9} {'added median':>13} {'added p99':>10}")
-    for name, values in times.items():
-        median = statistics.median(values) * 1000
-        p99 = _percentile(values, 0.99) * 1000
-        added = "" if name == "upstream" else f"{median - base_median:+10.2f} ms"
-        added_p99 = "" if name == "upstream" else f"{p99 - base_p99:+8.2f} ms"
-        print(f"  {name:10} {median:6.2f} ms {p99:6.2f} ms {added:>13} {added_p99:>10}")
-
-
-# --------------------------------------------------------------------------- 2. throughput
-
-
-async def throughput(
-    party: Party, clients: int, duration: float, stream: bool
-) -> tuple[float, int]:
-    one = streamed if stream else whole
-    payload = _payload(stream)
-    done = 0
-    failed = 0
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        end = time.perf_counter() + duration
-
-        async def client() -> None:
-            nonlocal done, failed
-            while time.perf_counter() < end:
-                try:
-                    ok = await one(session, party.chat_url, payload)
-                except aiohttp.ClientError:
-                    ok = False
-                if ok:
-                    done += 1
-                else:
-                    failed += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    return done / elapsed, failed
-
-
-# --------------------------------------------------------------------------- 3. long streams
+async def streamed_20(client: aiohttp.ClientSession, party: Party) -> bool:
+    return await _streamed(client, party, _STREAM_20)
 
 
 @dataclass
@@ -334,24 +394,24 @@ class StreamResult:
     ok: bool
     first_token: float | None
     total: float
+    chunks: int = 0
     problem: str = ""
 
 
-@dataclass
-class ProcessSample:
-    peak_threads: int = 0
-    samples: list[int] = field(default_factory=list)
-
-
-async def one_long_stream(session: aiohttp.ClientSession, url: str, payload: bytes) -> StreamResult:
+async def read_stream(
+    client: aiohttp.ClientSession, party: Party, payload: bytes, expected: str
+) -> StreamResult:
+    """One stream read in full: its text checked, time to the first text and to the end."""
     started = time.perf_counter()
     first: float | None = None
     text: list[str] = []
     try:
-        async with session.post(url, data=payload, headers=_HEADERS) as response:
+        async with client.post(party.chat_url, data=payload, headers=_headers(party)) as response:
             if response.status != 200:
                 body = await response.read()
-                return StreamResult(False, None, time.perf_counter() - started, body[:200].decode())
+                return StreamResult(
+                    False, None, time.perf_counter() - started, 0, body[:200].decode()
+                )
             finished = False
             async for raw in response.content:
                 line = raw.strip()
@@ -361,90 +421,208 @@ async def one_long_stream(session: aiohttp.ClientSession, url: str, payload: byt
                 if data == b"[DONE]":
                     finished = True
                     break
-                chunk = json.loads(data)
+                chunk = jsonio.loads(data)
                 if "error" in chunk:
-                    return StreamResult(False, first, time.perf_counter() - started, str(chunk))
+                    return StreamResult(False, first, time.perf_counter() - started, 0, str(chunk))
                 for choice in chunk.get("choices", ()):
-                    content = choice.get("delta", {}).get("content")
+                    content = (choice.get("delta") or {}).get("content")
                     if content:
                         if first is None:
                             first = time.perf_counter() - started
                         text.append(content)
     except (TimeoutError, aiohttp.ClientError) as exc:
-        return StreamResult(False, first, time.perf_counter() - started, repr(exc))
+        return StreamResult(False, first, time.perf_counter() - started, len(text), repr(exc))
     total = time.perf_counter() - started
     if not finished:
-        return StreamResult(False, first, total, "no [DONE]")
-    if "".join(text) != KNOWN_TEXT:
-        return StreamResult(False, first, total, "wrong text")
-    return StreamResult(True, first, total)
+        return StreamResult(False, first, total, len(text), "no [DONE]")
+    if "".join(text) != expected:
+        return StreamResult(False, first, total, len(text), "wrong text")
+    return StreamResult(True, first, total, len(text))
 
 
-async def long_streams(
-    party: Party, streams: int
-) -> tuple[list[StreamResult], float, float, ProcessSample]:
-    pid = party.process.pid
-    payload = _payload(True)
-    sample = ProcessSample()
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        cpu_before = proc_cpu_seconds(pid)
+# --------------------------------------------------------------------------- long streams
+
+
+@dataclass
+class LongRun:
+    results: list[StreamResult]
+    cpu: float
+    wall: float
+    peak_threads: int
+    peak_rss_mb: float
+    asked: int = 0
+
+    @property
+    def ok(self) -> list[StreamResult]:
+        return [r for r in self.results if r.ok]
+
+    def ttft_p99(self) -> float:
+        return percentile([r.first_token for r in self.ok if r.first_token is not None], 0.99)
+
+    def total_p99(self) -> float:
+        return percentile([r.total for r in self.ok], 0.99)
+
+
+async def long_streams(party: Party, streams: int, seconds: float) -> LongRun:
+    pid = party.pid
+    peak_threads = 0
+    # Generous: a stream runs ``seconds``; one far past that has failed.
+    async with _load.session(total=max(120.0, 8 * seconds)) as client:
+        cpu_before = proc_tree_cpu_seconds(pid)
         started = time.perf_counter()
         tasks = [
-            asyncio.ensure_future(one_long_stream(session, party.chat_url, payload))
+            asyncio.ensure_future(read_stream(client, party, _STREAM, KNOWN_TEXT))
             for _ in range(streams)
         ]
         pending = set(tasks)
         while pending:
             _, pending = await asyncio.wait(pending, timeout=0.5)
-            threads = int(proc_status(pid).get("Threads", "0"))
-            sample.samples.append(threads)
-            sample.peak_threads = max(sample.peak_threads, threads)
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                peak_threads = max(peak_threads, proc_tree_threads(pid))
         wall = time.perf_counter() - started
-        cpu = proc_cpu_seconds(pid) - cpu_before
-    return [task.result() for task in tasks], cpu, wall, sample
+        cpu = proc_tree_cpu_seconds(pid) - cpu_before
+    rss = proc_tree_peak_rss_mb(pid) if party.process.poll() is None else float("nan")
+    return LongRun([t.result() for t in tasks], cpu, wall, peak_threads, rss, streams)
 
 
-def report_long_streams(
-    results: list[StreamResult], cpu: float, wall: float, party: Party, sample: ProcessSample
-) -> None:
-    ok = [r for r in results if r.ok]
+def report_long(run: LongRun, party: Party, seconds: float) -> None:
+    ok = run.ok
     firsts = [r.first_token for r in ok if r.first_token is not None]
     totals = [r.total for r in ok]
-    status = proc_status(party.process.pid)
-    print(f"\n{len(results):,} concurrent streams through the {party.name.removesuffix('-load')}")
-    print(f"  completed correctly: {len(ok)} / {len(results)}  (target: all)")
+    print(f"\n{len(run.results):,} concurrent {seconds:g}-s streams through {party.name}")
+    print(f"  completed correctly: {len(ok)} / {len(run.results)}")
     if firsts:
         print(
             f"  time to first token: p50 {statistics.median(firsts) * 1000:.0f} ms, "
-            f"p99 {_percentile(firsts, 0.99) * 1000:.0f} ms"
+            f"p99 {percentile(firsts, 0.99) * 1000:.0f} ms"
         )
     if totals:
         print(
             f"  total time: p50 {statistics.median(totals):.2f} s, "
-            f"p99 {_percentile(totals, 0.99):.2f} s, max {max(totals):.2f} s  (target: p99 < 11 s)"
+            f"p99 {percentile(totals, 0.99):.2f} s, max {max(totals):.2f} s"
         )
-    print(f"  wall time of the run: {wall:.2f} s")
-    print(f"  server CPU over the run: {cpu:.2f} s  (target: < 5 s)")
-    print(
-        f"  server peak RSS: {status.get('VmHWM', '?')}  (target: < 200 MB); "
-        f"now {status.get('VmRSS', '?')}"
-    )
-    print(f"  server peak threads: {sample.peak_threads}")
+    print(f"  wall time of the run: {run.wall:.2f} s")
+    print(f"  server CPU over the run: {run.cpu:.2f} s")
+    now = proc_status(party.pid).get("VmRSS", "?") if party.process.poll() is None else "exited"
+    print(f"  server peak RSS: {run.peak_rss_mb:.0f} MB (now {now})")
+    print(f"  server peak threads: {run.peak_threads}")
     problems: dict[str, int] = {}
-    for result in results:
+    for result in run.results:
         if not result.ok:
             problems[result.problem[:120]] = problems.get(result.problem[:120], 0) + 1
     for problem, count in sorted(problems.items(), key=lambda item: -item[1])[:5]:
         print(f"  failed x{count}: {problem}")
 
 
+# --------------------------------------------------------------------------- the summary
+
+
+@dataclass
+class Row:
+    label: str
+    unit: str
+    lower_is_better: bool
+    target: str = ""
+    meets: Callable[[float], bool] | None = None
+    values: dict[str, float] = field(default_factory=dict)
+    digits: int = 2
+
+
+def _rows(args: argparse.Namespace) -> dict[str, Row]:
+    n, huge, secs = args.streams, args.huge, args.stream_seconds
+    long = f"{n:,} concurrent {secs:g}-s streams:"
+    big = f"{huge:,} concurrent {secs:g}-s streams:"
+    return {
+        "latency": Row(
+            "added latency, sequential whole answers, median",
+            "ms",
+            True,
+            "<= 0.6 ms",
+            lambda v: v <= 0.6,
+            digits=3,
+        ),
+        "rps": Row(
+            f"req/s at {args.clients} clients, whole answers",
+            "/s",
+            False,
+            ">= 1,500",
+            lambda v: v >= 1500,
+            digits=0,
+        ),
+        "cpu": Row(
+            "gateway CPU per request", "ms", True, "<= 0.6 ms", lambda v: v <= 0.6, digits=3
+        ),
+        "streams": Row(
+            f"streams/s at {args.clients} clients ({CHUNKS} chunks)",
+            "/s",
+            False,
+            ">= 1,000",
+            lambda v: v >= 1000,
+            digits=0,
+        ),
+        "stream_cpu": Row(f"gateway CPU per stream ({CHUNKS} chunks)", "ms", True, digits=3),
+        "long_ok": Row(f"{long} completed", "", False, f"all {n:,}", lambda v: v >= n, digits=0),
+        "long_ttft": Row(f"{long} TTFT p99", "s", True, "<= 0.3 s", lambda v: v <= 0.3),
+        "long_total": Row(f"{long} total p99", "s", True, "<= 10.6 s", lambda v: v <= 10.6),
+        "long_cpu": Row(f"{long} server CPU", "s", True, "<= 2.5 s", lambda v: v <= 2.5),
+        "long_rss": Row(f"{long} peak RSS", "MB", True, "<= 150 MB", lambda v: v <= 150, digits=0),
+        "long_threads": Row(f"{long} peak threads", "", True, digits=0),
+        "huge_ok": Row(
+            f"{big} completed", "", False, f"all {huge:,}", lambda v: v >= huge, digits=0
+        ),
+        "huge_total": Row(f"{big} total p99", "s", True, "<= 12 s", lambda v: v <= 12),
+        "huge_rss": Row(
+            f"{big} peak RSS", "MB", True, "<= 1,024 MB", lambda v: v <= 1024, digits=0
+        ),
+        "huge_threads": Row(f"{big} peak threads", "", True, "not growing with streams", digits=0),
+    }
+
+
+def _cell(value: float | None, row: Row) -> str:
+    if value is None:
+        return "—"
+    if value != value:  # NaN: nothing completed, nothing to take a percentile of
+        return "n/a"
+    unit = f" {row.unit}" if row.unit and row.unit != "/s" else ""
+    return f"{value:,.{row.digits}f}{unit}"
+
+
+def print_summary(rows: dict[str, Row], parties: list[str]) -> None:
+    shown = [row for row in rows.values() if row.values]
+    if not shown:
+        return
+    peers = [p for p in PEERS if p in parties]
+    columns = [p for p in ("runestone", *PEERS, "relay") if p in parties]
+    width = max(len(row.label) for row in shown)
+    head = f"{'figure':{width}} " + " ".join(f"{c:>11}" for c in columns)
+    head += "".join(f" {'rs / ' + p:>13}" for p in peers) + f"  {'target':>24}  verdict"
+    print("\nSummary (ratio = runestone / peer; for times, CPU and memory below 1 is better;")
+    print("the targets are issue 10's, set for the default sizes of each run)")
+    print(head)
+    print("-" * len(head))
+    for row in shown:
+        line = f"{row.label:{width}} " + " ".join(
+            f"{_cell(row.values.get(c), row):>11}" for c in columns
+        )
+        ours = row.values.get("runestone")
+        for peer in peers:
+            theirs = row.values.get(peer)
+            if ours is None or theirs is None or not theirs or ours != ours or theirs != theirs:
+                line += f" {'—':>13}"
+            else:
+                line += f" {ours / theirs:12.2f}x"
+        verdict = ""
+        if ours is not None and row.meets is not None and ours == ours:
+            verdict = "meets" if row.meets(ours) else "misses"
+        line += f"  {row.target:>24}  {verdict}"
+        print(line)
+
+
 # --------------------------------------------------------------------------- main
 
 
 @contextlib.contextmanager
-def parties() -> Iterator[list[Party]]:
+def running() -> Iterator[list[Party]]:
     started: list[Party] = []
     try:
         yield started
@@ -453,81 +631,178 @@ def parties() -> Iterator[list[Party]]:
             party.stop()
 
 
+def selection(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The parties and sections to run, from ``--only`` and ``--skip``."""
+    known = set(PARTIES) | set(SECTIONS)
+    only = {name for name in args.only.split(",") if name}
+    skip = {name for name in args.skip.split(",") if name}
+    if args.skip_load:
+        skip |= {"long", "huge"}
+    unknown = (only | skip) - known
+    if unknown:
+        raise SystemExit(f"unknown names {sorted(unknown)}: pick from {PARTIES} and {SECTIONS}")
+    parties = [p for p in PARTIES if (p in only or not only & set(PARTIES)) and p not in skip]
+    sections = [s for s in SECTIONS if (s in only or not only & set(SECTIONS)) and s not in skip]
+    return parties, sections
+
+
 async def run(args: argparse.Namespace) -> None:
     directory = Path(tempfile.mkdtemp(prefix="runestone-bench-"))
     version = sys.version.split()[0]
-    print(f"bench_gateway: python {version}, {os.cpu_count()} CPUs; logs in {directory}")
-    with parties() as started:
-        upstream = start_upstream(0.0)
-        started.append(upstream)
-        relay = start_relay(upstream, directory)
-        started.append(relay)
-        gateway = start_gateway(upstream, directory)
-        started.append(gateway)
-        targets = [upstream, relay, gateway]
-        litellm = find_litellm(args.litellm)
-        if litellm is None:
-            print("LiteLLM proxy: not installed (no `litellm` on PATH; --litellm PATH): skipped")
-        else:
-            print(f"LiteLLM proxy: {litellm}")
-            proxy = await start_litellm(litellm, upstream, directory)
-            started.append(proxy)
-            targets.append(proxy)
+    files = raise_open_files()
+    print(
+        f"bench_gateway: python {version}, {os.cpu_count()} CPUs, "
+        f"open-file limit {files}; logs in {directory}"
+    )
+    names, sections = selection(args)
+    print(f"parties: {', '.join(names) or 'none'}; sections: {', '.join(sections) or 'none'}")
+    peers = find_peers(args, names)
+    rows = _rows(args)
 
-        if args.requests:
-            report_latency("Whole answers", await latency(targets, args.requests, stream=False))
-            report_latency("Streams", await latency(targets, args.requests, stream=True))
+    if {"latency", "rps", "streams"} & set(sections):
+        with running() as started:
+            upstream = start_upstream(0.0)
+            started.append(upstream)
+            targets = [upstream]
+            for name in names:
+                party = await start_party(name, upstream, directory, peers)
+                if party is not None:
+                    started.append(party)
+                    targets.append(party)
+            await short_sections(args, sections, targets, rows)
 
-        if args.duration:
-            print(f"\nThroughput: {args.clients} concurrent clients, {args.duration:g} s each")
-            print(f"  {'target':10} {'whole req/s':>12} {'streams/s':>10}")
-            rates: dict[str, tuple[float, float]] = {}
-            for party in targets:
-                whole_rate, whole_failed = await throughput(
-                    party, args.clients, args.duration, stream=False
-                )
-                stream_rate, stream_failed = await throughput(
-                    party, args.clients, args.duration, stream=True
-                )
-                rates[party.name] = (whole_rate, stream_rate)
-                failed = whole_failed + stream_failed
-                note = f"  ({failed} failed)" if failed else ""
-                print(f"  {party.name:10} {whole_rate:12.0f} {stream_rate:10.0f}{note}")
-            if "litellm" in rates:  # the issue's target: at least 5x LiteLLM's proxy
-                g, lite = rates["gateway"], rates["litellm"]
-                print(
-                    f"  gateway / litellm: {g[0] / lite[0]:.1f}x whole, "
-                    f"{g[1] / lite[1]:.1f}x streams  (target: >= 5x)"
-                )
-
-    if args.streams:
+    if "long" in sections:
         interval = args.stream_seconds / len(KNOWN_TOKENS)
-        starters = [(start_relay, "relay-load"), (start_gateway, "gateway-load")]
-        for start, name in starters:
-            with parties() as started:
+        for name in names:
+            if name == "litellm" and args.no_litellm_long:
+                print("\nlitellm: its long-stream run is left out (--no-litellm-long)")
+                continue
+            with running() as started:
                 paced = start_upstream(interval)
                 started.append(paced)
-                party = start(paced, directory, name)
+                party = await start_party(name, paced, directory, peers, args.streams + 100)
+                if party is None:
+                    continue
                 started.append(party)
-                results, cpu, wall, sample = await long_streams(party, args.streams)
-                report_long_streams(results, cpu, wall, party, sample)
+                long = await long_streams(party, args.streams, args.stream_seconds)
+                report_long(long, party, args.stream_seconds)
+                book_long(rows, "long", name, long)
+
+    if "huge" in sections and "runestone" in names:
+        # Two sockets per stream in the gateway (the caller's, the upstream's), and some spare.
+        fits = (files - 256) // 2
+        streams = args.huge
+        if streams > fits:
+            print(
+                f"\n{args.huge:,} streams need {2 * args.huge + 256:,} open files in the gateway; "
+                f"the hard limit here is {files:,} and cannot be raised without "
+                f"CAP_SYS_RESOURCE: running {fits:,} streams"
+            )
+            streams = fits
+        interval = args.stream_seconds / len(KNOWN_TOKENS)
+        with running() as started:
+            paced = start_upstream(interval)
+            started.append(paced)
+            party = start_runestone(paced, directory, "runestone-huge", streams + 100)
+            started.append(party)
+            huge = await long_streams(party, streams, args.stream_seconds)
+            report_long(huge, party, args.stream_seconds)
+            book_long(rows, "huge", "runestone", huge)
+            if streams != args.huge:
+                label = f"{streams:,} concurrent {args.stream_seconds:g}-s streams"
+                for key, what in (("ok", "completed"), ("total", "total p99"), ("rss", "peak RSS")):
+                    rows[f"huge_{key}"].label = f"{label} ({args.huge:,} asked): {what}"
+                rows["huge_threads"].label = f"{label} ({args.huge:,} asked): peak threads"
+                rows["huge_ok"].target = f"all {streams:,}"
+                rows["huge_ok"].meets = lambda v: v >= streams
+        long_threads = rows["long_threads"].values.get("runestone")
+        if long_threads is not None:
+            rows["huge_threads"].target = f"~{long_threads:.0f} (at {args.streams:,})"
+            rows["huge_threads"].meets = lambda v: v <= long_threads + 16
+
+    elif "huge" in sections:
+        print("\nthe huge run is runestone's alone: left out with it")
+
+    print_summary(rows, names)
+
+
+def book_long(rows: dict[str, Row], prefix: str, name: str, long: LongRun) -> None:
+    rows[f"{prefix}_ok"].values[name] = len(long.ok)
+    rows[f"{prefix}_total"].values[name] = long.total_p99()
+    rows[f"{prefix}_rss"].values[name] = long.peak_rss_mb
+    rows[f"{prefix}_threads"].values[name] = long.peak_threads
+    if prefix == "long":
+        rows["long_ttft"].values[name] = long.ttft_p99()
+        rows["long_cpu"].values[name] = long.cpu
+
+
+async def short_sections(
+    args: argparse.Namespace, sections: list[str], targets: list[Party], rows: dict[str, Row]
+) -> None:
+    if "latency" in sections and args.requests:
+        times = await _load.sequential(targets, whole, args.requests)
+        added = _load.report_sequential("Whole answers", times, "upstream")
+        rows["latency"].values.update(added)
+        times = await _load.sequential(targets, streamed, args.requests)
+        _load.report_sequential("Streams (to [DONE])", times, "upstream")
+
+    if "rps" in sections and args.duration:
+        loads = await _load.interleaved(targets, whole, args.clients, args.duration, args.rounds)
+        _load.report_loads(
+            f"Whole answers at {args.clients} concurrent clients, {args.duration:g} s each "
+            f"in {args.rounds} interleaved rounds",
+            loads,
+        )
+        for name, load in loads.items():
+            if name != "upstream":
+                rows["rps"].values[name] = load.rate
+                rows["cpu"].values[name] = load.cpu_per_request_ms
+
+    if "streams" in sections and args.duration:
+        checked = []
+        async with _load.session(total=60) as client:
+            for party in targets:
+                result = await read_stream(client, party, _STREAM_20, REST)
+                if result.ok and result.chunks == CHUNKS:
+                    checked.append(party)
+                else:
+                    problem = result.problem or f"{result.chunks} text chunks"
+                    print(f"\n{party.name}: its {CHUNKS}-chunk stream failed ({problem}): left out")
+        loads = await _load.interleaved(
+            checked, streamed_20, args.clients, args.duration, args.rounds
+        )
+        _load.report_loads(
+            f"Streams of {CHUNKS} text chunks (checked) at {args.clients} concurrent clients, "
+            f"{args.duration:g} s each in {args.rounds} interleaved rounds",
+            loads,
+            "streams/s",
+        )
+        for name, load in loads.items():
+            if name != "upstream":
+                rows["streams"].values[name] = load.rate
+                rows["stream_cpu"].values[name] = load.cpu_per_request_ms
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--requests", type=int, default=300, help="sequential requests per target")
+    parser.add_argument("--only", default="", help="comma-separated parties and/or sections")
+    parser.add_argument("--skip", default="", help="comma-separated parties and/or sections")
+    parser.add_argument("--requests", type=int, default=300, help="sequential requests per party")
     parser.add_argument("--clients", type=int, default=64, help="concurrent clients (64)")
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per throughput run")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds of load per party")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of that load")
     parser.add_argument("--streams", type=int, default=1000, help="concurrent long streams")
+    parser.add_argument("--huge", type=int, default=10_000, help="streams of the huge run")
     parser.add_argument("--stream-seconds", type=float, default=10.0, help="length of each")
-    parser.add_argument("--skip-load", action="store_true", help="no long-stream run")
+    parser.add_argument("--skip-load", action="store_true", help="= --skip long,huge")
+    parser.add_argument("--no-litellm-long", action="store_true", help="no long run of litellm")
     parser.add_argument("--litellm", default=None, help="the litellm executable")
+    parser.add_argument("--portkey", default=None, help=f"start-server.js ({DEFAULT_PORTKEY})")
+    parser.add_argument("--node", default=None, help="the node executable for Portkey")
     parser.add_argument("--serve-relay", metavar="UPSTREAM", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_relay:
         return serve_relay(args.serve_relay)
-    if args.skip_load:
-        args.streams = 0
     loop = new_event_loop()
     try:
         loop.run_until_complete(run(args))

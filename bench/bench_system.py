@@ -1,16 +1,22 @@
 """What the embedded system adds, measured side by side in one run.
 
 1. Added latency of ``system.complete()`` and ``system.stream()`` (to the first
-   event and to the end) over a direct aiohttp call to the same local upstream:
-   median and p99, rounds interleaved so drift hits both sides alike.
+   event and to the end) over a direct aiohttp call to the same local upstream,
+   and of LiteLLM's Router (embedded, ``Router.completion()``) when it is
+   installed: median and p99, rounds interleaved so drift hits every side alike.
+   Closes with the issue 10 row: what ``system.complete()`` and the Router each
+   add over a direct call, median, and the ratio of the two.
 2. Throughput with 1, 16 and 256 concurrent callers, against direct aiohttp.
-3. LiteLLM's Router against the same upstream, when it is installed.
+3. (part of 1) LiteLLM's Router; ``--skip 3`` leaves it out.
 4. 1,000 concurrent 10-second streams through ``system.stream()`` against a paced
    upstream: all complete?, total time p99, CPU of the whole run, peak RSS, threads.
+5. The same through ``system.astream()`` from one asyncio caller.
 
-The fake upstream runs in its own process, so its CPU is not counted.
+The fake upstream runs in its own process, so its CPU is not counted. The peak
+RSS of 4 and 5 is each run's own (the process's peak is reset before each).
 
-Run: ``python bench/bench_system.py [--requests 400] [--streams 1000] [--seconds 10]``
+Run: ``python bench/bench_system.py [--requests 400] [--streams 1000] [--seconds 10]
+[--skip 1,2,3,4,5]``
 """
 
 from __future__ import annotations
@@ -19,13 +25,24 @@ import argparse
 import asyncio
 import concurrent.futures
 import importlib.util
+import os
 import statistics
 import threading
 import time
+from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any
 
 import aiohttp
-from _common import cpu_seconds, peak_rss_mb, percentile, start_upstream, stop, thread_count
+from _common import (
+    cpu_seconds,
+    peak_rss_mb,
+    percentile,
+    reset_peak_rss,
+    start_upstream,
+    stop,
+    thread_count,
+)
 
 import runestone
 from runestone.messages import Done, TextDelta
@@ -33,6 +50,10 @@ from runestone.system import System
 from runestone.testing.upstream import KNOWN_TEXT, KNOWN_TOKENS
 
 MESSAGES = [{"role": "user", "content": "Say the known text."}]
+
+# No network here but package registries: LiteLLM's bundled model cost map, not a fetch of it
+# (which would retry for seconds at import).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 def system_config(base_url: str, max_in_flight: int = 2000) -> dict[str, Any]:
@@ -128,10 +149,17 @@ def added(name: str, ours: list[float], direct: list[float]) -> str:
     return f"  added by {name:<25} median {median:7.3f} ms   p99 {p99:7.3f} ms"
 
 
-def latency(system: System, direct: Direct, requests: int, rounds: int = 8) -> None:
+def latency(
+    system: System,
+    direct: Direct,
+    requests: int,
+    router: Callable[[], float] | None = None,
+    rounds: int = 8,
+) -> None:
     per = max(1, requests // rounds)
     d_complete: list[float] = []
     s_complete: list[float] = []
+    r_complete: list[float] = []
     d_first: list[float] = []
     d_end: list[float] = []
     s_first: list[float] = []
@@ -145,6 +173,9 @@ def latency(system: System, direct: Direct, requests: int, rounds: int = 8) -> N
             d_complete.append(direct.run(direct.complete()))
         for _ in range(per):
             s_complete.append(system_complete(system))
+        if router is not None:
+            for _ in range(per):
+                r_complete.append(router())
         for _ in range(per):
             first, end = direct.run(direct.stream())
             d_first.append(first)
@@ -156,14 +187,31 @@ def latency(system: System, direct: Direct, requests: int, rounds: int = 8) -> N
     print(f"\n1. latency, {per * rounds} sequential requests each, {rounds} interleaved rounds")
     print(summary("direct aiohttp, whole answer", d_complete))
     print(summary("system.complete()", s_complete))
+    if r_complete:
+        print(summary("litellm Router.completion()", r_complete))
     print(summary("direct aiohttp, stream first token", d_first))
     print(summary("system.stream() first event", s_first))
     print(summary("direct aiohttp, stream to the end", d_end))
     print(summary("system.stream() to the end", s_end))
     print(added("complete()", s_complete, d_complete))
+    if r_complete:
+        print(added("Router.completion()", r_complete, d_complete))
     print(added("stream(), first event", s_first, d_first))
     print(added("stream(), to the end", s_end, d_end))
     print("  targets: under 0.5 ms median and 2 ms p99 added")
+    ours = (statistics.median(s_complete) - statistics.median(d_complete)) * 1e3
+    print(
+        f"\n  embedded system.complete() added over a direct call, median: {ours:.3f} ms"
+        "  (target: <= 0.25 ms)"
+    )
+    if r_complete:
+        theirs = (statistics.median(r_complete) - statistics.median(d_complete)) * 1e3
+        print(f"  LiteLLM Router (embedded) added over a direct call, median:  {theirs:.3f} ms")
+        ratio = f"{theirs / ours:.1f}x" if ours > 0 else "n/a (runestone adds nothing)"
+        print(
+            f"  the Router adds {ratio} what system.complete() adds; runestone / Router "
+            f"= {ours / theirs:.3f}  (target: the Router adds >= 25x)"
+        )
 
 
 def throughput(system: System, direct: Direct, callers: int, total: int) -> tuple[float, float]:
@@ -200,10 +248,11 @@ def throughput(system: System, direct: Direct, callers: int, total: int) -> tupl
     return direct_rate, system_rate
 
 
-def litellm_router(base_url: str, requests: int) -> None:
+def litellm_router(base_url: str) -> Callable[[], float] | None:
+    """One timed, checked ``Router.completion()`` against the upstream; None if not installed."""
     if importlib.util.find_spec("litellm") is None:
         print("\n3. LiteLLM Router: not installed (pip install '.[bench]'), skipped")
-        return
+        return None
     import litellm  # type: ignore[import-not-found]
 
     router = litellm.Router(
@@ -225,11 +274,12 @@ def litellm_router(base_url: str, requests: int) -> None:
         assert response.choices[0].message.content == KNOWN_TEXT
         return time.perf_counter() - start
 
-    for _ in range(5):
+    for _ in range(20):
         call()
-    samples = [call() for _ in range(requests)]
-    print("\n3. LiteLLM Router, same upstream")
-    print(summary("litellm Router.completion()", samples))
+    # Its first calls leave its logging threads a second of lazy work: let it pass.
+    time.sleep(3)
+    print(f"\n3. LiteLLM {version('litellm')} Router, embedded: measured in 1, interleaved")
+    return call
 
 
 def many_streams(base_url: str, streams: int, seconds: float) -> None:
@@ -253,6 +303,8 @@ def many_streams(base_url: str, streams: int, seconds: float) -> None:
                 results.append((ok, time.perf_counter() - start))
 
         threads = [threading.Thread(target=consume, name=f"caller-{i}") for i in range(streams)]
+        threads_before = thread_count()
+        rss_before = peak_rss_mb() if reset_peak_rss() else float("nan")
         for thread in threads:
             thread.start()
         cpu_before = cpu_seconds()
@@ -270,8 +322,10 @@ def many_streams(base_url: str, streams: int, seconds: float) -> None:
         p50, p99 = percentile(totals, 0.5), percentile(totals, 0.99)
         print(f"  total time p50 / p99  {p50:.2f} s / {p99:.2f} s")
         print(f"  CPU of the whole run  {cpu:.2f} s  (includes the {streams} caller threads)")
-        print(f"  peak RSS              {peak_rss_mb():.0f} MB")
-        print(f"  peak threads          {peak_threads}")
+        print(
+            f"  peak RSS              {peak_rss_mb():.0f} MB ({rss_before:.0f} MB before the run)"
+        )
+        print(f"  peak threads          {peak_threads} ({threads_before} before the run)")
         print("  targets: all complete, p99 under 11 s, CPU under 5 s, RSS under 300 MB")
     finally:
         system.stop()
@@ -297,6 +351,7 @@ def many_async_streams(base_url: str, streams: int, seconds: float) -> None:
         return list(await asyncio.gather(*(consume() for _ in range(streams))))
 
     try:
+        rss_before = peak_rss_mb() if reset_peak_rss() else float("nan")
         cpu_before = cpu_seconds()
         results = asyncio.run(run_all())
         cpu = cpu_seconds() - cpu_before
@@ -306,7 +361,9 @@ def many_async_streams(base_url: str, streams: int, seconds: float) -> None:
         print(f"  completed correctly   {sum(ok for ok, _ in results)} / {streams}")
         print(f"  total time p50 / p99  {p50:.2f} s / {p99:.2f} s")
         print(f"  CPU of the whole run  {cpu:.2f} s  (one asyncio caller thread)")
-        print(f"  peak RSS              {peak_rss_mb():.0f} MB (process peak so far)")
+        print(
+            f"  peak RSS              {peak_rss_mb():.0f} MB ({rss_before:.0f} MB before the run)"
+        )
     finally:
         system.stop()
 
@@ -322,11 +379,12 @@ def main() -> None:
 
     process, base_url = start_upstream(0.0)
     try:
+        router = None if "3" in skip or "1" in skip else litellm_router(base_url)
         system = runestone.start(system_config(base_url))
         direct = Direct(base_url)
         try:
             if "1" not in skip:
-                latency(system, direct, args.requests)
+                latency(system, direct, args.requests, router)
             if "2" not in skip:
                 print("\n2. throughput, non-streaming requests per second")
                 for callers in (1, 16, 256):
@@ -339,8 +397,6 @@ def main() -> None:
         finally:
             direct.close()
             system.stop()
-        if "3" not in skip:
-            litellm_router(base_url, min(args.requests, 200))
     finally:
         stop(process)
 
