@@ -191,7 +191,49 @@ class Incarnation:
         return f"<Incarnation {self.child_id}#{self.generation}>"
 
 
-class SupervisedActor(pykka.ThreadingActor):
+class CrashReporting:
+    """How an actor of either kind (thread or loop) dies of an exception: its exit
+    reason recorded once, the crash logged, ``on_failure`` called, the actor halted."""
+
+    _incarnation: Incarnation | None
+    _exit_reason: ExitReason | None
+
+    # Provided by the actor class it is mixed into.
+    _halt: Callable[[], None]
+    on_failure: Callable[..., None]
+
+    def _crash(self, exc_type: Any, exc: BaseException, tb: Any) -> Exception:
+        """End this actor because of ``exc``; return what the asker should receive."""
+        error: Exception
+        if isinstance(exc, pykka.ActorDeadError) or not isinstance(exc, Exception):
+            # ActorDeadError would tell a handle "never delivered, try the next
+            # incarnation"; it was delivered and crashed this one, so wrap it.
+            error = ActorCrashedError(f"{type(exc).__name__} in {self}: {exc}")
+            error.__cause__ = exc
+        else:
+            error = exc
+        self._die(exc, phase="handler")
+        try:
+            self.on_failure(exc_type, exc, tb)
+        except BaseException as hook_exc:  # noqa: BLE001 - a failing hook must not escape
+            log.error("actor_on_failure_failed", actor=str(self), error=repr(hook_exc))
+        return error
+
+    def _die(self, exc: BaseException, *, phase: str) -> None:
+        if self._exit_reason is None:
+            self._exit_reason = ExitReason.from_exception(exc, phase=phase)
+        log.error(
+            "actor_crashed",
+            actor=str(self),
+            child_id=self._incarnation.child_id if self._incarnation else None,
+            phase=phase,
+            error=f"{type(exc).__name__}: {exc}",
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        self._halt()
+
+
+class SupervisedActor(CrashReporting, pykka.ThreadingActor):
     """Base class for every actor a Runestone supervisor runs. See the module docstring."""
 
     expected_exceptions: ClassVar[tuple[type[Exception], ...]] = ()
@@ -285,37 +327,6 @@ class SupervisedActor(pykka.ThreadingActor):
             else:
                 if envelope.reply_to is not None:
                     envelope.reply_to.set(response)
-
-    def _crash(self, exc_type: Any, exc: BaseException, tb: Any) -> Exception:
-        """End this actor because of ``exc``; return what the asker should receive."""
-        error: Exception
-        if isinstance(exc, pykka.ActorDeadError) or not isinstance(exc, Exception):
-            # ActorDeadError would tell a handle "never delivered, try the next
-            # incarnation"; it was delivered and crashed this one, so wrap it.
-            error = ActorCrashedError(f"{type(exc).__name__} in {self}: {exc}")
-            error.__cause__ = exc
-        else:
-            error = exc
-        self._die(exc, phase="handler")
-        try:
-            self.on_failure(exc_type, exc, tb)
-        except BaseException as hook_exc:  # noqa: BLE001 - a failing hook must not escape
-            log.error("actor_on_failure_failed", actor=str(self), error=repr(hook_exc))
-        return error
-
-    def _die(self, exc: BaseException, *, phase: str) -> None:
-        if self._exit_reason is None:
-            self._exit_reason = ExitReason.from_exception(exc, phase=phase)
-        log.error(
-            "actor_crashed",
-            actor=str(self),
-            child_id=self._incarnation.child_id if self._incarnation else None,
-            phase=phase,
-            error=f"{type(exc).__name__}: {exc}",
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
-        pykka.ActorRegistry.unregister(self.actor_ref)
-        self.actor_stopped.set()
 
     def _abandon(self) -> None:
         pykka.ActorRegistry.unregister(self.actor_ref)

@@ -33,7 +33,12 @@ import pykka
 import structlog
 
 from runestone.exceptions import ActorCrashedError
-from runestone.supervisors.actor import Incarnation, StopIntent, bound_incarnation
+from runestone.supervisors.actor import (
+    CrashReporting,
+    Incarnation,
+    StopIntent,
+    bound_incarnation,
+)
 from runestone.supervisors.delivery import Rejectable, reject
 from runestone.supervisors.exits import ExitReason
 
@@ -131,7 +136,7 @@ class LoopActorRef:
         return f"<LoopActorRef {self._actor}>"
 
 
-class LoopActor:
+class LoopActor(CrashReporting):
     """Base class for actors that live on an event loop. See the module docstring."""
 
     expected_exceptions: ClassVar[tuple[type[Exception], ...]] = ()
@@ -315,33 +320,6 @@ class LoopActor:
         except BaseException as exc:  # noqa: BLE001 - a failing on_stop is an abnormal exit
             self._die(exc, phase="on_stop")
         self._teardown()
-
-    def _crash(self, exc_type: Any, exc: BaseException, tb: Any) -> Exception:
-        error: Exception
-        if isinstance(exc, pykka.ActorDeadError) or not isinstance(exc, Exception):
-            error = ActorCrashedError(f"{type(exc).__name__} in {self}: {exc}")
-            error.__cause__ = exc
-        else:
-            error = exc
-        self._die(exc, phase="handler")
-        try:
-            self.on_failure(exc_type, exc, tb)
-        except BaseException as hook_exc:  # noqa: BLE001 - a failing hook must not escape
-            log.error("actor_on_failure_failed", actor=str(self), error=repr(hook_exc))
-        return error
-
-    def _die(self, exc: BaseException, *, phase: str) -> None:
-        if self._exit_reason is None:
-            self._exit_reason = ExitReason.from_exception(exc, phase=phase)
-        log.error(
-            "actor_crashed",
-            actor=str(self),
-            child_id=self._incarnation.child_id if self._incarnation else None,
-            phase=phase,
-            error=f"{type(exc).__name__}: {exc}",
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
-        self._stopped = True
 
     def _halt(self) -> None:
         """End without ``on_stop`` (a supervisor escalating): the exit follows this handler."""
