@@ -29,7 +29,9 @@ Router, the factory, a provider actor, the providers supervisor, the pool
 supervisor, admission, the task supervisor and single stream tasks, and flaps of
 the primary upstream (stopped, then served again on the same port). Cuts and
 stalls are upstream behaviours a request picks (``cut-after:N``,
-``stall-after:N``).
+``stall-after:N``). After an action that takes the task subtree down (the pool
+or task supervisor), the schedule waits until every request it caught has moved
+on, so it is paced by recovery, not by the machine's speed.
 
 **The invariants**, checked per request by :func:`check_request` and counted by
 kind in :class:`ChaosReport`:
@@ -89,6 +91,7 @@ __all__ = [
     "Kind",
     "Path",
     "Poison",
+    "Progress",
     "RequestRecord",
     "Terminal",
     "check_request",
@@ -198,6 +201,22 @@ class Terminal:
     message: str = ""
 
 
+class Progress:
+    """Wakes whoever waits for requests to move on: each record's text and terminal notify it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+
+    def notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` holds (checked at each notification); its last value."""
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout)
+
+
 @dataclass
 class RequestRecord:
     """What one request saw, in order."""
@@ -216,17 +235,26 @@ class RequestRecord:
     hung: bool = False
     """No end within the harness's hard bound (deadline + guard grace + slack)."""
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
+    progress: Progress | None = field(default=None, repr=False)
 
     def add_text(self, text: str) -> None:
         if self.terminals:
             self.after_terminal += 1
         self.text.append(text)
+        if self.progress is not None:
+            self.progress.notify()
 
     def add_terminal(self, terminal: Terminal) -> None:
         if not self.terminals:
             self.ended = time.monotonic()
         self.terminals.append(terminal)
         self.finished.set()
+        if self.progress is not None:
+            self.progress.notify()
+
+    @property
+    def in_flight(self) -> bool:
+        return bool(self.started) and not self.terminals
 
     def add_event(self, event: Any) -> None:
         from runestone.messages import Done, StreamError, TextDelta
@@ -703,8 +731,13 @@ class _Schedule:
         primary: _Upstream,
         report: ChaosReport,
         excuses: Excuses,
+        records: list[RequestRecord],
+        progress: Progress,
     ) -> None:
         self._rng = random.Random(f"{settings.seed}:schedule")
+        self._records = records
+        self._progress = progress
+        self._recovery_timeout = settings.request_timeout
         self._kinds = sorted(settings.kinds - REQUEST_FAULTS.keys())
         self._interval = settings.action_interval
         self._system = system
@@ -721,6 +754,7 @@ class _Schedule:
 
     def stop(self) -> None:
         self._stop.set()
+        self._progress.notify()
         if self._thread.is_alive():
             self._thread.join(60)
 
@@ -728,12 +762,36 @@ class _Schedule:
         while not self._stop.wait(self._interval * self._rng.uniform(0.5, 1.5)):
             kind = self._rng.choice(self._kinds)
             pick = self._rng.random()
+            caught = (
+                [(r, len(r.text)) for r in self._records if r.in_flight]
+                if kind in _TASK_SUBTREE
+                else []
+            )
             try:
                 self.perform(kind, pick)
             except Exception as exc:  # noqa: BLE001 - the system refused: counted, not fatal
                 self._report.action_failures[f"{kind.value}:{type(exc).__name__}"] += 1
             else:
                 self._report.kills[kind.value] += 1
+            if caught:
+                self._await_recovery(caught)
+
+    def _await_recovery(self, caught: list[tuple[RequestRecord, int]]) -> None:
+        """Let every request a subtree action caught move on (more text, or its terminal)
+        before the next action, for at most one request's deadline.
+
+        Such an action takes every stream task down, and a request before its commit point
+        starts over: actions coming faster than requests recover starve them, which no
+        supervisor can prevent, and how fast that is depends on the machine. Paced on
+        recovery, not the clock, the run tests supervision at any speed; a request that
+        never moves on still misses its deadline and is counted."""
+
+        def recovered() -> bool:
+            return self._stop.is_set() or all(
+                r.terminals or len(r.text) > seen for r, seen in caught
+            )
+
+        self._progress.wait_for(recovered, self._recovery_timeout)
 
     def perform(self, kind: Kind, pick: float) -> None:
         system = self._system
@@ -760,9 +818,7 @@ class _Schedule:
             case Kind.CRASH_POOL_SUP:
                 self._crash_subtree(root.child("pool"))
             case Kind.STOP_POOL_SUP:
-                self._excuses.task_subtree_events.append(time.monotonic())
-                self._stop_child(root, "pool")
-                self._excuses.task_subtree_events.append(time.monotonic())
+                self._stop_subtree(root, "pool")
             case Kind.CRASH_ADMISSION:
                 system.pool.tell(Poison())
             case Kind.STOP_ADMISSION:
@@ -770,9 +826,7 @@ class _Schedule:
             case Kind.CRASH_TASKS_SUP:
                 self._crash_subtree(root.child("pool").child("tasks"))
             case Kind.STOP_TASKS_SUP:
-                self._excuses.task_subtree_events.append(time.monotonic())
-                self._stop_child(root.child("pool"), "tasks")
-                self._excuses.task_subtree_events.append(time.monotonic())
+                self._stop_subtree(root.child("pool"), "tasks")
             case Kind.CRASH_TASK | Kind.STOP_TASK:
                 tasks = root.child("pool").child("tasks")
                 rows = tasks.which_children()
@@ -791,6 +845,15 @@ class _Schedule:
                 self._primary.flap(0.05 + 0.2 * pick, self._stop)
             case _:
                 raise ValueError(f"{kind} is not a scheduled action")
+
+    def _stop_subtree(self, parent: Any, child_id: str) -> None:
+        """Stop the pool or task supervisor; the excuse window lasts until it is back (a
+        request that begins while it stops is caught by it too)."""
+        begin = time.monotonic()
+        try:
+            self._stop_child(parent, child_id)
+        finally:
+            self._excuses.task_subtree_events.append((begin, time.monotonic()))
 
     def _crash_subtree(self, supervisor: Any) -> None:
         """Crash the pool or task supervisor; the excuse window lasts until it is back."""
@@ -873,7 +936,10 @@ def run_chaos(settings: ChaosSettings) -> ChaosReport:
         served = _Served(config)
         system = served.system
         url = served.url
-        schedule = _Schedule(settings, system, primary, report, excuses)
+        progress = Progress()
+        for record in records:
+            record.progress = progress
+        schedule = _Schedule(settings, system, primary, report, excuses, records, progress)
         by_path: dict[Path, collections.deque[RequestRecord]] = {
             p: collections.deque() for p in Path
         }

@@ -156,8 +156,16 @@ def test_an_error_before_content_while_the_task_subtree_went_down_is_a_violation
 
 
 def test_a_subtree_event_outside_the_request_excuses_nothing() -> None:
-    excuses = Excuses(task_subtree_events=[90.0, 200.0])
-    assert check(record("", error("SupervisionError")), excuses)[0] == "failed"
+    excuses = Excuses(task_subtree_events=[90.0, (80.0, 99.9), 200.0, (101.1, 300.0)])
+    rec = record("one two", error("ActorCrashedError", delivered=True))
+    assert check(rec, excuses)[0] == "failed"
+
+
+def test_a_request_that_began_and_ended_inside_a_subtree_stop_window_is_excused() -> None:
+    # The stop began before it, the supervisor was back after it: caught in between.
+    excuses = Excuses(task_subtree_events=[(99.0, 102.0)])
+    rec = record("one two", error("ActorCrashedError", delivered=True))
+    assert check(rec, excuses) == ("ended_by_task_subtree", [])
 
 
 def test_the_report_counts_violations_by_kind_and_renders_every_count() -> None:
