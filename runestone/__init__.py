@@ -3,7 +3,7 @@
 ::
 
     import runestone
-    system = runestone.start("config/runestone.yaml")   # a path, a dict or a Config
+    system = runestone.start("my-config.yaml")   # a path, a dict or a Config
     for event in system.stream({"model": "fast", "messages": [...], "stream": True}):
         ...
     system.stop()

@@ -1,9 +1,10 @@
-"""The ``runestone`` command: ``serve``, ``check-config``, ``health``.
+"""The ``runestone`` command: ``serve``, ``check-config``, ``init``, ``health``.
 
 ::
 
     runestone serve [--config PATH] [--host 127.0.0.1] [--port 4003]
-    runestone check-config PATH
+    runestone check-config [PATH]
+    runestone init [PATH] [--force]
     runestone health [--url http://127.0.0.1:4003] [--key KEY] [--json]
 
 Exit status: 0 fine; 1 a bad config, an unhealthy server or a failure to
@@ -21,6 +22,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import structlog
@@ -31,6 +33,7 @@ from runestone.exceptions import ConfigError
 __all__ = ["format_health", "main"]
 
 DEFAULT_URL: Final = "http://127.0.0.1:4003"
+DEFAULT_INIT_PATH: Final = "runestone.yaml"
 _HEALTH_TIMEOUT: Final = 10.0
 
 
@@ -65,7 +68,28 @@ def _parser() -> argparse.ArgumentParser:
         description="Validate a config file and print its providers, models, aliases and "
         "routing, or the one error that makes it unusable.",
     )
-    check.add_argument("path", metavar="PATH", help="the config file")
+    check.add_argument(
+        "path",
+        metavar="PATH",
+        nargs="?",
+        default=None,
+        help="the config file (default: the bundled one)",
+    )
+
+    init = commands.add_parser(
+        "init",
+        help="write a commented starter config to edit",
+        description="Write the bundled config, with its comments, to PATH: a starting point "
+        "that answers through the simulated provider until real providers are configured.",
+    )
+    init.add_argument(
+        "path",
+        metavar="PATH",
+        nargs="?",
+        default=DEFAULT_INIT_PATH,
+        help=f"where to write it (default: {DEFAULT_INIT_PATH})",
+    )
+    init.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
 
     health = commands.add_parser(
         "health",
@@ -96,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "check-config":
         return _check_config(args.path)
+    if args.command == "init":
+        return _init(args.path, force=args.force)
     if args.command == "health":
         return _health(args.url, args.key, as_json=args.json)
     return _serve(args.config, args.host, args.port)
@@ -114,7 +140,27 @@ def _load(path: str | None) -> Config | None:
         return None
 
 
-def _check_config(path: str) -> int:
+def _init(path: str, *, force: bool) -> int:
+    target = Path(path)
+    if target.is_dir():
+        print(f"runestone: {path} is a directory; name the file to write", file=sys.stderr)
+        return 1
+    if target.exists() and not force:
+        print(f"runestone: {path} exists; pass --force to overwrite it", file=sys.stderr)
+        return 1
+    try:
+        target.write_text(BUNDLED_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+    except OSError as exc:
+        print(f"runestone: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {path}; check it with `runestone check-config {path}`, "
+        f"serve it with `runestone serve --config {path}`"
+    )
+    return 0
+
+
+def _check_config(path: str | None) -> int:
     config = _load(path)
     if config is None:
         return 1

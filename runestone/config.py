@@ -68,8 +68,9 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-BUNDLED_CONFIG: Final = Path(__file__).resolve().parent.parent / "config" / "runestone.yaml"
-"""The config shipped with the repository: answers on a fresh machine through ``simulated``."""
+BUNDLED_CONFIG: Final = Path(__file__).resolve().parent / "defaults" / "runestone.yaml"
+"""The config shipped inside the package: answers on a fresh machine through ``simulated``
+(``runestone init`` writes a copy to edit)."""
 
 ROUTING_POLICIES: Final[tuple[str, ...]] = tuple(POLICIES)
 """The routing policy names ``routing.policy`` accepts: those :mod:`runestone.routing` knows."""

@@ -34,6 +34,53 @@ def test_check_config_prints_what_the_bundled_config_implies(
     assert "routing policy: priority" in out
 
 
+def test_check_config_with_no_path_checks_the_bundled_config(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"config: {BUNDLED_CONFIG}"
+    assert "simulated: live (type simulated)" in out
+
+
+def test_init_writes_the_commented_bundled_config_to_edit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["init"]) == 0
+    written = tmp_path / "runestone.yaml"
+    assert written.read_text(encoding="utf-8") == BUNDLED_CONFIG.read_text(encoding="utf-8")
+    assert written.read_text(encoding="utf-8").startswith("# Runestone's bundled configuration")
+    assert "runestone serve --config runestone.yaml" in capsys.readouterr().out
+    assert main(["check-config", str(written)]) == 0
+
+
+def test_init_refuses_to_overwrite_a_file_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("mine: true\n", encoding="utf-8")
+    assert main(["init", str(path)]) == 1
+    assert f"{path} exists; pass --force to overwrite it" in capsys.readouterr().err
+    assert path.read_text(encoding="utf-8") == "mine: true\n"  # nothing lost
+    assert main(["init", str(path), "--force"]) == 0
+    assert path.read_text(encoding="utf-8") == BUNDLED_CONFIG.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("where", ["directory", "missing parent"])
+def test_init_names_a_path_it_cannot_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    path = tmp_path if where == "directory" else tmp_path / "no" / "such" / "runestone.yaml"
+    assert main(["init", str(path)]) == 1
+    err = capsys.readouterr().err
+    if where == "directory":
+        assert f"runestone: {path} is a directory; name the file to write" in err
+    else:
+        assert f"runestone: cannot write {path}: No such file or directory" in err
+    assert "Traceback" not in err
+
+
 def test_check_config_names_the_bad_key_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -32,7 +32,7 @@ from runestone.providers.settings import Capability, Secret
 from runestone.resilience import CircuitBreakerPolicy, RetryPolicy
 from runestone.supervisors.intensity import IntensityPolicy
 
-EXAMPLES = BUNDLED_CONFIG.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parent.parent / "config" / "examples"
 OPENAI_KEY = "sk-test-openai-0123456789"
 ANTHROPIC_KEY = "sk-ant-test-0123456789"
 
@@ -367,7 +367,7 @@ def test_a_skipped_provider_is_still_checked_so_a_typo_shows_before_its_key_is_s
 
 def test_no_usable_provider_is_an_error_listing_the_skipped_ones_never_a_mock() -> None:
     with pytest.raises(ConfigError) as error:
-        load_config(BUNDLED_CONFIG.parent / "examples" / "legacy.yaml", env={})
+        load_config(EXAMPLES / "legacy.yaml", env={})
     assert str(error.value) == (
         "providers: no usable provider: openai (api_key is empty: set OPENAI_API_KEY); "
         "anthropic (api_key is empty: set ANTHROPIC_API_KEY); "

@@ -3,7 +3,7 @@
 ::
 
     from runestone.server import create_app, serve
-    serve(load_config("config/runestone.yaml"))     # what `runestone serve` runs
+    serve(load_config(BUNDLED_CONFIG))              # what `runestone serve` runs
     app = create_app(config)                        # an ASGI app, for another ASGI server
 
 The server's loop is the data plane (ARCHITECTURE §2): an upstream chunk is
