@@ -2,7 +2,7 @@
 
 ::
 
-    runestone serve [--config PATH] [--host 127.0.0.1] [--port 4003]
+    runestone serve [--config PATH] [--host 127.0.0.1] [--port 4003] [--watch]
     runestone check-config [PATH]
     runestone init [PATH] [--force]
     runestone health [--url http://127.0.0.1:4003] [--key KEY] [--json]
@@ -34,6 +34,8 @@ __all__ = ["format_health", "main"]
 
 DEFAULT_URL: Final = "http://127.0.0.1:4003"
 DEFAULT_INIT_PATH: Final = "runestone.yaml"
+WATCH_INTERVAL: Final = 1.0
+"""Seconds between two looks at the config file under ``serve --watch``."""
 _HEALTH_TIMEOUT: Final = 10.0
 
 
@@ -56,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help=f"config file (default: the bundled {BUNDLED_CONFIG.name}, "
         "which answers through the simulated provider)",
+    )
+    serve.add_argument(
+        "--watch",
+        action="store_true",
+        help="reload the config whenever its file changes (SIGHUP always reloads it)",
     )
     serve.add_argument("--host", default=None, help="address to bind (default: server.host)")
     serve.add_argument(
@@ -124,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _init(args.path, force=args.force)
     if args.command == "health":
         return _health(args.url, args.key, as_json=args.json)
-    return _serve(args.config, args.host, args.port)
+    return _serve(args.config, args.host, args.port, watch=args.watch)
 
 
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
@@ -168,7 +175,7 @@ def _check_config(path: str | None) -> int:
     return 0
 
 
-def _serve(path: str | None, host: str | None, port: int | None) -> int:
+def _serve(path: str | None, host: str | None, port: int | None, *, watch: bool = False) -> int:
     from runestone.server.runner import serve, with_address
 
     config = _load(path)
@@ -180,7 +187,7 @@ def _serve(path: str | None, host: str | None, port: int | None) -> int:
         print(f"runestone: {exc}", file=sys.stderr)
         return 2
     try:
-        return serve(config)
+        return serve(config, watch=WATCH_INTERVAL if watch else None)
     except SystemExit as exc:  # uvicorn exits this way when the application fails to start
         print("runestone: the server failed to start (see the log above)", file=sys.stderr)
         return exc.code if isinstance(exc.code, int) and exc.code else 1

@@ -14,14 +14,18 @@ from runestone.server.app import Gateway, GatewayApp, create_app
 from runestone.server.catalog import ModelCatalog
 from runestone.server.errors import ApiError
 from runestone.server.limits import KeyLimits, SlidingWindow
+from runestone.server.reload import ConfigReloader, ReloadOutcome, Revision
 from runestone.server.runner import serve
 
 __all__ = [
     "ApiError",
+    "ConfigReloader",
     "Gateway",
     "GatewayApp",
     "KeyLimits",
     "ModelCatalog",
+    "ReloadOutcome",
+    "Revision",
     "SlidingWindow",
     "create_app",
     "serve",

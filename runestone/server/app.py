@@ -15,6 +15,7 @@ Routes::
     GET  /health/live            200 while the process runs
     GET  /health/ready           200 when requests would be taken now
     GET  /metrics                Prometheus text format
+    POST /admin/reload           read the config file again and apply it (admin key only)
 
 Who may reach which route (client keys, admin keys, ``server.admin_port``) is the
 table in :mod:`runestone.server.auth`; a request that may not is refused before
@@ -50,7 +51,12 @@ from starlette.types import Message, Receive, Scope, Send
 import runestone
 from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.config import Config
-from runestone.exceptions import EscalationError, RequestValidationError, RunestoneError
+from runestone.exceptions import (
+    ConfigError,
+    EscalationError,
+    RequestValidationError,
+    RunestoneError,
+)
 from runestone.io import DataPlane
 from runestone.server.anthropic_schema import AnthropicDialect
 from runestone.server.auth import Access, access_for, authenticate, authorize, served_on
@@ -61,6 +67,7 @@ from runestone.server.errors import ApiError, model_not_found, validation_error
 from runestone.server.exchange import Exchange
 from runestone.server.limits import KeyLimits
 from runestone.server.openai_schema import OpenAIDialect
+from runestone.server.reload import ConfigReloader, ReloadFailedError
 from runestone.system import System
 
 __all__ = ["REQUEST_ID_HEADER", "Gateway", "GatewayApp", "create_app"]
@@ -114,7 +121,8 @@ class Gateway:
     ``system`` may be given (already running, not stopped by the gateway);
     otherwise one is started from ``config`` at startup, on the server's loop as
     its data plane, and stopped at shutdown. ``on_started`` is called once the
-    system is up.
+    system is up. With ``watch`` (seconds), the config file is reloaded whenever it
+    changes, checked that often (:mod:`runestone.server.reload`).
     """
 
     def __init__(
@@ -124,6 +132,7 @@ class Gateway:
         system: System | None = None,
         clock: Clock = SYSTEM_CLOCK,
         on_started: Callable[[Gateway], None] | None = None,
+        watch: float | None = None,
     ) -> None:
         self.config = config
         self._system = system
@@ -131,6 +140,9 @@ class Gateway:
         self._on_started = on_started
         self.limits = KeyLimits(config.auth.keys, clock=clock)
         self.catalog = ModelCatalog(config, created=int(time.time()))
+        self.reloader = ConfigReloader(self, wall_clock=clock.time)
+        self._watch = watch
+        self._watcher: asyncio.Task[None] | None = None
         self.draining = False
         self.in_flight = 0
         self._ids: dict[str, int] = {}
@@ -171,6 +183,8 @@ class Gateway:
             ["route", "status"],
             registry=self._system.metrics.registry,
         )
+        if self._watch is not None:
+            self._watcher = loop.create_task(self.reloader.watch(self._watch))
         if self._on_started is not None:
             self._on_started(self)
 
@@ -186,6 +200,12 @@ class Gateway:
         if self._stopped:
             return
         self._stopped = True
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await self.reloader.aclose()
         system = self._system
         if system is not None and self._owns_system:
             await system.astop()
@@ -197,6 +217,38 @@ class Gateway:
             yield
         finally:
             await self.shutdown()
+
+    def apply_config(self, config: Config) -> None:
+        """Serve ``config`` from now on (the system has already been reloaded with it): keys
+        and their limits, the model catalog. Counts held under a key carry over."""
+        self.config = config
+        self.limits.update(config.auth.keys)
+        self.catalog = ModelCatalog(config, created=self.catalog.created)
+
+    async def admin_reload(self, _request: Request) -> Response:
+        if not self.config.auth.admin_keys:
+            error = ApiError(
+                403,
+                "POST /admin/reload needs an admin key, and auth.admin_keys is empty: configure "
+                "one, or reload with SIGHUP or `runestone serve --watch`",
+                code="admin_keys_required",
+            )
+            return _error_response(error, _OPENAI)
+        try:
+            outcome = await self.reloader.reload("POST /admin/reload")
+        except ConfigError as exc:
+            error = ApiError(
+                400,
+                f"the new config was refused, revision {self.reloader.revision.number} keeps "
+                f"serving: {exc}",
+                code="invalid_config",
+            )
+            return _error_response(error, _OPENAI)
+        except ReloadFailedError as exc:
+            return _error_response(ApiError(409, str(exc), code="reload_failed"), _OPENAI)
+        except ApiError as error:  # still starting
+            return _error_response(error, _OPENAI)
+        return JSONResponse({"status": "reloaded", **outcome.to_dict()})
 
     # -- chat ---------------------------------------------------------------------------------
 
@@ -273,6 +325,7 @@ class Gateway:
         report = await asyncio.to_thread(system.health)
         report["draining"] = self.draining
         report["http_in_flight"] = self.in_flight
+        report["config"] = self.reloader.revision.to_dict()
         ok = report.get("status") == "ok" and not self.draining
         return JSONResponse(report, status_code=200 if ok else 503)
 
@@ -406,9 +459,11 @@ def create_app(
     system: System | None = None,
     clock: Clock = SYSTEM_CLOCK,
     on_started: Callable[[Gateway], None] | None = None,
+    watch: float | None = None,
 ) -> GatewayApp:
-    """The gateway as an ASGI app (see :class:`Gateway` for ``system`` and ``on_started``)."""
-    gateway = Gateway(config, system=system, clock=clock, on_started=on_started)
+    """The gateway as an ASGI app (see :class:`Gateway` for ``system``, ``on_started`` and
+    ``watch``)."""
+    gateway = Gateway(config, system=system, clock=clock, on_started=on_started, watch=watch)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -450,6 +505,7 @@ def create_app(
         Route("/health/live", gateway.live, methods=["GET"]),
         Route("/health/ready", gateway.ready, methods=["GET"]),
         Route("/metrics", gateway.metrics, methods=["GET"]),
+        Route("/admin/reload", gateway.admin_reload, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,

@@ -11,12 +11,14 @@ route                          what it takes
 ``/health``, ``/metrics``      an admin key (``auth.admin_keys``) when any is configured;
                                otherwise a client key when ``auth.keys`` is set; otherwise
                                nothing. A client key where an admin key is needed is a 403.
+``/admin/reload``              the same, and it answers only with an admin key: with no
+                               ``auth.admin_keys`` it is a 403.
 everything else (``/v1/…``,    a client key (``auth.keys``) when any is configured;
 unknown routes included)       otherwise nothing (the config allows that only on a loopback
                                bind). An admin key is not a client key.
 =============================  ============================================================
 
-With ``server.admin_port`` set, ``/health`` and ``/metrics`` are served on that
+With ``server.admin_port`` set, ``/health``, ``/metrics`` and ``/admin/reload`` are served on that
 port only, and that port serves nothing but them and the two probes (see
 :func:`served_on`); the key rules above hold on both ports.
 """
@@ -42,7 +44,7 @@ class Access(enum.StrEnum):
 
 
 _PUBLIC: Final = frozenset({"/health/live", "/health/ready"})
-_ADMIN: Final = frozenset({"/health", "/metrics"})
+_ADMIN: Final = frozenset({"/health", "/metrics", "/admin/reload"})
 
 
 def access_for(path: str) -> Access:

@@ -73,13 +73,31 @@ class KeyLimits:
     """The limits of every configured key, by key name."""
 
     def __init__(self, keys: Iterable[ApiKey], *, clock: Clock = SYSTEM_CLOCK) -> None:
-        self._windows = {
-            key.name: SlidingWindow(key.rpm, clock=clock) for key in keys if key.rpm is not None
-        }
+        self._clock = clock
+        self._windows: dict[str, SlidingWindow] = {}
+        self._max_streams: dict[str, int] = {}
+        self._streams: dict[str, int] = {}
+        self.update(keys)
+
+    def update(self, keys: Iterable[ApiKey]) -> None:
+        """Limit ``keys`` from now on (a reload). A key keeps what it holds under its name:
+        its requests in flight, and its recent requests while its rate is unchanged."""
+        keys = list(keys)
+        windows = {}
+        for key in keys:
+            if key.rpm is None:
+                continue
+            old = self._windows.get(key.name)
+            if old is None or old.limit != key.rpm:
+                old = SlidingWindow(key.rpm, clock=self._clock)
+            windows[key.name] = old
+        self._windows = windows
         self._max_streams = {
             key.name: key.max_streams for key in keys if key.max_streams is not None
         }
-        self._streams: dict[str, int] = dict.fromkeys(self._max_streams, 0)
+        # The same dict: the leases of requests in flight give their slots back to it.
+        for name in self._max_streams:
+            self._streams.setdefault(name, 0)
 
     def count(self, key: ApiKey | None) -> None:
         """Count one request against ``key``'s rpm; raises a 429 past it."""

@@ -104,7 +104,7 @@ def banner(gateway: Gateway, url: str, admin_url: str | None = None) -> str:
     config = gateway.config
     lines = [f"runestone {runestone.__version__}: serving on {url} (OpenAI base URL {url}/v1)"]
     if admin_url is not None:
-        lines.append(f"  admin routes (/health, /metrics) on {admin_url} only")
+        lines.append(f"  admin routes (/health, /metrics, /admin/reload) on {admin_url} only")
     if config.source:
         lines.append(f"  config: {config.source}")
     for name, provider in config.providers.items():
@@ -156,6 +156,7 @@ class _Server(uvicorn.Server):
             yield
             return
         originals = {sig: signal.signal(sig, self.handle_exit) for sig in _SIGNALS}
+        originals[signal.SIGHUP] = signal.signal(signal.SIGHUP, self.handle_hangup)
         try:
             yield
         finally:
@@ -172,6 +173,13 @@ class _Server(uvicorn.Server):
             name = signal.Signals(sig).name
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._say, f"runestone: {name} received, stopping")
+
+    def handle_hangup(self, _sig: int, _frame: FrameType | None) -> None:
+        """SIGHUP: reload the config file, on the loop (not in the signal handler)."""
+        loop = self._loop
+        if loop is not None and not self.should_exit:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._gateway.reloader.reload_soon, "SIGHUP")
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -193,12 +201,14 @@ def serve(
     *,
     say: Callable[[str], None] | None = None,
     on_started: Callable[[Gateway], None] | None = None,
+    watch: float | None = None,
 ) -> int:
     """Serve ``config`` until SIGTERM/SIGINT; returns the process exit status
     (:data:`EXIT_SYSTEM_DOWN` when the actor system's root supervisor gave up).
 
-    ``say`` gets the banner and shutdown messages (default: printed to stdout);
-    ``on_started`` the gateway, once it serves.
+    ``say`` gets the banner, reload and shutdown messages (default: printed to stdout);
+    ``on_started`` the gateway, once it serves. SIGHUP reloads the config file, and so
+    does a change of it with ``watch`` (checked every ``watch`` seconds).
     """
 
     def default_say(text: str) -> None:
@@ -222,7 +232,7 @@ def serve(
                     file=sys.stderr,
                 )
                 return 1
-        return _serve_on(config, sockets, say, on_started)
+        return _serve_on(config, sockets, say, on_started, watch)
     finally:
         for sock in sockets:
             sock.close()
@@ -233,6 +243,7 @@ def _serve_on(
     sockets: list[socket.socket],
     say: Callable[[str], None],
     on_started: Callable[[Gateway], None] | None,
+    watch: float | None,
 ) -> int:
     url = _url(sockets[0])
     admin_url = _url(sockets[1]) if len(sockets) > 1 else None
@@ -242,7 +253,8 @@ def _serve_on(
         if on_started is not None:
             on_started(gateway)
 
-    app = create_app(config, on_started=started)
+    app = create_app(config, on_started=started, watch=watch)
+    app.gateway.reloader.announce = say
     if len(sockets) > 1:
         # The port really bound (admin_port 0 takes any free one): requests tell it apart.
         app.admin_port = sockets[1].getsockname()[1]

@@ -33,7 +33,14 @@ _START_TIMEOUT = 30.0
 class RunningServer:
     """``runestone serve`` in a child process (see the module docstring)."""
 
-    def __init__(self, config: dict[str, Any], directory: Path, *, name: str = "runestone") -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        directory: Path,
+        *,
+        name: str = "runestone",
+        args: tuple[str, ...] = (),
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.config_path = directory / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
@@ -45,7 +52,7 @@ class RunningServer:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "runestone", "serve", "--config", str(self.config_path)],
+            [sys.executable, "-m", "runestone", "serve", "--config", str(self.config_path), *args],
             stdout=subprocess.PIPE,
             stderr=self._log,
             env=env,
@@ -58,6 +65,10 @@ class RunningServer:
         match = _BANNER.search(line)
         assert match is not None
         self.url = match.group(1)
+
+    def rewrite(self, config: dict[str, Any]) -> None:
+        """Replace the config file (what a reload then reads)."""
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
     @property
     def base_url(self) -> str:

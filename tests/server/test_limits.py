@@ -101,6 +101,32 @@ def test_in_flight_slots_are_given_back_once_each() -> None:
     assert limits.in_flight("narrow") == 0
 
 
+def test_updated_limits_keep_what_each_key_holds_under_its_name() -> None:
+    clock = FakeClock()
+    narrow, tight = key("narrow", max_streams=2), key("tight", rpm=2)
+    limits = KeyLimits([narrow, tight], clock=clock)
+    held = limits.acquire(narrow)
+    limits.count(tight)
+    limits.count(tight)
+    # A reload: narrow's bound is lowered to the one it holds, tight's rate is unchanged.
+    narrow, tight = key("narrow", max_streams=1), key("tight", rpm=2)
+    limits.update([narrow, tight])
+    assert limits.in_flight("narrow") == 1
+    with pytest.raises(ApiError) as error:
+        limits.acquire(narrow)
+    assert error.value.code == "concurrency_limit_exceeded"
+    with pytest.raises(ApiError):
+        limits.count(tight)  # its two recent requests still count
+    held.release()  # a lease from before the reload gives its slot back to the same count
+    assert limits.in_flight("narrow") == 0
+    limits.acquire(narrow).release()
+    # A changed rate starts a fresh window; a key removed is no longer limited.
+    limits.update([key("tight", rpm=3)])
+    for _ in range(3):
+        limits.count(key("tight", rpm=3))
+    limits.acquire(key("narrow")).release()
+
+
 def test_a_keys_rpm_through_the_server_is_a_rate_limit_error(server: RunningServer) -> None:
     with openai.OpenAI(base_url=server.base_url, api_key=TIGHT_KEY, max_retries=0) as sdk:
         for _ in range(3):

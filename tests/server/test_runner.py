@@ -201,7 +201,7 @@ def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSe
 
 
 def _admin_url(server: RunningServer) -> str:
-    line = server.wait_for_line(r"admin routes \(/health, /metrics\) on http://")
+    line = server.wait_for_line(r"admin routes \(/health, /metrics, /admin/reload\) on http://")
     match = re.search(r"on (http://\S+) only", line)
     assert match is not None, line
     return match.group(1)
