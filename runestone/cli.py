@@ -5,6 +5,7 @@
     runestone serve [--config PATH] [--host 127.0.0.1] [--port 4003] [--watch]
     runestone check-config [PATH]
     runestone init [PATH] [--force]
+    runestone import-litellm LITELLM_CONFIG [--output PATH] [--force]
     runestone health [--url http://127.0.0.1:4003] [--key KEY] [--json]
 
 Exit status: 0 fine; 1 a bad config, an unhealthy server or a failure to
@@ -98,6 +99,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
 
+    imported = commands.add_parser(
+        "import-litellm",
+        help="turn a LiteLLM proxy config into a Runestone config",
+        description="Map a LiteLLM proxy config (model_list, router_settings, fallbacks, "
+        "general_settings.master_key, os.environ/VAR references) to a Runestone config, "
+        "printing what was mapped and what could not be, each by its LiteLLM key path.",
+    )
+    imported.add_argument("source", metavar="LITELLM_CONFIG", help="the LiteLLM config file")
+    imported.add_argument(
+        "--output", "-o", metavar="PATH", default=None, help="write it here (default: stdout)"
+    )
+    imported.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+
     health = commands.add_parser(
         "health",
         help="print a running server's supervision tree and provider health",
@@ -127,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "check-config":
         return _check_config(args.path)
+    if args.command == "import-litellm":
+        return _import_litellm(args.source, args.output, force=args.force)
     if args.command == "init":
         return _init(args.path, force=args.force)
     if args.command == "health":
@@ -164,6 +180,55 @@ def _init(path: str, *, force: bool) -> int:
         f"wrote {path}; check it with `runestone check-config {path}`, "
         f"serve it with `runestone serve --config {path}`"
     )
+    return 0
+
+
+def _import_litellm(source: str, output: str | None, *, force: bool) -> int:
+    import yaml
+
+    from runestone.litellm_import import check_environment, import_litellm, render
+
+    try:
+        data = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
+    except OSError as exc:
+        print(f"runestone: cannot read {source}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except yaml.YAMLError as exc:
+        print(f"runestone: {source} is not valid YAML: {exc}", file=sys.stderr)
+        return 1
+    try:
+        report = import_litellm(data)
+    except ValueError as exc:
+        print(f"runestone: {source}: {exc}", file=sys.stderr)
+        return 1
+    lines = [f"runestone: imported {source}"]
+    lines += ["  mapped:"] + [f"    {path} -> {to}" for path, to in report.mapped]
+    if report.unmapped:
+        lines += ["  not mapped:"] + [f"    {path}: {why}" for path, why in report.unmapped]
+    lines += [f"  warning: {text}" for text in report.warnings]
+    print("\n".join(lines), file=sys.stderr)
+    if not report.config["providers"]:
+        print(f"runestone: {source}: no deployment could be mapped", file=sys.stderr)
+        return 1
+    try:
+        load_config(report.config, env=check_environment(report.config))
+    except ConfigError as exc:
+        print(f"runestone: the imported config does not validate: {exc}", file=sys.stderr)
+        return 1
+    text = render(report, source)
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    target = Path(output)
+    if target.exists() and not force:
+        print(f"runestone: {output} exists; pass --force to overwrite it", file=sys.stderr)
+        return 1
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"runestone: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {output}; check it with `runestone check-config {output}`", file=sys.stderr)
     return 0
 
 
