@@ -91,8 +91,8 @@ from _common import (  # noqa: E402
     wait_line,
 )
 
+from runestone import jsonio  # noqa: E402
 from runestone.io import new_event_loop  # noqa: E402
-from runestone.server import jsonio  # noqa: E402
 from runestone.testing.upstream import KNOWN_TEXT, KNOWN_TOKENS  # noqa: E402
 
 MODEL = "healthy"

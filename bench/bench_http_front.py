@@ -53,8 +53,8 @@ import _common  # noqa: E402 - after the path set-up above
 import _load  # noqa: E402
 from _common import Party, percentile, wait_line  # noqa: E402
 
+from runestone import jsonio  # noqa: E402
 from runestone.io import new_event_loop  # noqa: E402
-from runestone.server import jsonio  # noqa: E402
 from runestone.testing.upstream import KNOWN_TEXT, KNOWN_TOKENS  # noqa: E402
 
 FRONTS = ("starlette-uvicorn", "asgi-uvicorn", "asgi-granian", "starlette-granian")

@@ -63,6 +63,7 @@ __all__ = [
     "SkippedProvider",
     "describe",
     "expand_env",
+    "is_loopback",
     "load_config",
 ]
 
@@ -685,7 +686,7 @@ def _build_expanded(
     routing = _routing(data.get("routing"), models, set(live), legacy_defaults)
     server = _server(data.get("server"))
     auth = _auth(data.get("auth"))
-    if not auth.keys and not _is_loopback(server.host):
+    if not auth.keys and not is_loopback(server.host):
         raise ConfigError(
             f"binding {server.host!r} with no auth.keys would serve anyone who can reach it; "
             "add auth.keys or bind a loopback address (127.0.0.1)",
@@ -1228,7 +1229,8 @@ def _server(value: object) -> ServerConfig:
     )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` serves this machine only."""
     if host == "localhost":
         return True
     try:

@@ -45,6 +45,7 @@ from runestone.exceptions import (
     UpstreamServerError,
     UpstreamTimeoutError,
 )
+from runestone.jsonio import json_kind
 
 __all__ = [
     "MAX_NESTING",
@@ -314,12 +315,6 @@ class ChatRequest:
         """The last message is an assistant message: a prefill of the answer."""
         return self.messages[-1].role is Role.ASSISTANT
 
-    def approx_prompt_tokens(self) -> int:
-        """A cheap over-estimate of the prompt's size in tokens (about 4 characters a token)."""
-        chars = sum(len(m.text) for m in self.messages)
-        chars += sum(len(str(t.parameters or "")) + len(t.description or "") for t in self.tools)
-        return chars // 4 + 4 * len(self.messages) + 1
-
     def replace(self, **changes: Any) -> ChatRequest:
         """A copy with ``changes`` applied (``model=``, ``messages=`` …)."""
         return replace(self, **changes)
@@ -334,7 +329,7 @@ class ChatRequest:
         """
         if not isinstance(data, Mapping):
             raise RequestValidationError(
-                f"expected a JSON object, got {_kind(data)}", field="request"
+                f"expected a JSON object, got {json_kind(data)}", field="request"
             )
         model = data.get("model")
         if not isinstance(model, str) or not model.strip():
@@ -348,7 +343,7 @@ class ChatRequest:
             stream = False
         if not isinstance(stream, bool):
             raise RequestValidationError(
-                f"expected true or false, got {_kind(stream)}", field="stream"
+                f"expected true or false, got {json_kind(stream)}", field="stream"
             )
         n = data.get("n")
         if n is not None and (_is_bool(n) or n != 1):
@@ -362,7 +357,7 @@ class ChatRequest:
         response_format = _parse_response_format(data.get("response_format"))
         user = data.get("user")
         if user is not None and not isinstance(user, str):
-            raise RequestValidationError(f"expected a string, got {_kind(user)}", field="user")
+            raise RequestValidationError(f"expected a string, got {json_kind(user)}", field="user")
         metadata = _parse_metadata(data.get("metadata"))
         for key, value in data.items():
             if key not in _MODELLED_KEYS:
@@ -413,22 +408,6 @@ class ChatRequest:
         return out
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return type(value).__name__
-
-
 def _is_bool(value: object) -> bool:
     return isinstance(value, bool)
 
@@ -437,7 +416,7 @@ def _number(value: object, name: str, low: float, high: float) -> float | None:
     if value is None:
         return None
     if _is_bool(value) or not isinstance(value, int | float):
-        raise RequestValidationError(f"expected a number, got {_kind(value)}", field=name)
+        raise RequestValidationError(f"expected a number, got {json_kind(value)}", field=name)
     if not low <= value <= high:
         raise RequestValidationError(
             f"must be between {low:g} and {high:g}, got {value}", field=name
@@ -452,7 +431,7 @@ def _parse_max_tokens(data: Mapping[str, Any]) -> int | None:
         if value is None:
             continue
         if _is_bool(value) or not isinstance(value, int):
-            raise RequestValidationError(f"expected an integer, got {_kind(value)}", field=name)
+            raise RequestValidationError(f"expected an integer, got {json_kind(value)}", field=name)
         if value < 1:
             raise RequestValidationError(f"must be at least 1, got {value}", field=name)
         if result is not None and result != value:
@@ -470,12 +449,12 @@ def _parse_stop(value: object) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list | tuple):
         raise RequestValidationError(
-            f"expected a string or a list of strings, got {_kind(value)}", field="stop"
+            f"expected a string or a list of strings, got {json_kind(value)}", field="stop"
         )
     for i, item in enumerate(value):
         if not isinstance(item, str) or not item:
             raise RequestValidationError(
-                f"expected a non-empty string, got {_kind(item)}", field=f"stop[{i}]"
+                f"expected a non-empty string, got {json_kind(item)}", field=f"stop[{i}]"
             )
     return tuple(value)
 
@@ -485,7 +464,7 @@ def _parse_response_format(value: object) -> ResponseFormat | None:
         return None
     if not isinstance(value, Mapping):
         raise RequestValidationError(
-            f"expected an object, got {_kind(value)}", field="response_format"
+            f"expected an object, got {json_kind(value)}", field="response_format"
         )
     check_nesting(value, levels=MAX_NESTING - 1, field="response_format")
     kind = value.get("type")
@@ -508,11 +487,13 @@ def _parse_metadata(value: object) -> Mapping[str, str] | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise RequestValidationError(f"expected an object, got {_kind(value)}", field="metadata")
+        raise RequestValidationError(
+            f"expected an object, got {json_kind(value)}", field="metadata"
+        )
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str):
             raise RequestValidationError(
-                f"expected a string value, got {_kind(item)}", field=f"metadata.{key}"
+                f"expected a string value, got {json_kind(item)}", field=f"metadata.{key}"
             )
     return dict(value)
 
@@ -521,13 +502,13 @@ def _parse_tools(value: object) -> tuple[Tool, ...]:
     if value is None:
         return ()
     if not isinstance(value, list | tuple):
-        raise RequestValidationError(f"expected a list, got {_kind(value)}", field="tools")
+        raise RequestValidationError(f"expected a list, got {json_kind(value)}", field="tools")
     tools: list[Tool] = []
     seen: set[str] = set()
     for i, item in enumerate(value):
         where = f"tools[{i}]"
         if not isinstance(item, Mapping):
-            raise RequestValidationError(f"expected an object, got {_kind(item)}", field=where)
+            raise RequestValidationError(f"expected an object, got {json_kind(item)}", field=where)
         if item.get("type", "function") != "function":
             raise RequestValidationError(
                 f"only function tools are supported, got {item.get('type')!r}",
@@ -551,13 +532,13 @@ def _parse_tools(value: object) -> tuple[Tool, ...]:
         description = function.get("description")
         if description is not None and not isinstance(description, str):
             raise RequestValidationError(
-                f"expected a string, got {_kind(description)}",
+                f"expected a string, got {json_kind(description)}",
                 field=f"{where}.function.description",
             )
         parameters = function.get("parameters")
         if parameters is not None and not isinstance(parameters, Mapping):
             raise RequestValidationError(
-                f"expected a JSON Schema object, got {_kind(parameters)}",
+                f"expected a JSON Schema object, got {json_kind(parameters)}",
                 field=f"{where}.function.parameters",
             )
         # (request → tools → tool → function → parameters)
@@ -565,7 +546,7 @@ def _parse_tools(value: object) -> tuple[Tool, ...]:
         strict = function.get("strict")
         if strict is not None and not isinstance(strict, bool):
             raise RequestValidationError(
-                f"expected true or false, got {_kind(strict)}", field=f"{where}.function.strict"
+                f"expected true or false, got {json_kind(strict)}", field=f"{where}.function.strict"
             )
         tools.append(
             Tool(
@@ -608,21 +589,21 @@ def _parse_tool_choice(value: object, tools: Sequence[Tool]) -> ToolChoice | Non
             )
         return ToolChoice(ToolChoiceMode.FUNCTION, name)
     raise RequestValidationError(
-        f"expected a string or an object, got {_kind(value)}", field="tool_choice"
+        f"expected a string or an object, got {json_kind(value)}", field="tool_choice"
     )
 
 
 def _parse_messages(value: object) -> tuple[Message, ...]:
     if not isinstance(value, list | tuple) or not value:
         raise RequestValidationError(
-            f"required: a non-empty list of messages, got {_kind(value)}", field="messages"
+            f"required: a non-empty list of messages, got {json_kind(value)}", field="messages"
         )
     return tuple(_parse_message(item, f"messages[{i}]") for i, item in enumerate(value))
 
 
 def _parse_message(item: object, where: str) -> Message:
     if not isinstance(item, Mapping):
-        raise RequestValidationError(f"expected an object, got {_kind(item)}", field=where)
+        raise RequestValidationError(f"expected an object, got {json_kind(item)}", field=where)
     raw_role = item.get("role")
     try:
         role = Role(raw_role) if isinstance(raw_role, str) else Role("?")
@@ -632,7 +613,9 @@ def _parse_message(item: object, where: str) -> Message:
         ) from None
     name = item.get("name")
     if name is not None and not isinstance(name, str):
-        raise RequestValidationError(f"expected a string, got {_kind(name)}", field=f"{where}.name")
+        raise RequestValidationError(
+            f"expected a string, got {json_kind(name)}", field=f"{where}.name"
+        )
     tool_calls = _parse_tool_calls(item.get("tool_calls"), where) if role is Role.ASSISTANT else ()
     content = _parse_content(item.get("content"), role, where, has_tool_calls=bool(tool_calls))
     tool_call_id = None
@@ -653,13 +636,13 @@ def _parse_tool_calls(value: object, where: str) -> tuple[ToolCall, ...]:
         return ()
     if not isinstance(value, list | tuple):
         raise RequestValidationError(
-            f"expected a list, got {_kind(value)}", field=f"{where}.tool_calls"
+            f"expected a list, got {json_kind(value)}", field=f"{where}.tool_calls"
         )
     calls = []
     for j, call in enumerate(value):
         at = f"{where}.tool_calls[{j}]"
         if not isinstance(call, Mapping):
-            raise RequestValidationError(f"expected an object, got {_kind(call)}", field=at)
+            raise RequestValidationError(f"expected an object, got {json_kind(call)}", field=at)
         call_id = call.get("id")
         if not isinstance(call_id, str) or not call_id:
             raise RequestValidationError("required: the call's id", field=f"{at}.id")
@@ -671,7 +654,7 @@ def _parse_tool_calls(value: object, where: str) -> tuple[ToolCall, ...]:
         arguments = function.get("arguments", "")
         if not isinstance(arguments, str):
             raise RequestValidationError(
-                f"expected JSON text (a string), got {_kind(arguments)}",
+                f"expected JSON text (a string), got {json_kind(arguments)}",
                 field=f"{at}.function.arguments",
             )
         _check_arguments(arguments, f"{at}.function.arguments")
@@ -695,7 +678,7 @@ def _parse_content(
         return value
     if not isinstance(value, list | tuple):
         raise RequestValidationError(
-            f"expected a string or a list of content parts, got {_kind(value)}", field=at
+            f"expected a string or a list of content parts, got {json_kind(value)}", field=at
         )
     if not value and not has_tool_calls:
         raise RequestValidationError("the list of content parts is empty", field=at)
@@ -705,13 +688,15 @@ def _parse_content(
 
 def _parse_part(part: object, role: Role, at: str) -> ContentPart:
     if not isinstance(part, Mapping):
-        raise RequestValidationError(f"expected a content part object, got {_kind(part)}", field=at)
+        raise RequestValidationError(
+            f"expected a content part object, got {json_kind(part)}", field=at
+        )
     kind = part.get("type")
     if kind == "text":
         text = part.get("text")
         if not isinstance(text, str):
             raise RequestValidationError(
-                f"expected a string, got {_kind(text)}", field=f"{at}.text"
+                f"expected a string, got {json_kind(text)}", field=f"{at}.text"
             )
         return TextPart(text)
     if role in (Role.SYSTEM, Role.DEVELOPER, Role.TOOL):

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from runestone import jsonio
 from runestone.exceptions import (
     AuthenticationError,
     BadRequestError,
@@ -42,14 +43,7 @@ from runestone.exceptions import (
 )
 from runestone.resilience.failure_policy import FailoverScope, failure_policy
 
-try:
-    import orjson
-
-    _loads: Any = orjson.loads
-except ImportError:  # pragma: no cover - orjson is optional
-    import json
-
-    _loads = json.loads
+_loads = jsonio.loads
 
 __all__ = [
     "MAX_MESSAGE_CHARS",

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Final
 import aiohttp
 import structlog
 
+from runestone import jsonio
 from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.exceptions import (
     ErrorClass,
@@ -52,22 +53,8 @@ from runestone.providers.sse import SSEEvent, SSEParser
 from runestone.providers.watchdog import StreamWatchdog, WatchPhase
 from runestone.resilience.failure_policy import CircuitEffect, failure_policy
 
-try:
-    import orjson
-
-    def dumps(value: Any) -> bytes:
-        """JSON-encode ``value`` to bytes (orjson when installed)."""
-        return orjson.dumps(value)
-
-    loads: Any = orjson.loads
-except ImportError:  # pragma: no cover - orjson is optional
-    import json
-
-    def dumps(value: Any) -> bytes:
-        """JSON-encode ``value`` to bytes (orjson when installed)."""
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-    loads = json.loads
+dumps = jsonio.dumps
+loads = jsonio.loads
 
 __all__ = ["HttpProvider", "StreamDecoder", "dumps", "loads"]
 

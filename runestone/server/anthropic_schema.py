@@ -22,7 +22,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
+from runestone import jsonio
 from runestone.exceptions import RequestValidationError
+from runestone.jsonio import json_kind
 from runestone.messages import (
     MAX_NESTING,
     ChatRequest,
@@ -32,7 +34,6 @@ from runestone.messages import (
     Usage,
     check_nesting,
 )
-from runestone.server import jsonio
 from runestone.server.dialect import ChatCall
 from runestone.server.errors import ApiError
 
@@ -76,22 +77,6 @@ def new_message_id() -> str:
     return "msg_" + uuid.uuid4().hex[:24]
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
 def _fail(message: str, field: str) -> RequestValidationError:
     return RequestValidationError(message, field=field)
 
@@ -113,7 +98,7 @@ def parse_messages(data: Mapping[str, Any]) -> ChatRequest:
         raise _fail("required: the model (or alias) to answer with, a non-empty string", "model")
     max_tokens = data.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise _fail(f"required: an integer >= 1, got {_kind(max_tokens)}", "max_tokens")
+        raise _fail(f"required: an integer >= 1, got {json_kind(max_tokens)}", "max_tokens")
     out: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
     messages: list[dict[str, Any]] = []
     system = data.get("system")
@@ -124,27 +109,27 @@ def parse_messages(data: Mapping[str, Any]) -> ChatRequest:
     raw_messages = data.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise _fail(
-            f"required: a non-empty list of messages, got {_kind(raw_messages)}", "messages"
+            f"required: a non-empty list of messages, got {json_kind(raw_messages)}", "messages"
         )
     for i, message in enumerate(raw_messages):
         messages.extend(_message(message, f"messages.{i}"))
     out["messages"] = messages
     stream = data.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
-        raise _fail(f"expected true or false, got {_kind(stream)}", "stream")
+        raise _fail(f"expected true or false, got {json_kind(stream)}", "stream")
     out["stream"] = bool(stream)
     for name in ("temperature", "top_p"):
         value = data.get(name)
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise _fail(f"expected a number, got {_kind(value)}", name)
+                raise _fail(f"expected a number, got {json_kind(value)}", name)
             if not 0 <= value <= 1:
                 raise _fail(f"must be between 0 and 1, got {value}", name)
             out[name] = value
     top_k = data.get("top_k")
     if top_k is not None:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise _fail(f"expected an integer >= 1, got {_kind(top_k)}", "top_k")
+            raise _fail(f"expected an integer >= 1, got {json_kind(top_k)}", "top_k")
         out["top_k"] = top_k
     stops = data.get("stop_sequences")
     if stops is not None:
@@ -163,11 +148,11 @@ def parse_messages(data: Mapping[str, Any]) -> ChatRequest:
     metadata = data.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, Mapping):
-            raise _fail(f"expected an object, got {_kind(metadata)}", "metadata")
+            raise _fail(f"expected an object, got {json_kind(metadata)}", "metadata")
         user = metadata.get("user_id")
         if user is not None:
             if not isinstance(user, str):
-                raise _fail(f"expected a string, got {_kind(user)}", "metadata.user_id")
+                raise _fail(f"expected a string, got {json_kind(user)}", "metadata.user_id")
             out["user"] = user
     # What is left to check (content parts, tool names …) is named as mapped.
     return ChatRequest.from_dict(out)
@@ -177,21 +162,23 @@ def _system_text(system: object) -> str:
     if isinstance(system, str):
         return system
     if not isinstance(system, list):
-        raise _fail(f"expected a string or a list of text blocks, got {_kind(system)}", "system")
+        raise _fail(
+            f"expected a string or a list of text blocks, got {json_kind(system)}", "system"
+        )
     parts = []
     for i, block in enumerate(system):
         if not isinstance(block, Mapping) or block.get("type") != "text":
             raise _fail("expected a text block {'type': 'text', 'text': ...}", f"system.{i}")
         text = block.get("text")
         if not isinstance(text, str):
-            raise _fail(f"expected a string, got {_kind(text)}", f"system.{i}.text")
+            raise _fail(f"expected a string, got {json_kind(text)}", f"system.{i}.text")
         parts.append(text)
     return "\n\n".join(parts)
 
 
 def _message(message: object, at: str) -> list[dict[str, Any]]:
     if not isinstance(message, Mapping):
-        raise _fail(f"expected an object, got {_kind(message)}", at)
+        raise _fail(f"expected an object, got {json_kind(message)}", at)
     role = message.get("role")
     if role not in ("user", "assistant"):
         raise _fail(f"expected 'user' or 'assistant', got {role!r}", f"{at}.role")
@@ -200,7 +187,7 @@ def _message(message: object, at: str) -> list[dict[str, Any]]:
         return [{"role": role, "content": content}]
     if not isinstance(content, list):
         raise _fail(
-            f"required: a string or a list of content blocks, got {_kind(content)}",
+            f"required: a string or a list of content blocks, got {json_kind(content)}",
             f"{at}.content",
         )
     if not content:
@@ -211,12 +198,12 @@ def _message(message: object, at: str) -> list[dict[str, Any]]:
     for j, block in enumerate(content):
         where = f"{at}.content.{j}"
         if not isinstance(block, Mapping):
-            raise _fail(f"expected a content block object, got {_kind(block)}", where)
+            raise _fail(f"expected a content block object, got {json_kind(block)}", where)
         kind = block.get("type")
         if kind == "text":
             text = block.get("text")
             if not isinstance(text, str):
-                raise _fail(f"expected a string, got {_kind(text)}", f"{where}.text")
+                raise _fail(f"expected a string, got {json_kind(text)}", f"{where}.text")
             parts.append({"type": "text", "text": text})
         elif kind == "image" and role == "user":
             parts.append(_image(block.get("source"), f"{where}.source"))
@@ -246,7 +233,7 @@ def _message(message: object, at: str) -> list[dict[str, Any]]:
 
 def _image(source: object, at: str) -> dict[str, Any]:
     if not isinstance(source, Mapping):
-        raise _fail(f"expected an image source object, got {_kind(source)}", at)
+        raise _fail(f"expected an image source object, got {json_kind(source)}", at)
     kind = source.get("type")
     if kind == "base64":
         media_type, data = source.get("media_type"), source.get("data")
@@ -272,7 +259,7 @@ def _tool_use(block: Mapping[str, Any], at: str) -> dict[str, Any]:
     if not isinstance(name, str) or not name:
         raise _fail("required: the tool's name", f"{at}.name")
     if not isinstance(arguments, Mapping):
-        raise _fail(f"expected an object, got {_kind(arguments)}", f"{at}.input")
+        raise _fail(f"expected an object, got {json_kind(arguments)}", f"{at}.input")
     # (request → messages → message → content → block → input)
     check_nesting(arguments, levels=MAX_NESTING - 5, field=f"{at}.input")
     return {
@@ -294,14 +281,14 @@ def _tool_result(block: Mapping[str, Any], at: str) -> dict[str, Any]:
                 raise _fail("only text blocks are supported in a tool result", f"{at}.content.{k}")
             text = part.get("text")
             if not isinstance(text, str):
-                raise _fail(f"expected a string, got {_kind(text)}", f"{at}.content.{k}.text")
+                raise _fail(f"expected a string, got {json_kind(text)}", f"{at}.content.{k}.text")
             texts.append(text)
         content = "\n".join(texts)
     elif not isinstance(content, str):
-        raise _fail(f"expected a string or a list of text blocks, got {_kind(content)}", at)
+        raise _fail(f"expected a string or a list of text blocks, got {json_kind(content)}", at)
     is_error = block.get("is_error", False)
     if not isinstance(is_error, bool):
-        raise _fail(f"expected true or false, got {_kind(is_error)}", f"{at}.is_error")
+        raise _fail(f"expected true or false, got {json_kind(is_error)}", f"{at}.is_error")
     if is_error:
         # OpenAI's tool message has no error flag: say it in the text the model reads.
         content = f"[tool error] {content}"
@@ -310,12 +297,12 @@ def _tool_result(block: Mapping[str, Any], at: str) -> dict[str, Any]:
 
 def _tools(tools: object) -> list[dict[str, Any]]:
     if not isinstance(tools, list):
-        raise _fail(f"expected a list of tools, got {_kind(tools)}", "tools")
+        raise _fail(f"expected a list of tools, got {json_kind(tools)}", "tools")
     out = []
     for i, tool in enumerate(tools):
         at = f"tools.{i}"
         if not isinstance(tool, Mapping):
-            raise _fail(f"expected a tool object, got {_kind(tool)}", at)
+            raise _fail(f"expected a tool object, got {json_kind(tool)}", at)
         kind = tool.get("type")
         if kind not in (None, "custom"):
             raise _fail(f"server tools ({kind!r}) are not supported by this gateway", f"{at}.type")
@@ -327,10 +314,10 @@ def _tools(tools: object) -> list[dict[str, Any]]:
         if not isinstance(name, str) or not name:
             raise _fail("required: the tool's name", f"{at}.name")
         if description is not None and not isinstance(description, str):
-            raise _fail(f"expected a string, got {_kind(description)}", f"{at}.description")
+            raise _fail(f"expected a string, got {json_kind(description)}", f"{at}.description")
         if not isinstance(schema, Mapping):
             raise _fail(
-                f"required: the tool's JSON Schema object, got {_kind(schema)}",
+                f"required: the tool's JSON Schema object, got {json_kind(schema)}",
                 f"{at}.input_schema",
             )
         # (request → tools → tool → input_schema)
@@ -345,7 +332,7 @@ def _tools(tools: object) -> list[dict[str, Any]]:
 def _tool_choice(choice: object) -> str | dict[str, Any] | None:
     if not isinstance(choice, Mapping):
         raise _fail(
-            f"expected an object like {{'type': 'auto'}}, got {_kind(choice)}", "tool_choice"
+            f"expected an object like {{'type': 'auto'}}, got {json_kind(choice)}", "tool_choice"
         )
     kind = choice.get("type")
     if kind == "auto":

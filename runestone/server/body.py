@@ -11,7 +11,8 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
-from runestone.server import jsonio
+from runestone import jsonio
+from runestone.jsonio import json_kind
 from runestone.server.errors import ApiError
 
 __all__ = ["ClientGoneError", "read_json"]
@@ -69,18 +70,8 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise ApiError(
-            400, f"the request body must be a JSON object, got {_kind(data)}", code="invalid_json"
+            400,
+            f"the request body must be a JSON object, got {json_kind(data)}",
+            code="invalid_json",
         )
     return data
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "a list"

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 from starlette.types import Receive, Scope, Send
 
+from runestone import jsonio
 from runestone.messages import (
     CompletionBuilder,
     Done,
@@ -41,7 +42,6 @@ from runestone.messages import (
     ToolCallDelta,
     Usage,
 )
-from runestone.server import jsonio
 from runestone.server.dialect import ChatCall, Dialect, StreamEncoder
 from runestone.server.errors import ApiError, from_exception, from_stream_error
 from runestone.server.limits import Lease

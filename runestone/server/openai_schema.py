@@ -20,9 +20,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
+from runestone import jsonio
 from runestone.exceptions import RequestValidationError
 from runestone.messages import ChatRequest, Completion, ToolCall, ToolCallDelta, Usage
-from runestone.server import jsonio
 from runestone.server.dialect import ChatCall
 from runestone.server.errors import ApiError
 

@@ -22,7 +22,7 @@ from typing import Final
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from runestone.server import jsonio
+from runestone import jsonio
 from runestone.server.errors import ApiError
 
 __all__ = ["JsonH11Protocol", "http_protocol", "malformed_request_body"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
 import math
 import signal
 import socket
@@ -28,13 +27,13 @@ from typing import Final
 import uvicorn
 
 import runestone
-from runestone.config import Config
+from runestone.config import Config, is_loopback
 from runestone.exceptions import ConfigError
 from runestone.io import new_event_loop
 from runestone.server.app import Gateway, create_app
 from runestone.server.protocol import http_protocol
 
-__all__ = ["EXIT_SYSTEM_DOWN", "bind", "check_exposure", "is_loopback", "serve", "with_address"]
+__all__ = ["EXIT_SYSTEM_DOWN", "bind", "check_exposure", "serve", "with_address"]
 
 EXIT_SYSTEM_DOWN: Final = 70
 """Exit status when the supervision tree gave up (EX_SOFTWARE): a process manager restarts."""
@@ -42,16 +41,6 @@ _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 _BACKLOG: Final = 4096
 # Clients (and benchmarks) reuse connections; uvicorn's default of 5 s closes them early.
 _KEEP_ALIVE: Final = 75
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` serves this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def with_address(config: Config, *, host: str | None = None, port: int | None = None) -> Config:
