@@ -238,7 +238,7 @@ class HttpProvider(Provider):
                     raise await self._error_from(response, state)
                 if response.content_type != "text/event-stream":
                     # Some compatible servers answer a stream request with one JSON body.
-                    whole = await self._read_completion(response, request, state)
+                    whole = await self._read_completion(response, request, state, watchdog)
                     watchdog.cancel()
                     response.release()
                     response = None
@@ -359,9 +359,13 @@ class HttpProvider(Provider):
         )
 
     async def _read_completion(
-        self, response: aiohttp.ClientResponse, request: ChatRequest, state: AttemptState
+        self,
+        response: aiohttp.ClientResponse,
+        request: ChatRequest,
+        state: AttemptState,
+        watchdog: StreamWatchdog,
     ) -> Completion:
-        body = await response.read()
+        body = await _read_body(response, watchdog)
         try:
             data = loads(body)
         except ValueError as exc:
@@ -408,7 +412,7 @@ class HttpProvider(Provider):
                 state.phase = Phase.BODY
                 if not 200 <= response.status < 300:
                     raise await self._error_from(response, state)
-                return await self._read_completion(response, request, state)
+                return await self._read_completion(response, request, state, watchdog)
             except asyncio.CancelledError as exc:
                 expired = watchdog.claim()
                 if expired is None:
@@ -511,3 +515,17 @@ async def _drain(response: aiohttp.ClientResponse) -> None:
         response.close()
         raise
     response.release()
+
+
+async def _read_body(response: aiohttp.ClientResponse, watchdog: StreamWatchdog) -> bytes:
+    """A whole body, under the idle limit between its reads: the headers are in, so a body
+    that stops coming is a stall, however long the answer took to start."""
+    clock = asyncio.get_running_loop().time
+    watchdog.since = clock()
+    watchdog.reading = True
+    watchdog.enter(WatchPhase.STREAMING)
+    chunks = []
+    async for chunk in response.content.iter_any():
+        watchdog.since = clock()
+        chunks.append(chunk)
+    return b"".join(chunks)

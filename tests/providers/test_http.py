@@ -301,6 +301,18 @@ def test_a_whole_answer_that_never_comes_is_a_total_timeout(
     assert whole.value.error_class is ErrorClass.TOTAL_TIMEOUT
 
 
+def test_a_whole_answer_whose_body_stalls_after_its_headers_is_an_idle_timeout(
+    wire: str, plane: DataPlane, fake_upstream: FakeUpstream
+) -> None:
+    # Only the total limit bounds the wait for a whole answer's headers (the upstream writes
+    # the answer first); once they are in, a body that stops coming is a stall.
+    provider = make_provider(plane, fake_upstream, wire, timeouts={"idle": 0.3, "total": 5})
+    with pytest.raises(ProviderError) as whole:
+        plane.run(provider.complete(request("stall-after:2")))
+    assert whole.value.error_class is ErrorClass.IDLE_TIMEOUT
+    assert whole.value.content_delivered is False
+
+
 def test_headers_without_a_first_token_in_time_is_a_first_token_timeout(
     wire: str, plane: DataPlane, fake_upstream: FakeUpstream
 ) -> None:
