@@ -45,6 +45,7 @@ from runestone.providers.registry import provider_type, provider_types
 from runestone.providers.settings import Capability, ModelInfo, ProviderSettings, Secret
 from runestone.resilience import CircuitBreakerPolicy, RetryPolicy
 from runestone.routing.policies import POLICIES
+from runestone.suggest import unknown_key
 from runestone.supervisors.intensity import IntensityPolicy
 
 __all__ = [
@@ -500,9 +501,7 @@ def _mapping(value: object, path: str, *, what: str = "a mapping") -> Mapping[st
 def _check_keys(data: Mapping[Any, Any], allowed: Sequence[str], path: str) -> None:
     for key in data:
         if key not in allowed:
-            raise ConfigError(
-                f"unknown key; expected one of: {', '.join(allowed)}", path=_join(path, key)
-            )
+            raise ConfigError(unknown_key(key, allowed), path=_join(path, key))
 
 
 def _integer(value: object, path: str, *, minimum: int, maximum: int | None = None) -> int:

@@ -22,6 +22,7 @@ from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.exceptions import ConfigError, ErrorClass
 from runestone.messages import ChatRequest, Completion, CompletionBuilder, StreamEvent, Usage
 from runestone.providers.settings import ModelInfo, ProviderSettings
+from runestone.suggest import unknown_key
 
 __all__ = ["HealthCheck", "ProbeMethod", "Provider"]
 
@@ -86,10 +87,12 @@ class Provider(abc.ABC):
             )
         for key in settings.options:
             if key not in cls.options_schema:
-                allowed = sorted(cls.options_schema)
                 raise ConfigError(
-                    f"unknown key for a {settings.type} provider"
-                    + (f"; expected one of {allowed}" if allowed else ""),
+                    unknown_key(
+                        key,
+                        sorted(cls.options_schema),
+                        what=f"unknown key for a {settings.type} provider",
+                    ),
                     path=f"{path}.{key}",
                 )
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from runestone.exceptions import ConfigError
+from runestone.suggest import unknown_key
 
 __all__ = ["check_fraction", "check_int", "check_number", "from_mapping"]
 
@@ -57,10 +58,8 @@ def from_mapping(factory: Callable[..., _T], fields: frozenset[str], data: objec
         raise ConfigError(f"expected a mapping, got {type(data).__name__}", path=path)
     unknown = sorted(str(key) for key in data if key not in fields)
     if unknown:
-        known = ", ".join(sorted(fields))
-        raise ConfigError(
-            f"unknown key(s) {', '.join(unknown)}; expected some of: {known}", path=path
-        )
+        where = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise ConfigError(unknown_key(unknown[0], sorted(fields)), path=where)
     kwargs: dict[str, Any] = {str(key): value for key, value in data.items()}
     try:
         return factory(**kwargs)

@@ -467,8 +467,14 @@ def test_a_breaker_policy_reads_a_config_mapping_and_names_the_full_key_path() -
     with pytest.raises(ConfigError) as caught:
         CircuitBreakerPolicy.from_mapping({"window": -5}, path="providers.openai.circuit_breaker")
     assert caught.value.path == "providers.openai.circuit_breaker.window"
-    with pytest.raises(ConfigError, match=r"unknown key.*recovry"):
-        CircuitBreakerPolicy.from_mapping({"recovry": 3})
+    with pytest.raises(ConfigError) as misspelt:
+        CircuitBreakerPolicy.from_mapping({"recovry": 3}, path="providers.openai.circuit_breaker")
+    assert str(misspelt.value) == (
+        "providers.openai.circuit_breaker.recovry: unknown key; did you mean 'recovery'?"
+    )
+    with pytest.raises(ConfigError) as unknown:
+        CircuitBreakerPolicy.from_mapping({"zzz": 3})
+    assert str(unknown.value).startswith("circuit_breaker.zzz: unknown key; expected one of: ")
     with pytest.raises(ConfigError, match="expected a mapping"):
         CircuitBreakerPolicy.from_mapping([1, 2])  # type: ignore[arg-type]
 
