@@ -115,7 +115,11 @@ class ConfigReloader:
         self._wall_clock = wall_clock
         self.announce = announce
         """Where a reload's outcome is said (``runestone serve``: its stdout)."""
-        self.revision = Revision(1, wall_clock(), gateway.config.source)
+        source = gateway.config.source
+        self.revision = Revision(1, wall_clock(), source)
+        # The file as the running config was read from it (near enough: the gateway is
+        # built right after the load), so a change made at any time after is seen.
+        self._seen = _stamp(Path(source)) if source is not None else None
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -129,6 +133,7 @@ class ConfigReloader:
                 raise ReloadFailedError(
                     "the running config did not come from a file: there is nothing to reload"
                 )
+            stamp = await asyncio.to_thread(_stamp, Path(source))
             try:
                 new = await asyncio.to_thread(load_config, source)
             except ConfigError as exc:
@@ -152,6 +157,7 @@ class ConfigReloader:
                     f"revision {self.revision.number} keeps serving"
                 ) from exc
             self._gateway.apply_config(new)
+            self._seen = stamp  # applied: the watcher need not apply it again
             self.revision = Revision(self.revision.number + 1, self._wall_clock(), source)
             outcome = ReloadOutcome(self.revision, report, restart_needed)
             log.info(
@@ -193,12 +199,11 @@ class ConfigReloader:
         if source is None:
             return
         path = Path(source)
-        seen = _stamp(path)
         while True:
             await asyncio.sleep(interval)
             stamp = await asyncio.to_thread(_stamp, path)
-            if stamp != seen:
-                seen = stamp
+            if stamp != self._seen:
+                self._seen = stamp  # refused or applied, this version is dealt with
                 await self._reload_and_say(f"{path.name} changed")
 
     async def aclose(self) -> None:
