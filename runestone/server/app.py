@@ -246,8 +246,6 @@ class Gateway:
             return _error_response(error, _OPENAI)
         except ReloadFailedError as exc:
             return _error_response(ApiError(409, str(exc), code="reload_failed"), _OPENAI)
-        except ApiError as error:  # still starting
-            return _error_response(error, _OPENAI)
         return JSONResponse({"status": "reloaded", **outcome.to_dict()})
 
     # -- chat ---------------------------------------------------------------------------------

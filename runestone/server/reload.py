@@ -28,6 +28,7 @@ import structlog
 from runestone.actors.provider_factory import ReloadReport
 from runestone.config import load_config
 from runestone.exceptions import ConfigError, RunestoneError
+from runestone.server.errors import ApiError
 
 if TYPE_CHECKING:
     from runestone.server.app import Gateway
@@ -146,7 +147,10 @@ class ConfigReloader:
             new = dataclasses.replace(
                 new, **{name: getattr(running, name) for name in RESTART_ONLY}
             )
-            system = self._gateway.system
+            try:
+                system = self._gateway.system
+            except ApiError as exc:  # still starting: nothing to reload into yet
+                raise ReloadFailedError(exc.message) from exc
             try:
                 # Off the loop: the system asks its actors, which may need this loop meanwhile.
                 report = await asyncio.to_thread(system.reload, new)

@@ -4,6 +4,7 @@ file. A bad new config is refused with its one error and the running one keeps s
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import http.client
 import json
@@ -16,6 +17,9 @@ from typing import Any
 import openai
 import pytest
 
+from runestone.config import load_config
+from runestone.server.app import Gateway
+from runestone.server.reload import ReloadFailedError
 from runestone.testing.upstream import KNOWN_TEXT, FakeUpstream
 from tests.server.serving import RunningServer
 
@@ -234,3 +238,22 @@ def test_the_health_revision_names_when_it_was_loaded(tmp_path: Path) -> None:
     with FakeUpstream() as up, RunningServer(config(up), tmp_path) as server:
         _, body = call(server, "GET", "/health", ADMIN_KEY)
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", body["config"]["loaded_at"])
+
+
+SIMULATED = {"providers": {"sim": {"type": "simulated", "models": {"m": {}}}}}
+
+
+def test_a_reload_before_the_system_has_started_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "runestone.yaml"
+    path.write_text(json.dumps(SIMULATED), encoding="utf-8")
+    gateway = Gateway(load_config(path))
+    with pytest.raises(ReloadFailedError, match="the server is starting"):
+        asyncio.run(gateway.reloader.reload("test"))
+    assert gateway.reloader.revision.number == 1
+
+
+def test_a_config_that_did_not_come_from_a_file_cannot_be_reloaded() -> None:
+    gateway = Gateway(load_config(SIMULATED))
+    assert gateway.reloader.revision.source is None
+    with pytest.raises(ReloadFailedError, match="did not come from a file"):
+        asyncio.run(gateway.reloader.reload("test"))
