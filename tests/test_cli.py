@@ -196,3 +196,22 @@ def test_python_dash_m_runestone_is_the_same_command() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "simulated: live" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "example",
+    sorted((Path(__file__).resolve().parent.parent / "config" / "examples").glob("*.yaml")),
+)
+def test_the_commands_an_example_config_tells_the_reader_are_valid(example: Path) -> None:
+    from runestone.cli import _parser
+
+    commands = [
+        line.split("`")[1] if "`" in line else line.lstrip("# ").strip()
+        for line in example.read_text(encoding="utf-8").splitlines()
+        if line.startswith("#") and "runestone " in line
+    ]
+    assert commands, f"{example.name} names no command"
+    for command in commands:
+        argv = command.split()
+        assert argv[0] == "runestone", command
+        _parser().parse_args(argv[1:])  # a usage error exits with status 2
