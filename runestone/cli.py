@@ -163,18 +163,25 @@ def _load(path: str | None) -> Config | None:
         return None
 
 
-def _init(path: str, *, force: bool) -> int:
+def _write_new(path: str, text: str, *, force: bool) -> bool:
+    """Write ``text`` to ``path``, never over a file unless ``force``; False (said why) if not."""
     target = Path(path)
     if target.is_dir():
         print(f"runestone: {path} is a directory; name the file to write", file=sys.stderr)
-        return 1
+        return False
     if target.exists() and not force:
         print(f"runestone: {path} exists; pass --force to overwrite it", file=sys.stderr)
-        return 1
+        return False
     try:
-        target.write_text(BUNDLED_CONFIG.read_text(encoding="utf-8"), encoding="utf-8")
+        target.write_text(text, encoding="utf-8")
     except OSError as exc:
         print(f"runestone: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _init(path: str, *, force: bool) -> int:
+    if not _write_new(path, BUNDLED_CONFIG.read_text(encoding="utf-8"), force=force):
         return 1
     print(
         f"wrote {path}; check it with `runestone check-config {path}`, "
@@ -219,14 +226,7 @@ def _import_litellm(source: str, output: str | None, *, force: bool) -> int:
     if output is None:
         sys.stdout.write(text)
         return 0
-    target = Path(output)
-    if target.exists() and not force:
-        print(f"runestone: {output} exists; pass --force to overwrite it", file=sys.stderr)
-        return 1
-    try:
-        target.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        print(f"runestone: cannot write {output}: {exc.strerror or exc}", file=sys.stderr)
+    if not _write_new(output, text, force=force):
         return 1
     print(f"wrote {output}; check it with `runestone check-config {output}`", file=sys.stderr)
     return 0
