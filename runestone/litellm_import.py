@@ -31,6 +31,8 @@ from urllib.parse import urlparse
 __all__ = ["ImportReport", "check_environment", "import_litellm", "render"]
 
 _ENV: Final = re.compile(r"^os\.environ/([A-Za-z_][A-Za-z0-9_]*)$")
+_REFERENCE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+"""A ``${VAR}`` in the imported config (what :func:`_value` writes)."""
 
 # LiteLLM's routing strategies and ours; usage-based routing has no exact counterpart.
 _STRATEGIES: Final = {
@@ -43,15 +45,19 @@ _STRATEGIES: Final = {
 }
 _OPENAI_COMPATIBLE: Final = {"hosted_vllm", "vllm", "openai_like", "ollama", "ollama_chat"}
 _DEFAULT_KEY_ENV: Final = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+_PROVIDER_WIDE: Final = {
+    "num_retries": "retry.max_attempts (num_retries + 1)",
+    "timeout": "timeouts.total",
+    "request_timeout": "timeouts.total",
+    "allowed_fails": "circuit_breaker.consecutive_failures",
+    "cooldown_time": "circuit_breaker.recovery",
+}
+"""Router settings that become every provider's, and where each goes."""
 _MAPPED_SETTINGS: Final = (
     "routing_strategy",
-    "num_retries",
-    "timeout",
-    "request_timeout",
     "fallbacks",
     "context_window_fallbacks",
-    "allowed_fails",
-    "cooldown_time",
+    *_PROVIDER_WIDE,
 )
 
 
@@ -85,6 +91,15 @@ def _value(value: Any) -> Any:
         if match:
             return "${" + match.group(1) + "}"
     return value
+
+
+def _warn_if_literal(key: object, path: str, report: ImportReport) -> None:
+    """A key written out in the file is copied as it is, and flagged."""
+    if not _ENV.match(str(key).strip()):
+        report.warnings.append(
+            f"{path} is a literal key: move it into an environment variable and write "
+            "${VAR} instead"
+        )
 
 
 def _kind(model: str, api_base: str | None) -> tuple[str, str] | str:
@@ -165,8 +180,9 @@ def import_litellm(data: Mapping[str, Any]) -> ImportReport:
         routing["weights"] = weights
     _routing(router, where, refs, routing, report, deployments)
     config["routing"] = routing
-    master = (data.get("general_settings") or {}).get("master_key")
-    for key in data.get("general_settings") or {}:
+    general = data.get("general_settings") or {}
+    master = general.get("master_key")
+    for key in general:
         if key != "master_key":
             report.unmapped.append(
                 (f"general_settings.{key}", "no counterpart (Runestone keeps no database)")
@@ -174,11 +190,7 @@ def import_litellm(data: Mapping[str, Any]) -> ImportReport:
     if master is not None:
         config["auth"] = {"keys": [{"key": _value(master), "name": "master"}]}
         report.mapped.append(("general_settings.master_key", "auth.keys[0] (name: master)"))
-        if not _ENV.match(str(master).strip()):
-            report.warnings.append(
-                "general_settings.master_key is a literal key: move it into an environment "
-                "variable and write ${VAR} instead"
-            )
+        _warn_if_literal(master, "general_settings.master_key", report)
     report.config = config
     return report
 
@@ -208,11 +220,8 @@ def _deployments(model_list: Any, report: ImportReport) -> list[_Deployment]:
         if api_key is None:
             env = _DEFAULT_KEY_ENV.get(provider_type)
             api_key = "${" + env + "}" if env else ""
-        elif not _ENV.match(str(api_key).strip()):
-            report.warnings.append(
-                f"{path}.litellm_params.api_key is a literal key: move it into an environment "
-                "variable and write ${VAR} instead"
-            )
+        else:
+            _warn_if_literal(api_key, f"{path}.litellm_params.api_key", report)
         info = row.get("model_info") if isinstance(row.get("model_info"), Mapping) else {}
         found.append(
             _Deployment(
@@ -374,13 +383,7 @@ def _routing(
                     report.mapped.append((f"{path}.{source}", f"routing.{key}.{source}"))
         if table:
             routing[key] = table
-    for key, ours in (
-        ("num_retries", "retry.max_attempts (num_retries + 1)"),
-        ("timeout", "timeouts.total"),
-        ("request_timeout", "timeouts.total"),
-        ("allowed_fails", "circuit_breaker.consecutive_failures"),
-        ("cooldown_time", "circuit_breaker.recovery"),
-    ):
+    for key, ours in _PROVIDER_WIDE.items():
         if key in router and deployments:
             report.mapped.append((where[key], f"every provider's {ours}"))
     for key in router:
@@ -394,10 +397,10 @@ def check_environment(config: Mapping[str, Any]) -> dict[str, str]:
     env: dict[str, str] = {}
     for block in config.get("providers", {}).values():
         for key in ("api_key", "base_url"):
-            for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", str(block.get(key, ""))):
+            for name in _REFERENCE.findall(str(block.get(key, ""))):
                 env[name] = "https://example.invalid/v1" if key == "base_url" else "sk-check-0000"
     for entry in config.get("auth", {}).get("keys", []):
-        for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", str(entry.get("key", ""))):
+        for name in _REFERENCE.findall(str(entry.get("key", ""))):
             env[name] = "sk-check-master-0000"
     return env
 
