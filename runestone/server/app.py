@@ -237,15 +237,11 @@ class Gateway:
         try:
             outcome = await self.reloader.reload("POST /admin/reload")
         except ConfigError as exc:
-            error = ApiError(
-                400,
-                f"the new config was refused, revision {self.reloader.revision.number} keeps "
-                f"serving: {exc}",
-                code="invalid_config",
-            )
+            error = ApiError(400, self.reloader.refusal(exc), code="invalid_config")
             return _error_response(error, _OPENAI)
         except ReloadFailedError as exc:
-            return _error_response(ApiError(409, str(exc), code="reload_failed"), _OPENAI)
+            error = ApiError(409, self.reloader.refusal(exc), code="reload_failed")
+            return _error_response(error, _OPENAI)
         return JSONResponse({"status": "reloaded", **outcome.to_dict()})
 
     # -- chat ---------------------------------------------------------------------------------

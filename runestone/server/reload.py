@@ -156,10 +156,7 @@ class ConfigReloader:
                 report = await asyncio.to_thread(system.reload, new)
             except RunestoneError as exc:
                 log.error("config_reload_failed", trigger=trigger, error=str(exc))
-                raise ReloadFailedError(
-                    f"the new config could not be applied ({exc}); "
-                    f"revision {self.revision.number} keeps serving"
-                ) from exc
+                raise ReloadFailedError(f"the new config could not be applied ({exc})") from exc
             self._gateway.apply_config(new)
             self._seen = stamp  # applied: the watcher need not apply it again
             self.revision = Revision(self.revision.number + 1, self._wall_clock(), source)
@@ -175,6 +172,10 @@ class ConfigReloader:
             )
             return outcome
 
+    def refusal(self, error: BaseException) -> str:
+        """What to say of a reload that did not apply: the running revision serves on."""
+        return f"the new config was refused, revision {self.revision.number} keeps serving: {error}"
+
     def reload_soon(self, trigger: str) -> None:
         """Reload in the background (a signal, the watcher) and say how it went."""
         task = asyncio.get_running_loop().create_task(self._reload_and_say(trigger))
@@ -185,10 +186,7 @@ class ConfigReloader:
         try:
             outcome = await self.reload(trigger)
         except (ConfigError, ReloadFailedError) as exc:
-            self._say(
-                f"runestone: {trigger}: the new config was refused, revision "
-                f"{self.revision.number} keeps serving: {exc}"
-            )
+            self._say(f"runestone: {trigger}: {self.refusal(exc)}")
         else:
             self._say(f"runestone: {trigger}: {outcome.summary()}")
 
