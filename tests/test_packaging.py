@@ -27,20 +27,28 @@ finally:
 """
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    build = subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"),
-            *("--quiet", "--wheel-dir", str(out), str(ROOT)),
-        ],
+def python(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    """Run this Python with ``args``; its stdout, once it has exited 0 (else its stderr fails)."""
+    result = subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=240,
         check=False,
     )
-    assert build.returncode == 0, build.stderr
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    python(
+        *("-m", "pip", "wheel", "--no-deps", "--no-build-isolation"),
+        *("--quiet", "--wheel-dir", str(out), str(ROOT)),
+    )
     [built] = out.glob("runestone-*.whl")
     return built
 
@@ -61,42 +69,14 @@ def test_installed_from_the_wheel_it_starts_and_answers_with_no_config_path(
     wheel: Path, tmp_path: Path
 ) -> None:
     target = tmp_path / "site"
-    install = subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "install", "--no-deps", "--quiet"),
-            *("--target", str(target), str(wheel)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert install.returncode == 0, install.stderr
+    python("-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # The installed copy first on the path (not the checkout); the dependencies from here.
     env = {**os.environ, "PYTHONPATH": str(target), "RUNESTONE_LOG_LEVEL": "ERROR"}
-    run = subprocess.run(
-        [sys.executable, "-c", ANSWER_WITHOUT_A_PATH],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    location, answer = run.stdout.strip().splitlines()[-2:]
+    out = python("-c", ANSWER_WITHOUT_A_PATH, cwd=elsewhere, env=env)
+    location, answer = out.strip().splitlines()[-2:]
     assert Path(location).is_relative_to(target)
     assert answer == "simulated True"
-    check = subprocess.run(
-        [sys.executable, "-m", "runestone", "check-config"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert check.returncode == 0, check.stderr
-    assert str(target) in check.stdout.splitlines()[0]
+    out = python("-m", "runestone", "check-config", cwd=elsewhere, env=env)
+    assert str(target) in out.splitlines()[0]
