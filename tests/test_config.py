@@ -24,6 +24,7 @@ from runestone.config import (
     ServerConfig,
     describe,
     expand_env,
+    key_fingerprint,
     load_config,
 )
 from runestone.exceptions import ConfigError
@@ -576,7 +577,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
     (
         "health probe method that is not one",
         _with("providers.sim.health_probe", {"method": "ping"}),
-        "providers.sim.health_probe.method: expected one of ['models', 'request'], got 'ping'",
+        "providers.sim.health_probe.method: expected one of: models, request, got 'ping'",
     ),
     (
         "health probe model the provider does not serve",
@@ -660,7 +661,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
     (
         "negative timeout",
         _with("providers.sim.timeouts", {"connect": -1}),
-        "providers.sim.timeouts.connect: must be greater than 0, got -1",
+        "providers.sim.timeouts.connect: expected a number > 0, got -1",
     ),
     (
         "unknown retry key",
@@ -670,7 +671,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
     (
         "zero retry attempts",
         _with("providers.sim.retry", {"max_attempts": 0}),
-        "providers.sim.retry.max_attempts: expected a whole number >= 1, got 0",
+        "providers.sim.retry.max_attempts: expected an integer >= 1, got 0",
     ),
     (
         "failure rate over one",
@@ -685,8 +686,8 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
     (
         "unknown model capability",
         _with("providers.sim.models.m1", {"capabilities": ["telepathy"]}),
-        "providers.sim.models.m1.capabilities: unknown capability 'telepathy'; expected one of "
-        "['tools', 'vision', 'json', 'prefill']",
+        "providers.sim.models.m1.capabilities[0]: expected one of: tools, vision, json, prefill, "
+        "got 'telepathy'",
     ),
     (
         "compatible server without a URL",
@@ -889,9 +890,9 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
         "auth.keys[0].key: required: a non-empty key (is its variable set?)",
     ),
     (
-        "client key without a name",
-        _with("auth", {"keys": [{"key": "k-1"}]}),
-        "auth.keys[0].name: expected a non-empty name, got nothing",
+        "client key with a blank name",
+        _with("auth", {"keys": [{"key": "k-1", "name": " "}]}),
+        "auth.keys[0].name: expected a non-empty name, got ' '",
     ),
     (
         "two client keys with one name",
@@ -934,9 +935,19 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
         "auth.admin_keys[0].key: required: a non-empty key (is its variable set?)",
     ),
     (
-        "admin key without a name",
-        _with("auth", {"admin_keys": [{"key": "k-admin"}]}),
-        "auth.admin_keys[0].name: expected a non-empty name, got nothing",
+        "admin key with a name that is not text",
+        _with("auth", {"admin_keys": [{"key": "k-admin", "name": 7}]}),
+        "auth.admin_keys[0].name: expected a non-empty name, got 7",
+    ),
+    (
+        "client key that is not text",
+        _with("auth", {"keys": [{"key": 12345, "name": "a"}]}),
+        "auth.keys[0].key: required: a non-empty key (is its variable set?)",
+    ),
+    (
+        "one nameless client key given twice",
+        _with("auth", {"keys": [{"key": "k-1"}, {"key": "k-1"}]}),
+        f"auth.keys[1].key: the same key is given twice (also for {key_fingerprint('k-1')!r})",
     ),
     (
         "admin key with limits",
@@ -1336,3 +1347,19 @@ def test_a_yaml_alias_used_twice_side_by_side_is_fine(tmp_path: Path) -> None:
     )
     models = load_config(path, env={}).providers["sim"].settings.models
     assert models["a"].context_window == models["b"].context_window == 4096
+
+
+def test_a_key_without_a_name_is_named_by_a_fingerprint_that_does_not_reveal_it() -> None:
+    data = _base()
+    data["auth"] = {
+        "keys": [{"key": "sk-team-a-0123456789"}, {"key": "sk-team-b-0123456789"}],
+        "admin_keys": [{"key": "sk-admin-0123456789"}],
+    }
+    config = load_config(data, env={})
+    names = [key.name for key in (*config.auth.keys, *config.auth.admin_keys)]
+    given = (*data["auth"]["keys"], *data["auth"]["admin_keys"])
+    assert names == [key_fingerprint(entry["key"]) for entry in given]
+    assert len(set(names)) == 3
+    assert all(name.startswith("key-") and len(name) == 14 for name in names)
+    assert not any("team" in name or "admin" in name for name in names)
+    assert "sk-team" not in describe(config)

@@ -21,9 +21,12 @@ and ``error`` (e.g. ``overloaded_error``) fails the attempt with its class.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final, cast
 
-from runestone.exceptions import BadRequestError, ConfigError
+from msgspec import Meta
+
+from runestone.clock import SYSTEM_CLOCK, Clock
+from runestone.exceptions import BadRequestError
 from runestone.messages import (
     ChatRequest,
     Completion,
@@ -40,10 +43,12 @@ from runestone.messages import (
     ToolChoiceMode,
     Usage,
 )
+from runestone.providers.base import ProviderOptions
 from runestone.providers.errors import AttemptState, classify_error_body
 from runestone.providers.http import HttpProvider, StreamDecoder, dumps, loads
 from runestone.providers.settings import ProviderSettings
 from runestone.providers.sse import SSEEvent
+from runestone.schema import Count
 
 __all__ = ["AnthropicProvider", "AnthropicStreamDecoder", "map_anthropic_stop_reason"]
 
@@ -162,6 +167,17 @@ class AnthropicStreamDecoder(StreamDecoder):
         return text[common:]
 
 
+class AnthropicOptions(ProviderOptions, frozen=True):
+    """The keys of ``type: anthropic`` beside the common ones."""
+
+    anthropic_version: Annotated[str, Meta(min_length=1)] = DEFAULT_VERSION
+    """Sent as ``anthropic-version``."""
+    anthropic_beta: str | None = None
+    """Sent as ``anthropic-beta`` (comma-separated beta names)."""
+    max_tokens: Count = DEFAULT_MAX_TOKENS
+    """The token limit sent when a request names none (Anthropic requires one)."""
+
+
 class AnthropicProvider(HttpProvider):
     """Anthropic (``type: anthropic``).
 
@@ -175,25 +191,16 @@ class AnthropicProvider(HttpProvider):
     chat_path = "/v1/messages"
     models_path = "/v1/models"
     requires_api_key = True
-    options_schema: ClassVar[frozenset[str]] = frozenset(
-        {"anthropic_version", "anthropic_beta", "max_tokens"}
-    )
+    options_type = AnthropicOptions
 
-    @classmethod
-    def validate_config(cls, settings: ProviderSettings) -> None:
-        super().validate_config(settings)
-        value = settings.options.get("max_tokens", DEFAULT_MAX_TOKENS)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(
-                f"expected a positive integer, got {value!r}",
-                path=f"providers.{settings.name}.max_tokens",
-            )
+    def __init__(self, settings: ProviderSettings, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.options = cast(AnthropicOptions, self.read_options(settings))
+        super().__init__(settings, clock=clock)
 
     def auth_headers(self) -> dict[str, str]:
-        options = self.settings.options
-        headers = {"anthropic-version": str(options.get("anthropic_version", DEFAULT_VERSION))}
-        if options.get("anthropic_beta"):
-            headers["anthropic-beta"] = str(options["anthropic_beta"])
+        headers = {"anthropic-version": self.options.anthropic_version}
+        if self.options.anthropic_beta:
+            headers["anthropic-beta"] = self.options.anthropic_beta
         if self.settings.api_key:
             headers["x-api-key"] = self.settings.api_key.reveal()
         return headers
@@ -275,7 +282,7 @@ class AnthropicProvider(HttpProvider):
         info = self.settings.models.get(model)
         if info is not None and info.max_output_tokens:
             return info.max_output_tokens
-        return int(self.settings.options.get("max_tokens", DEFAULT_MAX_TOKENS))
+        return self.options.max_tokens
 
     def _tool_choice(self, request: ChatRequest) -> dict[str, Any] | None:
         choice = request.tool_choice

@@ -22,9 +22,9 @@ from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.exceptions import ConfigError, ErrorClass
 from runestone.messages import ChatRequest, Completion, CompletionBuilder, StreamEvent, Usage
 from runestone.providers.settings import ModelInfo, ProviderSettings
-from runestone.suggest import unknown_key
+from runestone.schema import Shape, convert
 
-__all__ = ["HealthCheck", "ProbeMethod", "Provider"]
+__all__ = ["HealthCheck", "ProbeMethod", "Provider", "ProviderOptions"]
 
 
 class ProbeMethod(enum.StrEnum):
@@ -46,15 +46,24 @@ class HealthCheck:
     message: str = ""
 
 
+class ProviderOptions(Shape, frozen=True):
+    """A provider type's own config keys, as a shape: subclass it with typed fields.
+
+    They are written in the provider block beside the common keys, or under
+    ``options``; :meth:`Provider.validate_config` checks them against this shape.
+    """
+
+
 class Provider(abc.ABC):
     """One configured upstream. Subclasses implement :meth:`stream` (and usually more).
 
-    ``options_schema`` lists the type-specific ``options`` keys the type accepts;
-    :meth:`validate_config` refuses any other with a :class:`ConfigError`.
+    ``options_type`` is the shape of the type's own config keys (``token_rate`` …);
+    :meth:`validate_config` refuses any other key with a :class:`ConfigError`, and
+    :meth:`options` reads them typed.
     """
 
     type_name: ClassVar[str] = ""
-    options_schema: ClassVar[frozenset[str]] = frozenset()
+    options_type: ClassVar[type[ProviderOptions]] = ProviderOptions
     requires_api_key: ClassVar[bool] = False
     requires_base_url: ClassVar[bool] = False
     has_health_probe: ClassVar[bool] = False
@@ -85,16 +94,12 @@ class Provider(abc.ABC):
                 f"required for a {settings.type} provider: the server's URL",
                 path=f"{path}.base_url",
             )
-        for key in settings.options:
-            if key not in cls.options_schema:
-                raise ConfigError(
-                    unknown_key(
-                        key,
-                        sorted(cls.options_schema),
-                        what=f"unknown key for a {settings.type} provider",
-                    ),
-                    path=f"{path}.{key}",
-                )
+        cls.read_options(settings)
+
+    @classmethod
+    def read_options(cls, settings: ProviderSettings) -> ProviderOptions:
+        """``settings.options`` as this type's :attr:`options_type`; bad ones name their path."""
+        return convert(settings.options, cls.options_type, path=f"providers.{settings.name}")
 
     @abc.abstractmethod
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:

@@ -9,10 +9,9 @@ in the same shape. ``data: [DONE]`` is the terminal sentinel.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Literal, cast
 
 from runestone.clock import SYSTEM_CLOCK, Clock
-from runestone.exceptions import ConfigError
 from runestone.messages import (
     ChatRequest,
     Completion,
@@ -23,6 +22,7 @@ from runestone.messages import (
     ToolCallDelta,
     Usage,
 )
+from runestone.providers.base import ProviderOptions
 from runestone.providers.errors import AttemptState, classify_error_body
 from runestone.providers.http import HttpProvider, StreamDecoder, loads
 from runestone.providers.settings import ProviderSettings
@@ -44,7 +44,6 @@ _FINISH_REASONS: Final[Mapping[str, str]] = {
     "tool_use": FinishReason.TOOL_CALLS,
 }
 _DONE: Final = b"[DONE]"
-_MAX_TOKENS_FIELDS: Final = ("max_tokens", "max_completion_tokens")
 
 
 def map_openai_finish_reason(reason: str) -> str:
@@ -115,6 +114,19 @@ class OpenAIStreamDecoder(StreamDecoder):
             self.skip(event, exc)
 
 
+class OpenAIOptions(ProviderOptions, frozen=True):
+    """The keys of ``type: openai`` and ``openai_compatible`` beside the common ones."""
+
+    organization: str | None = None
+    """Sent as ``OpenAI-Organization``."""
+    project: str | None = None
+    """Sent as ``OpenAI-Project``."""
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
+    """The request field the token limit goes in (default: the type's own)."""
+    stream_usage: bool = True
+    """Ask for usage in streams (``stream_options``); false for servers that refuse it."""
+
+
 class OpenAIProvider(HttpProvider):
     """OpenAI (``type: openai``).
 
@@ -127,38 +139,23 @@ class OpenAIProvider(HttpProvider):
     chat_path = "/chat/completions"
     models_path = "/models"
     requires_api_key = True
-    options_schema: ClassVar[frozenset[str]] = frozenset(
-        {"organization", "project", "max_tokens_field", "stream_usage"}
-    )
+    options_type = OpenAIOptions
     # Current OpenAI models take max_completion_tokens; o-series models reject max_tokens.
     default_max_tokens_field: ClassVar[str] = "max_completion_tokens"
 
     def __init__(self, settings: ProviderSettings, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        # Read first: the base class may ask for the auth headers, which use them.
+        self.options = cast(OpenAIOptions, self.read_options(settings))
         super().__init__(settings, clock=clock)
-        options = settings.options
-        self.max_tokens_field = str(options.get("max_tokens_field", self.default_max_tokens_field))
-        self.stream_usage = bool(options.get("stream_usage", True))
-
-    @classmethod
-    def validate_config(cls, settings: ProviderSettings) -> None:
-        super().validate_config(settings)
-        path = f"providers.{settings.name}"
-        field = settings.options.get("max_tokens_field", cls.default_max_tokens_field)
-        if field not in _MAX_TOKENS_FIELDS:
-            raise ConfigError(
-                f"expected one of {list(_MAX_TOKENS_FIELDS)}, got {field!r}",
-                path=f"{path}.max_tokens_field",
-            )
-        if not isinstance(settings.options.get("stream_usage", True), bool):
-            raise ConfigError("expected true or false", path=f"{path}.stream_usage")
+        self.max_tokens_field: str = self.options.max_tokens_field or self.default_max_tokens_field
+        self.stream_usage = self.options.stream_usage
 
     def auth_headers(self) -> dict[str, str]:
         headers = super().auth_headers()
-        options = self.settings.options
-        if options.get("organization"):
-            headers["OpenAI-Organization"] = str(options["organization"])
-        if options.get("project"):
-            headers["OpenAI-Project"] = str(options["project"])
+        if self.options.organization:
+            headers["OpenAI-Organization"] = self.options.organization
+        if self.options.project:
+            headers["OpenAI-Project"] = self.options.project
         return headers
 
     def encode_request(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:

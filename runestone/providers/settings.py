@@ -10,18 +10,24 @@ from __future__ import annotations
 
 import enum
 import hmac
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Final
+
+import msgspec
+from msgspec import Meta
 
 from runestone.exceptions import ConfigError
 from runestone.messages import Usage
+from runestone.resilience.circuit_breaker import CircuitBreakerPolicy
+from runestone.resilience.retry import RetryPolicy
+from runestone.schema import Count, NonNegative, Positive, Shape, convert, shown, without_nulls
 
 __all__ = [
     "Capability",
     "ModelInfo",
+    "ModelSpec",
+    "ProviderBlock",
     "ProviderSettings",
     "Secret",
     "Timeouts",
@@ -82,8 +88,7 @@ def is_sensitive_header(name: str) -> bool:
     return any(part in lowered for part in _SENSITIVE_HEADER_PARTS)
 
 
-@dataclass(frozen=True, slots=True)
-class Timeouts:
+class Timeouts(Shape, frozen=True):
     """Upstream time limits in seconds; each one that fires has its own error class.
 
     - ``connect``: TCP (and TLS) connection set-up.
@@ -97,43 +102,41 @@ class Timeouts:
       once the whole answer is ready.
     """
 
-    connect: float = 10.0
-    first_token: float = 60.0
-    idle: float = 60.0
-    total: float = 600.0
-    headers: float | None = None
+    connect: Positive = 10.0
+    """TCP (and TLS) connection set-up."""
+    first_token: Positive = 60.0
+    """From the start of an attempt until its first content."""
+    idle: Positive = 60.0
+    """The longest silence between two reads once content flows (a stall)."""
+    total: Positive = 600.0
+    """The whole attempt."""
+    headers: Positive | None = None
+    """Until the response headers arrive (default: ``first_token``)."""
 
     @property
     def headers_limit(self) -> float:
         return self.first_token if self.headers is None else self.headers
 
-    @classmethod
-    def from_dict(cls, data: object, *, path: str = "timeouts") -> Timeouts:
-        if data is None:
-            return cls()
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"expected a mapping, got {type(data).__name__}", path=path)
-        known = ("connect", "first_token", "idle", "total", "headers")
-        values: dict[str, float] = {}
-        for key, value in data.items():
-            if key not in known:
-                raise ConfigError(
-                    f"unknown timeout; expected one of {list(known)}", path=f"{path}.{key}"
-                )
-            values[key] = _positive_number(value, f"{path}.{key}")
-        return cls(**values)
+
+class ModelSpec(Shape, frozen=True):
+    """One entry of a provider's ``models``: prices, context window, capabilities."""
+
+    input_per_1m: NonNegative = 0.0
+    """Price of a million prompt tokens (any currency, used alike everywhere)."""
+    output_per_1m: NonNegative = 0.0
+    """Price of a million completion tokens."""
+    context_window: Count | None = None
+    """Prompt plus completion tokens the model takes; a longer request goes elsewhere."""
+    capabilities: frozenset[Capability] = frozenset()
+    """What it can do beyond plain chat: tools, vision, json, prefill."""
+    max_output_tokens: Count | None = None
+    """The most completion tokens it writes."""
 
 
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """One model a provider serves: prices per million tokens, context window, capabilities."""
+class ModelInfo(ModelSpec, frozen=True, kw_only=True):
+    """One model a provider serves: its name and its :class:`ModelSpec`."""
 
     name: str
-    input_per_1m: float = 0.0
-    output_per_1m: float = 0.0
-    context_window: int | None = None
-    capabilities: frozenset[Capability] = frozenset()
-    max_output_tokens: int | None = None
 
     def supports(self, capability: Capability | str) -> bool:
         return Capability(capability) in self.capabilities
@@ -146,39 +149,45 @@ class ModelInfo:
 
     @classmethod
     def from_dict(cls, name: str, data: object, *, path: str = "") -> ModelInfo:
-        path = path or name
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"expected a mapping, got {type(data).__name__}", path=path)
-        known = (
-            "input_per_1m",
-            "output_per_1m",
-            "context_window",
-            "capabilities",
-            "max_output_tokens",
-        )
-        for key in data:
-            if key not in known:
-                raise ConfigError(
-                    f"unknown model key; expected one of {list(known)}", path=f"{path}.{key}"
-                )
-        prices = {
-            key: _non_negative_number(data.get(key, 0.0), f"{path}.{key}")
-            for key in ("input_per_1m", "output_per_1m")
-        }
-        return cls(
-            name=name,
-            input_per_1m=prices["input_per_1m"],
-            output_per_1m=prices["output_per_1m"],
-            context_window=_optional_positive_int(
-                data.get("context_window"), path, "context_window"
-            ),
-            capabilities=_capabilities(data.get("capabilities"), f"{path}.capabilities"),
-            max_output_tokens=_optional_positive_int(
-                data.get("max_output_tokens"), path, "max_output_tokens"
-            ),
-        )
+        """A ``models.<name>`` entry (``None``: all defaults) as a model of that name."""
+        spec = convert({} if data is None else data, ModelSpec, path=path or name)
+        return cls(name=name, **msgspec.structs.asdict(spec))
+
+
+_URL: Final = r"^https?://[^/\s]+"
+
+Url = Annotated[str, Meta(pattern=_URL, extra={"expected": "an http:// or https:// URL"})]
+
+
+class ProviderBlock(Shape, frozen=True):
+    """The keys every ``providers.<name>`` block takes, whatever its type."""
+
+    api_key: Annotated[str, Meta(extra={"invalid": "expected a string"})] | None = None
+    """The upstream's API key; usually ``${VAR}``. A type that needs one is skipped without."""
+    base_url: Url | None = None
+    """The upstream's URL (the type's own by default; required for openai_compatible)."""
+    headers: Annotated[
+        dict[str, str], Meta(extra={"expected": "a mapping of header names to strings"})
+    ] = {}
+    """Headers sent with every request (credential headers are never logged)."""
+    timeouts: Timeouts = Timeouts()
+    """Upstream time limits, seconds."""
+    max_connections: Count = 1000
+    """Connections open to this upstream at once."""
+    models: Annotated[
+        dict[str, ModelSpec | None], Meta(extra={"expected": "a mapping of model names"})
+    ] = {}
+    """The models it serves, by the name the upstream knows them by."""
+    retry: RetryPolicy = RetryPolicy()
+    """Retries on the same route before failing over."""
+    circuit_breaker: CircuitBreakerPolicy = CircuitBreakerPolicy()
+    """When to stop sending it traffic, and how it is let back."""
+    options: dict[str, Any] = {}
+    """The type's own keys, if not written beside the others."""
+
+
+class _TypedBlock(ProviderBlock, frozen=True, kw_only=True):
+    type: Annotated[str, Meta(min_length=1, extra={"expected": "the provider type"})]
 
 
 _EMPTY: Final[Mapping[str, Any]] = {}
@@ -229,130 +238,35 @@ class ProviderSettings:
 
     @classmethod
     def from_dict(cls, name: str, data: object, *, path: str | None = None) -> ProviderSettings:
-        """Read a ``providers.<name>`` config block; ``ConfigError`` names the bad key path."""
+        """Read a ``providers.<name>`` config block; ``ConfigError`` names the bad key path.
+
+        Keys this class does not model are the type's options (its own class checks them).
+        """
         path = path if path is not None else f"providers.{name}"
         if not isinstance(data, Mapping):
-            raise ConfigError(f"expected a mapping, got {type(data).__name__}", path=path)
-        kind = data.get("type")
-        if not isinstance(kind, str) or not kind:
-            raise ConfigError(
-                "required: the provider type (openai, anthropic, openai_compatible, "
-                "simulated or a registered plugin)",
-                path=f"{path}.type",
-            )
-        base_url = data.get("base_url")
-        if base_url is not None:
-            base_url = _url(base_url, f"{path}.base_url")
-        api_key = data.get("api_key")
-        if api_key is not None and not isinstance(api_key, str):
-            raise ConfigError("expected a string", path=f"{path}.api_key")
-        headers = _mapping_or_empty(data, "headers")
-        if not isinstance(headers, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-        ):
-            raise ConfigError(
-                "expected a mapping of header names to strings", path=f"{path}.headers"
-            )
-        max_connections = data.get("max_connections", 1000)
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise ConfigError("expected an integer", path=f"{path}.max_connections")
-        if max_connections < 1:
-            raise ConfigError("must be at least 1", path=f"{path}.max_connections")
-        models_raw = _mapping_or_empty(data, "models")
-        if not isinstance(models_raw, Mapping):
-            raise ConfigError("expected a mapping of model names", path=f"{path}.models")
-        models = {
-            str(model): ModelInfo.from_dict(str(model), spec, path=f"{path}.models.{model}")
-            for model, spec in models_raw.items()
-        }
-        policies: dict[str, Mapping[str, Any]] = {}
-        for key in ("retry", "circuit_breaker"):
-            value = _mapping_or_empty(data, key)
-            if not isinstance(value, Mapping):
-                raise ConfigError("expected a mapping", path=f"{path}.{key}")
-            policies[key] = dict(value)
-        modelled = {
-            "type",
-            "base_url",
-            "api_key",
-            "headers",
-            "timeouts",
-            "max_connections",
-            "models",
-            "retry",
-            "circuit_breaker",
-            "options",
-        }
-        options_raw = _mapping_or_empty(data, "options")
-        if not isinstance(options_raw, Mapping):
-            raise ConfigError("expected a mapping", path=f"{path}.options")
-        options = dict(options_raw)
-        options.update({k: v for k, v in data.items() if k not in modelled})
+            raise ConfigError(f"expected a mapping, got {shown(data)}", path=path)
+        modelled = {k: v for k, v in data.items() if k in _MODELLED}
+        block = convert(without_nulls(modelled, _TypedBlock), _TypedBlock, path=path)
+        options = dict(block.options)
+        options.update({k: v for k, v in data.items() if k not in _MODELLED})
         return cls(
             name=name,
-            type=kind,
-            base_url=base_url,
-            api_key=Secret(api_key) if api_key else None,
-            headers=dict(headers),
-            timeouts=Timeouts.from_dict(data.get("timeouts"), path=f"{path}.timeouts"),
-            max_connections=max_connections,
-            models=models,
-            retry=policies["retry"],
-            circuit_breaker=policies["circuit_breaker"],
+            type=block.type,
+            base_url=block.base_url.rstrip("/") if block.base_url else None,
+            api_key=Secret(block.api_key) if block.api_key else None,
+            headers=dict(block.headers),
+            timeouts=block.timeouts,
+            max_connections=block.max_connections,
+            models={
+                str(model): ModelInfo(
+                    name=str(model), **msgspec.structs.asdict(spec or ModelSpec())
+                )
+                for model, spec in block.models.items()
+            },
+            retry=dict(data.get("retry") or {}),
+            circuit_breaker=dict(data.get("circuit_breaker") or {}),
             options=options,
         )
 
 
-def _mapping_or_empty(data: Mapping[str, Any], key: str) -> object:
-    value = data.get(key)
-    return {} if value is None else value
-
-
-def _positive_number(value: object, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"expected a number of seconds, got {value!r}", path=path)
-    if value <= 0:
-        raise ConfigError(f"must be greater than 0, got {value!r}", path=path)
-    return float(value)
-
-
-def _non_negative_number(value: object, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"expected a number, got {value!r}", path=path)
-    if value < 0:
-        raise ConfigError(f"must not be negative, got {value!r}", path=path)
-    return float(value)
-
-
-def _optional_positive_int(value: object, path: str, key: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"expected a positive integer, got {value!r}", path=f"{path}.{key}")
-    return value
-
-
-def _capabilities(value: object, path: str) -> frozenset[Capability]:
-    if value is None:
-        return frozenset()
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ConfigError("expected a list of capabilities", path=path)
-    found = set()
-    for item in value:
-        try:
-            found.add(Capability(item))
-        except ValueError:
-            raise ConfigError(
-                f"unknown capability {item!r}; expected one of {[c.value for c in Capability]}",
-                path=path,
-            ) from None
-    return frozenset(found)
-
-
-def _url(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"expected a URL string, got {value!r}", path=path)
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"expected an http:// or https:// URL, got {value!r}", path=path)
-    return value.rstrip("/")
+_MODELLED: Final = frozenset(f.encode_name for f in msgspec.structs.fields(_TypedBlock))

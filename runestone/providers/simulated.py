@@ -15,13 +15,13 @@ that matters downstream:
 from __future__ import annotations
 
 import asyncio
-import math
 import re
 from collections.abc import AsyncIterator
-from typing import ClassVar, Final
+from typing import Annotated, Final, cast
+
+from msgspec import Meta
 
 from runestone.clock import SYSTEM_CLOCK, Clock
-from runestone.exceptions import ConfigError
 from runestone.messages import (
     ChatRequest,
     Done,
@@ -33,8 +33,9 @@ from runestone.messages import (
     ToolChoiceMode,
     Usage,
 )
-from runestone.providers.base import Provider
+from runestone.providers.base import Provider, ProviderOptions
 from runestone.providers.settings import ProviderSettings
+from runestone.schema import NonNegative
 
 __all__ = ["DEFAULT_TEXT", "SimulatedProvider", "split_tokens"]
 
@@ -53,42 +54,34 @@ def split_tokens(text: str) -> tuple[str, ...]:
     return tuple(tokens) if tokens else ((text,) if text else ())
 
 
+class SimulatedOptions(ProviderOptions, frozen=True):
+    """The simulated provider's own keys."""
+
+    token_rate: NonNegative = DEFAULT_TOKEN_RATE
+    """Tokens a second (0: as fast as it can)."""
+    first_token_delay: NonNegative = DEFAULT_FIRST_TOKEN_DELAY
+    """Seconds before the first token."""
+    text: Annotated[str, Meta(pattern=r"\S", extra={"expected": "a non-empty string"})] = (
+        DEFAULT_TEXT
+    )
+    """The answer it gives (word by word)."""
+
+
 class SimulatedProvider(Provider):
     """``type: simulated``. Options: ``token_rate`` (tokens/s; 0 = unpaced),
     ``first_token_delay`` (s), ``text``."""
 
     type_name = "simulated"
     has_health_probe = True  # nothing to reach: its probe answers healthy, trivially
-    options_schema: ClassVar[frozenset[str]] = frozenset(
-        {"token_rate", "first_token_delay", "text"}
-    )
+    options_type = SimulatedOptions
 
     def __init__(self, settings: ProviderSettings, *, clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__(settings, clock=clock)
-        options = settings.options
-        self.text: str = options.get("text", DEFAULT_TEXT)
+        options = cast(SimulatedOptions, self.read_options(settings))
+        self.text: str = options.text
         self.tokens = split_tokens(self.text)
-        rate = float(options.get("token_rate", DEFAULT_TOKEN_RATE))
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.first_token_delay = float(options.get("first_token_delay", DEFAULT_FIRST_TOKEN_DELAY))
-
-    @classmethod
-    def validate_config(cls, settings: ProviderSettings) -> None:
-        super().validate_config(settings)
-        path = f"providers.{settings.name}"
-        options = settings.options
-        for key in ("token_rate", "first_token_delay"):
-            value = options.get(key, 0.0)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise ConfigError(f"expected a number >= 0, got {value!r}", path=f"{path}.{key}")
-        text = options.get("text", DEFAULT_TEXT)
-        if not isinstance(text, str) or not text.strip():
-            raise ConfigError("expected a non-empty string", path=f"{path}.text")
+        self.interval = 1.0 / options.token_rate if options.token_rate > 0 else 0.0
+        self.first_token_delay = options.first_token_delay
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         tokens = self._answer_tokens(request)

@@ -49,18 +49,15 @@ import math
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from msgspec import Meta
 
 from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.exceptions import ErrorClass
-from runestone.resilience._validation import (
-    check_fraction,
-    check_int,
-    check_number,
-    from_mapping,
-)
 from runestone.resilience.failure_policy import CircuitEffect, failure_policy
+from runestone.schema import AtLeastOne, Count, NonNegative, Positive, Shape, convert, not_below
 
 __all__ = [
     "CircuitBreaker",
@@ -130,8 +127,7 @@ class ProbeTicket:
     started_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class CircuitBreakerPolicy:
+class CircuitBreakerPolicy(Shape, frozen=True):
     """The breaker's settings; field names are the ``circuit_breaker`` config keys.
 
     Times are in seconds. ``recovery_max`` defaults to ten times ``recovery``;
@@ -140,51 +136,44 @@ class CircuitBreakerPolicy:
     (``None``: never), so a lost permit cannot wedge the circuit half-open.
     """
 
-    consecutive_failures: int = 5
-    failure_rate: float = 0.5
-    window: float = 60.0
-    min_calls: int = 10
-    recovery: float = 30.0
-    recovery_max: float | None = None
-    recovery_multiplier: float = 2.0
-    jitter: float = 0.1
-    half_open_probes: int = 1
-    half_open_successes: int = 1
-    rate_limit_cooldown: float = 1.0
-    rate_limit_cooldown_max: float | None = None
-    probe_timeout: float | None = 300.0
-    probe_interval: float | None = 0.5
-    probe_interval_max: float | None = None
-    probe_multiplier: float = 2.0
+    consecutive_failures: Count = 5
+    """Failures in a row that open the circuit."""
+    failure_rate: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    """The share of failed calls in ``window`` that opens it (once ``min_calls`` were made)."""
+    window: Positive = 60.0
+    """The sliding window the failure rate is measured over."""
+    min_calls: Count = 10
+    """Calls in the window before the failure rate counts."""
+    recovery: Positive = 30.0
+    """How long the first opening lasts before a half-open probe."""
+    recovery_max: Positive | None = None
+    """The longest an opening grows to (default: ten times ``recovery``)."""
+    recovery_multiplier: AtLeastOne = 2.0
+    """How much each reopening after a failed probe lengthens the opening."""
+    jitter: Annotated[float, Meta(ge=0, lt=1)] = 0.1
+    """The random share added to an opening, so replicas do not probe in step."""
+    half_open_probes: Count = 1
+    """Calls let through at once while half-open."""
+    half_open_successes: Count = 1
+    """Successful probes that close the circuit again."""
+    rate_limit_cooldown: NonNegative = 1.0
+    """How long a 429 without Retry-After holds the provider back (cooling, not failing)."""
+    rate_limit_cooldown_max: NonNegative | None = None
+    """The longest a Retry-After may hold it back (default: max(300, rate_limit_cooldown))."""
+    probe_timeout: Positive | None = 300.0
+    """When an unsettled half-open probe slot is freed again (null: never)."""
+    probe_interval: Positive | None = 0.5
+    """Seconds between out-of-band probes of an open circuit (null: no probes)."""
+    probe_interval_max: Positive | None = None
+    """The longest gap between probes as it grows (default: twice ``probe_interval``)."""
+    probe_multiplier: AtLeastOne = 2.0
+    """How much the gap between failed probes grows."""
 
     def __post_init__(self) -> None:
-        check_int("consecutive_failures", self.consecutive_failures, minimum=1)
-        check_fraction("failure_rate", self.failure_rate, allow_zero=False, allow_one=True)
-        check_number("window", self.window, exclusive=True)
-        check_int("min_calls", self.min_calls, minimum=1)
-        check_number("recovery", self.recovery, exclusive=True)
-        check_number("recovery_max", self.recovery_max, minimum=self.recovery, allow_none=True)
-        check_number("recovery_multiplier", self.recovery_multiplier, minimum=1.0)
-        check_fraction("jitter", self.jitter, allow_zero=True, allow_one=False)
-        check_int("half_open_probes", self.half_open_probes, minimum=1)
-        check_int("half_open_successes", self.half_open_successes, minimum=1)
-        check_number("rate_limit_cooldown", self.rate_limit_cooldown)
-        check_number(
-            "rate_limit_cooldown_max",
-            self.rate_limit_cooldown_max,
-            minimum=self.rate_limit_cooldown,
-            allow_none=True,
-        )
-        check_number("probe_timeout", self.probe_timeout, exclusive=True, allow_none=True)
-        check_number("probe_interval", self.probe_interval, exclusive=True, allow_none=True)
-        check_number(
-            "probe_interval_max",
-            self.probe_interval_max,
-            minimum=self.probe_interval or 0.0,
-            exclusive=self.probe_interval is None,
-            allow_none=True,
-        )
-        check_number("probe_multiplier", self.probe_multiplier, minimum=1.0)
+        super().__post_init__()
+        not_below("recovery_max", self.recovery_max, self.recovery)
+        not_below("rate_limit_cooldown_max", self.rate_limit_cooldown_max, self.rate_limit_cooldown)
+        not_below("probe_interval_max", self.probe_interval_max, self.probe_interval)
 
     @property
     def recovery_cap(self) -> float:
@@ -212,7 +201,7 @@ class CircuitBreakerPolicy:
         cls, data: Mapping[str, Any], *, path: str = "circuit_breaker"
     ) -> CircuitBreakerPolicy:
         """Build from a config mapping; a :class:`ConfigError` names the full key path."""
-        return from_mapping(cls, frozenset(f.name for f in fields(cls)), data, path)
+        return convert(data, cls, path=path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,15 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Annotated
+
+from msgspec import Meta
 
 from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.exceptions import ErrorClass
-from runestone.resilience._validation import check_fraction, check_int, check_number
 from runestone.resilience.circuit_breaker import CircuitState, StateChange
 from runestone.resilience.failure_policy import failure_policy
+from runestone.schema import Positive, Shape
 
 __all__ = ["CIRCUIT_SCORE_FACTORS", "HealthSnapshot", "HealthTracker"]
 
@@ -99,6 +102,12 @@ def _check_seconds(name: str, value: float | None) -> None:
         raise ValueError(f"{name}: expected finite seconds >= 0, got {value!r}")
 
 
+class _TrackerSettings(Shape, frozen=True):
+    window: Positive
+    alpha: Annotated[float, Meta(gt=0, le=1)]
+    history: Annotated[int, Meta(ge=0)]
+
+
 class HealthTracker:
     """Health figures for one provider; not thread-safe on purpose (one actor owns it)."""
 
@@ -110,9 +119,7 @@ class HealthTracker:
         alpha: float = 0.2,
         history: int = 16,
     ) -> None:
-        check_number("window", window, exclusive=True)
-        check_fraction("alpha", alpha, allow_zero=False, allow_one=True)
-        check_int("history", history, minimum=0)
+        _TrackerSettings(window=window, alpha=alpha, history=history)  # refuses bad values
         self._clock = clock
         self._window = window
         self._alpha = alpha

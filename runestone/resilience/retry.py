@@ -18,12 +18,12 @@ import enum
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from runestone.exceptions import ErrorClass
-from runestone.resilience._validation import check_int, check_number, from_mapping
 from runestone.resilience.failure_policy import FailoverScope, failure_policy
+from runestone.schema import Count, NonNegative, Shape, convert, not_below
 
 __all__ = ["RetryAction", "RetryDecision", "RetryPolicy", "RetryReason", "decide_retry"]
 
@@ -73,20 +73,21 @@ class RetryDecision:
     delay: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(Shape, frozen=True):
     """Retry settings; field names are the ``retry`` config keys. Times in seconds."""
 
-    max_attempts: int = 2
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_retry_after: float = 30.0
+    max_attempts: Count = 2
+    """Attempts on one route, the first included, before failing over."""
+    base_delay: NonNegative = 0.5
+    """The first backoff's cap; each retry doubles it (full jitter)."""
+    max_delay: NonNegative = 8.0
+    """The largest backoff cap (at least ``base_delay``)."""
+    max_retry_after: NonNegative = 30.0
+    """The longest Retry-After waited out on the same route; longer fails over."""
 
     def __post_init__(self) -> None:
-        check_int("max_attempts", self.max_attempts, minimum=1)
-        check_number("base_delay", self.base_delay)
-        check_number("max_delay", self.max_delay, minimum=self.base_delay)
-        check_number("max_retry_after", self.max_retry_after)
+        super().__post_init__()
+        not_below("max_delay", self.max_delay, self.base_delay)
 
     def backoff_cap(self, attempt: int) -> float:
         """The longest backoff after attempt number ``attempt`` (1-based), before jitter."""
@@ -100,7 +101,7 @@ class RetryPolicy:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, path: str = "retry") -> RetryPolicy:
         """Build from a config mapping; a :class:`ConfigError` names the full key path."""
-        return from_mapping(cls, frozenset(f.name for f in fields(cls)), data, path)
+        return convert(data, cls, path=path)
 
 
 def _check_attempt(attempt: object) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Final
 
+import msgspec
 import uvicorn
 
 import runestone
@@ -47,11 +48,11 @@ def with_address(config: Config, *, host: str | None = None, port: int | None = 
     """``config`` listening on ``host``/``port`` where given."""
     server = config.server
     if host is not None:
-        server = dataclasses.replace(server, host=host)
+        server = msgspec.structs.replace(server, host=host)
     if port is not None:
         if not 0 <= port <= 65535:
             raise ConfigError(f"expected a port from 0 to 65535, got {port}", path="--port")
-        server = dataclasses.replace(server, port=port)
+        server = msgspec.structs.replace(server, port=port)
     return dataclasses.replace(config, server=server)
 
 

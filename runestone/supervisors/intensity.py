@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 import collections
-import math
-from dataclasses import dataclass
+from typing import Annotated
+
+from msgspec import Meta
 
 from runestone.clock import Clock
+from runestone.schema import Positive, Shape
 
 __all__ = ["IntensityPolicy", "RestartIntensity"]
 
 
-@dataclass(frozen=True, slots=True)
-class IntensityPolicy:
-    """The bound on restart loops, shared by all the children of one supervisor."""
+class IntensityPolicy(Shape, frozen=True):
+    """The bound on restart loops, shared by all the children of one supervisor.
 
-    max_restarts: int = 3
-    max_seconds: float = 5.0
+    A bad value raises :class:`~runestone.schema.FieldError` (a ``ValueError``).
+    """
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
-            raise ValueError(f"max_restarts must be an integer >= 0, got {self.max_restarts!r}")
-        if (
-            not isinstance(self.max_seconds, int | float)
-            or not self.max_seconds > 0
-            or math.isinf(self.max_seconds)
-        ):
-            raise ValueError(f"max_seconds must be a finite number > 0, got {self.max_seconds!r}")
+    max_restarts: Annotated[int, Meta(ge=0)] = 3
+    """Restarts allowed within ``max_seconds``; one more escalates to the parent."""
+    max_seconds: Positive = 5.0
+    """The sliding window restarts are counted over."""
 
 
 class RestartIntensity:

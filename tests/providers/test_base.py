@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import ClassVar
 
 import pytest
 
@@ -11,12 +10,17 @@ from runestone.exceptions import ConfigError
 from runestone.io import DataPlane
 from runestone.messages import ChatRequest, Done, StreamEvent, TextDelta, ToolCallDelta, Usage
 from runestone.providers import Provider, ProviderSettings
+from runestone.providers.base import ProviderOptions
 from tests.providers.helpers import request
+
+
+class ScriptedOptions(ProviderOptions, frozen=True):
+    flavour: str = "plain"
 
 
 class Scripted(Provider):
     type_name = "scripted"
-    options_schema: ClassVar[frozenset[str]] = frozenset({"flavour"})
+    options_type = ScriptedOptions
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         yield TextDelta("a")

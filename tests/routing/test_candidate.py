@@ -54,7 +54,14 @@ def test_a_candidate_built_from_live_snapshots_is_blocked_when_its_breaker_refus
     breaker = CircuitBreaker(CircuitBreakerPolicy(consecutive_failures=1), clock, random.Random(3))
     health = HealthTracker(clock)
     health.record_start()
-    info = ModelInfo("m", 1.0, 2.0, 8_000, frozenset({Capability.TOOLS}), max_output_tokens=4_000)
+    info = ModelInfo(
+        name="m",
+        input_per_1m=1.0,
+        output_per_1m=2.0,
+        context_window=8_000,
+        capabilities=frozenset({Capability.TOOLS}),
+        max_output_tokens=4_000,
+    )
     fresh = Candidate.from_model("p", info, priority=3, circuit=breaker.snapshot())
     assert not fresh.is_blocked(clock.monotonic())
     permit = breaker.acquire()
