@@ -303,8 +303,7 @@ class ChatRequest:
         # The schema is built on this module's types: imported when first used.
         from runestone.wire.openai_chat import convert_chat
 
-        body, extra = convert_chat(data)
-        return body.to_request(extra, own=True)
+        return convert_chat(data).to_request()
 
     def to_dict(self) -> dict[str, Any]:
         """The request as an OpenAI-shaped dict (``from_dict(to_dict())`` gives it back)."""

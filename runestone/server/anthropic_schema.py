@@ -28,6 +28,7 @@ from runestone.messages import ChatRequest, Completion, ToolCall, ToolCallDelta,
 from runestone.server.dialect import ChatCall
 from runestone.server.errors import ApiError
 from runestone.wire.anthropic_messages import convert_messages, decode_messages
+from runestone.wire.schema import may_nest_deep
 
 __all__ = [
     "STOP_REASONS",
@@ -233,7 +234,7 @@ class AnthropicDialect:
     name = "anthropic"
 
     def decode(self, body: bytes) -> ChatCall:
-        return ChatCall(decode_messages(body).to_request())
+        return ChatCall(decode_messages(body).to_request(deep=may_nest_deep(body)))
 
     def stream_encoder(self, call: ChatCall) -> MessageStream:
         return MessageStream(call.request.model)

@@ -43,15 +43,15 @@ DONE_FRAME: Final = b"data: [DONE]\n\n"
 def parse_chat(data: Mapping[str, Any]) -> ChatCall:
     """Validate a chat-completions body given as a dict; raises
     :class:`RequestValidationError` naming the first bad field."""
-    body, extra = convert_chat(data)
-    return ChatCall(body.to_request(extra, own=True), body.include_usage)
+    decoded = convert_chat(data)
+    return ChatCall(decoded.to_request(), decoded.body.include_usage)
 
 
 def decode_chat_call(raw: bytes) -> ChatCall:
     """Decode and validate a chat-completions body (see
     :func:`runestone.wire.openai_chat.decode_chat`)."""
-    body, extra = decode_chat(raw)
-    return ChatCall(body.to_request(extra), body.include_usage)
+    decoded = decode_chat(raw)
+    return ChatCall(decoded.to_request(), decoded.body.include_usage)
 
 
 def new_completion_id() -> str:

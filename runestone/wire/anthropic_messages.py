@@ -16,7 +16,7 @@ JSON nested too deep) is checked in :meth:`MessagesBody.to_request`, on the stru
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
 from msgspec import Meta
@@ -229,8 +229,13 @@ class MessagesBody(Wire, forbid_unknown_fields=True):
     metadata: Metadata | None = None
     service_tier: Any = None  # accepted, and left to the provider's default
 
-    def to_request(self) -> ChatRequest:
-        """The request this body asks for, in the one request model."""
+    def to_request(self, *, deep: bool = True) -> ChatRequest:
+        """The request this body asks for, in the one request model.
+
+        ``deep``: tool inputs and schemas may nest deeper than :data:`MAX_NESTING` and
+        must be measured (see :func:`runestone.wire.schema.may_nest_deep`).
+        """
+        check = check_nesting if deep else _unmeasured
         messages: list[Message] = []
         system = self.system
         if system is not None:
@@ -238,8 +243,8 @@ class MessagesBody(Wire, forbid_unknown_fields=True):
             if text:
                 messages.append(Message(Role.SYSTEM, text))
         for i, turn in enumerate(self.messages):
-            messages.extend(_to_messages(turn, f"messages.{i}"))
-        tools = _to_tools(self.tools or ())
+            messages.extend(_to_messages(turn, i, check))
+        tools = _to_tools(self.tools or (), check)
         return ChatRequest(
             model=self.model,
             messages=tuple(messages),
@@ -275,7 +280,11 @@ def convert_messages(data: object) -> MessagesBody:
 # --------------------------------------------------------------------------- to the model
 
 
-def _to_messages(turn: Turn, at: str) -> list[Message]:
+def _unmeasured(value: object, *, levels: int, field: str) -> None:
+    """The body is known to nest no deeper than :data:`MAX_NESTING`: nothing to measure."""
+
+
+def _to_messages(turn: Turn, index: int, check: Callable[..., None]) -> list[Message]:
     content = turn.content
     if isinstance(turn, UserTurn):
         if isinstance(content, str):
@@ -300,13 +309,13 @@ def _to_messages(turn: Turn, at: str) -> list[Message]:
             texts.append(block.text)
         elif isinstance(block, ToolUseBlock):
             # (request → messages → message → content → block → input)
-            check_nesting(block.input, levels=MAX_NESTING - 5, field=f"{at}.content.{j}.input")
+            check(block.input, levels=MAX_NESTING - 5, field=f"messages.{index}.content.{j}.input")
             arguments = json.dumps(block.input, separators=(",", ":"))
             calls.append(ToolCall(block.id, block.name, arguments))
     text = "".join(texts)
     if not calls and not text:
         raise RequestValidationError(
-            "an assistant message needs text or tool_use blocks", field=f"{at}.content"
+            "an assistant message needs text or tool_use blocks", field=f"messages.{index}.content"
         )
     return [Message(Role.ASSISTANT, text or None, tool_calls=tuple(calls))]
 
@@ -327,7 +336,7 @@ def _tool_result(block: ToolResultBlock) -> Message:
     return Message(Role.TOOL, text, tool_call_id=block.tool_use_id)
 
 
-def _to_tools(tools: Sequence[ToolSpec]) -> tuple[Tool, ...]:
+def _to_tools(tools: Sequence[ToolSpec], check: Callable[..., None]) -> tuple[Tool, ...]:
     out: list[Tool] = []
     seen: set[str] = set()
     for i, tool in enumerate(tools):
@@ -337,7 +346,7 @@ def _to_tools(tools: Sequence[ToolSpec]) -> tuple[Tool, ...]:
             )
         seen.add(tool.name)
         # (request → tools → tool → input_schema)
-        check_nesting(tool.input_schema, levels=MAX_NESTING - 3, field=f"tools.{i}.input_schema")
+        check(tool.input_schema, levels=MAX_NESTING - 3, field=f"tools.{i}.input_schema")
         out.append(Tool(tool.name, tool.description, tool.input_schema))
     return tuple(out)
 

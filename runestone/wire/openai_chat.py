@@ -18,7 +18,8 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Final, Literal, NamedTuple, TypeAlias
 
 import msgspec
 from msgspec import Meta
@@ -40,7 +41,7 @@ from runestone.messages import (
     check_nesting,
     nesting,
 )
-from runestone.wire.schema import OpenUnion, Wire, convert, decoder
+from runestone.wire.schema import OpenUnion, Wire, convert, decoder, may_nest_deep
 
 __all__ = [
     "FIELDS",
@@ -48,6 +49,7 @@ __all__ = [
     "ChatBody",
     "ChatMessage",
     "ChatNeeds",
+    "DecodedChat",
     "DeveloperMessage",
     "ImageURLPart",
     "SystemMessage",
@@ -347,14 +349,17 @@ class ChatBody(Wire, kw_only=True):
         | None
     ) = None
 
-    def to_request(self, extra: Mapping[str, Any], *, own: bool = False) -> ChatRequest:
+    def to_request(
+        self, extra: Mapping[str, Any], *, own: bool = False, deep: bool = True
+    ) -> ChatRequest:
         """The request this body asks for; ``extra`` holds the fields not modelled here.
 
         ``own``: the free-form values (tool parameters, the response format, parts kept
-        verbatim, ``extra``) are the caller's and must be copied.
+        verbatim, ``extra``) are the caller's and must be copied. ``deep``: they may nest
+        deeper than :data:`MAX_NESTING` and must be measured (see :func:`may_nest_deep`).
         """
-        keep: Callable[[Any], Any] = copy.deepcopy if own else _same
-        tools = to_tools(self.tools or (), keep)
+        free = _Free(copy.deepcopy if own else _same, check_nesting if deep else _unmeasured)
+        tools = to_tools(self.tools or (), free)
         max_tokens = self.max_tokens
         if self.max_completion_tokens is not None:
             if max_tokens is not None and max_tokens != self.max_completion_tokens:
@@ -366,17 +371,15 @@ class ChatBody(Wire, kw_only=True):
         for key, value in extra.items():
             if not isinstance(key, str):
                 raise RequestValidationError("field names must be strings", field=repr(key))
-            check_nesting(value, levels=MAX_NESTING - 1, field=key)
+            free.check(value, levels=MAX_NESTING - 1, field=key)
         response_format = None
         if self.response_format is not None:
-            check_nesting(
-                self.response_format.value, levels=MAX_NESTING - 1, field="response_format"
-            )
-            response_format = keep(self.response_format.value)
+            free.check(self.response_format.value, levels=MAX_NESTING - 1, field="response_format")
+            response_format = free.keep(self.response_format.value)
         stop = self.stop
         return ChatRequest(
             model=self.model,
-            messages=to_messages(self.messages, keep),
+            messages=to_messages(self.messages, free),
             stream=bool(self.stream),
             tools=tools,
             tool_choice=_to_tool_choice(self.tool_choice, tools),
@@ -387,7 +390,7 @@ class ChatBody(Wire, kw_only=True):
             response_format=response_format,
             user=self.user,
             metadata=self.metadata,
-            extra={key: keep(value) for key, value in extra.items()},
+            extra={key: free.keep(value) for key, value in extra.items()},
         )
 
     @property
@@ -409,6 +412,22 @@ def _same(value: Any) -> Any:
     return value
 
 
+def _unmeasured(value: object, *, levels: int, field: str) -> None:
+    """The body is known to nest no deeper than :data:`MAX_NESTING`: nothing to measure."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Free:
+    """What becomes of the free-form JSON values of a request: ``keep`` copies one (or
+    not), ``check`` refuses one nested too deep (or knows it cannot be)."""
+
+    keep: Callable[[Any], Any]
+    check: Callable[..., None]
+
+
+_AS_DECODED: Final = _Free(_same, check_nesting)
+
+
 # --------------------------------------------------------------------------- decoding
 
 _decode: Final = decoder(ChatBody)
@@ -416,28 +435,48 @@ _keys: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _value: Final = msgspec.json.Decoder()
 
 
-def decode_chat(body: bytes) -> tuple[ChatBody, dict[str, Any]]:
-    """A request body as :class:`ChatBody`, and its fields not modelled (for ``extra``).
+class DecodedChat(NamedTuple):
+    """A request decoded by the schema, and what :meth:`to_request` needs beside it."""
+
+    body: ChatBody
+    extra: dict[str, Any]
+    """The request's fields the schema does not model, as the client wrote them."""
+    own: bool
+    """The free-form values are the caller's (a dict given to the embedded API)."""
+    deep: bool
+    """The free-form values may nest too deep (see :func:`may_nest_deep`)."""
+
+    def to_request(self) -> ChatRequest:
+        """The :class:`ChatRequest` (raises :class:`RequestValidationError` for a rule
+        across fields)."""
+        return self.body.to_request(self.extra, own=self.own, deep=self.deep)
+
+
+def decode_chat(body: bytes) -> DecodedChat:
+    """A request body decoded as :class:`ChatBody`, with its fields not modelled.
 
     Raises :class:`runestone.wire.schema.BodyError` for a body that is no JSON object
     and :class:`RequestValidationError` naming the first bad field.
     """
     chat = _decode(body)
+    deep = may_nest_deep(body)
     # msgspec skips fields a struct does not declare; the body still has them.
     fields = _keys.decode(body)
-    if len(fields) == len(FIELDS) or fields.keys() <= FIELDS:
-        return chat, {}
-    return chat, {k: _value.decode(v) for k, v in fields.items() if k not in FIELDS}
+    if fields.keys() <= FIELDS:
+        return DecodedChat(chat, {}, own=False, deep=deep)
+    extra = {k: _value.decode(v) for k, v in fields.items() if k not in FIELDS}
+    return DecodedChat(chat, extra, own=False, deep=deep)
 
 
-def convert_chat(data: object) -> tuple[ChatBody, dict[str, Any]]:
-    """A request dict as :class:`ChatBody`, and its fields not modelled (see
-    :func:`decode_chat`)."""
+def convert_chat(data: object) -> DecodedChat:
+    """A request dict converted to :class:`ChatBody`, with its fields not modelled (see
+    :func:`decode_chat`); its free-form values are copied into the request."""
     if isinstance(data, Mapping) and not isinstance(data, dict):
         data = dict(data)
     chat = convert(data, ChatBody)
     assert isinstance(data, dict)  # convert refused anything but an object
-    return chat, {k: v for k, v in data.items() if k not in FIELDS}
+    extra = {k: v for k, v in data.items() if k not in FIELDS}
+    return DecodedChat(chat, extra, own=True, deep=True)
 
 
 def convert_needs(data: object) -> ChatNeeds:
@@ -451,48 +490,50 @@ def convert_needs(data: object) -> ChatNeeds:
 # --------------------------------------------------------------------------- to the model
 
 
-def to_messages(
-    messages: Sequence[ChatMessage], keep: Callable[[Any], Any] = _same
-) -> tuple[Message, ...]:
-    """The messages of the request model; ``keep`` copies values kept verbatim."""
-    return tuple(_to_message(m, f"messages[{i}]", keep) for i, m in enumerate(messages))
+def to_messages(messages: Sequence[ChatMessage], free: _Free = _AS_DECODED) -> tuple[Message, ...]:
+    """The messages of the request model."""
+    return tuple([_to_message(m, i, free) for i, m in enumerate(messages)])
 
 
-def _to_message(message: ChatMessage, where: str, keep: Callable[[Any], Any]) -> Message:
+def _to_message(message: ChatMessage, index: int, free: _Free) -> Message:
+    # ``index`` names the message in an error; the name is made only then.
     if isinstance(message, UserMessage):
         said = message.content
         return Message(
             Role.USER,
-            said if isinstance(said, str) else _user_parts(said, where, keep),
+            said if isinstance(said, str) else _user_parts(said, index, free),
             name=message.name,
         )
     if isinstance(message, AssistantMessage):
-        calls = _to_calls(message.tool_calls or (), where)
+        calls = _to_calls(message.tool_calls, index) if message.tool_calls else ()
         wrote = message.content
         if not calls and (wrote is None or (not wrote and not isinstance(wrote, str))):
             raise RequestValidationError(
                 "required: a string or a list of content parts (or tool_calls)"
                 if wrote is None
                 else "the list of content parts is empty",
-                field=f"{where}.content",
+                field=f"messages[{index}].content",
             )
         content = (
             wrote
             if wrote is None or isinstance(wrote, str)
-            else _assistant_parts(wrote, where, keep)
+            else _assistant_parts(wrote, index, free)
         )
         return Message(Role.ASSISTANT, content, name=message.name, tool_calls=calls)
     text = message.content
-    parts = text if isinstance(text, str) else tuple(TextPart(p.text) for p in text)
+    parts = text if isinstance(text, str) else tuple([TextPart(p.text) for p in text])
     if isinstance(message, ToolMessage):
         return Message(Role.TOOL, parts, name=message.name, tool_call_id=message.tool_call_id)
-    role = Role.SYSTEM if isinstance(message, SystemMessage) else Role.DEVELOPER
-    return Message(role, parts, name=message.name)
+    return Message(_ROLES[type(message)], parts, name=message.name)
 
 
-def _user_parts(
-    parts: Sequence[UserPart], where: str, keep: Callable[[Any], Any]
-) -> tuple[ContentPart, ...]:
+_ROLES: Final[Mapping[type[Wire], Role]] = {
+    SystemMessage: Role.SYSTEM,
+    DeveloperMessage: Role.DEVELOPER,
+}
+
+
+def _user_parts(parts: Sequence[UserPart], index: int, free: _Free) -> tuple[ContentPart, ...]:
     out: list[ContentPart] = []
     for k, part in enumerate(parts):
         value = part.value
@@ -505,12 +546,12 @@ def _user_parts(
             else:
                 out.append(ImagePart(image.url, image.detail))
         else:
-            out.append(_raw(value, f"{where}.content[{k}]", keep))
+            out.append(_raw(value, index, k, free))
     return tuple(out)
 
 
 def _assistant_parts(
-    parts: Sequence[AssistantPart], where: str, keep: Callable[[Any], Any]
+    parts: Sequence[AssistantPart], index: int, free: _Free
 ) -> tuple[ContentPart, ...]:
     out: list[ContentPart] = []
     for k, part in enumerate(parts):
@@ -518,31 +559,31 @@ def _assistant_parts(
         if isinstance(value, TextContentPart):
             out.append(TextPart(value.text))
         else:
-            out.append(_raw(value, f"{where}.content[{k}]", keep))
+            out.append(_raw(value, index, k, free))
     return tuple(out)
 
 
-def _raw(value: object, field: str, keep: Callable[[Any], Any]) -> RawPart:
+def _raw(value: object, index: int, k: int, free: _Free) -> RawPart:
     assert isinstance(value, dict)  # an OpenUnion keeps unknown members as their object
     # (request → messages → message → content → part)
-    check_nesting(value, levels=MAX_NESTING - 4, field=field)
-    return RawPart(type=value["type"], data=keep(value))
+    free.check(value, levels=MAX_NESTING - 4, field=f"messages[{index}].content[{k}]")
+    return RawPart(type=value["type"], data=free.keep(value))
 
 
-def _to_calls(calls: Sequence[ToolCallPart], where: str) -> tuple[ToolCall, ...]:
+def _to_calls(calls: Sequence[ToolCallPart], index: int) -> tuple[ToolCall, ...]:
     out = []
     for j, call in enumerate(calls):
         arguments = call.function.arguments
-        _check_arguments(arguments, f"{where}.tool_calls[{j}].function.arguments")
+        if arguments.count("[") + arguments.count("{") > MAX_NESTING:
+            _check_arguments(arguments, f"messages[{index}].tool_calls[{j}].function.arguments")
         out.append(ToolCall(id=call.id, name=call.function.name, arguments=arguments))
     return tuple(out)
 
 
 def _check_arguments(arguments: str, field: str) -> None:
     """Tool-call arguments are JSON text that providers may parse and send on as JSON: JSON
-    inside a string, which no schema of the request can see into."""
-    if arguments.count("[") + arguments.count("{") <= MAX_NESTING:
-        return  # too few brackets to nest too deep: nothing to parse
+    inside a string, which no schema of the request can see into. (Called only for text
+    with more brackets than :data:`MAX_NESTING`: fewer cannot nest too deep.)"""
     try:
         parsed = json.loads(arguments)
     except RecursionError:
@@ -558,8 +599,8 @@ def _check_arguments(arguments: str, field: str) -> None:
         )
 
 
-def to_tools(tools: Sequence[ToolSpec], keep: Callable[[Any], Any] = _same) -> tuple[Tool, ...]:
-    """The tools of the request model; ``keep`` copies their parameters."""
+def to_tools(tools: Sequence[ToolSpec], free: _Free = _AS_DECODED) -> tuple[Tool, ...]:
+    """The tools of the request model."""
     out: list[Tool] = []
     seen: set[str] = set()
     for i, tool in enumerate(tools):
@@ -572,10 +613,8 @@ def to_tools(tools: Sequence[ToolSpec], keep: Callable[[Any], Any] = _same) -> t
         parameters = function.parameters
         if parameters is not None:
             # (request → tools → tool → function → parameters)
-            check_nesting(
-                parameters, levels=MAX_NESTING - 4, field=f"tools[{i}].function.parameters"
-            )
-            parameters = keep(parameters)
+            free.check(parameters, levels=MAX_NESTING - 4, field=f"tools[{i}].function.parameters")
+            parameters = free.keep(parameters)
         out.append(Tool(function.name, function.description, parameters, function.strict))
     return tuple(out)
 

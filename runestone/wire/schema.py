@@ -17,9 +17,10 @@ from typing import Any, ClassVar, Final, TypeVar
 import msgspec
 
 from runestone.jsonio import json_kind
+from runestone.messages import MAX_NESTING
 from runestone.wire.refusals import refusal
 
-__all__ = ["BodyError", "OpenUnion", "Wire", "convert", "dec_hook", "decoder"]
+__all__ = ["BodyError", "OpenUnion", "Wire", "convert", "dec_hook", "decoder", "may_nest_deep"]
 
 T = TypeVar("T")
 
@@ -92,6 +93,19 @@ class OpenUnion:
 def _msgspec_kind(value: object) -> str:
     kinds = {"a string": "str", "a list": "array", "an object": "object", "null": "null"}
     return kinds.get(json_kind(value), "int" if isinstance(value, int) else "float")
+
+
+_COUNTED: Final = 4096
+"""Bodies up to this size have their brackets counted by :func:`may_nest_deep`; counting
+a longer one costs more than measuring its few free-form values."""
+
+
+def may_nest_deep(body: bytes) -> bool:
+    """Whether ``body`` may nest deeper than :data:`runestone.messages.MAX_NESTING`: it is
+    long, or has more brackets than that (inside strings too, so it over-counts, never
+    under-counts). Most requests are short with far fewer, and their free-form values
+    need no walk to measure them."""
+    return len(body) > _COUNTED or body.count(b"[") + body.count(b"{") > MAX_NESTING
 
 
 def dec_hook(type_: type[Any], data: object) -> Any:
