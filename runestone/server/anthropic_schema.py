@@ -27,7 +27,7 @@ from runestone import jsonio
 from runestone.messages import ChatRequest, Completion, ToolCall, ToolCallDelta, Usage
 from runestone.server.dialect import ChatCall
 from runestone.server.errors import ApiError
-from runestone.wire.anthropic_messages import convert_messages, decode_messages
+from runestone.wire.anthropic_messages import convert_messages_body, decode_messages_body
 from runestone.wire.schema import may_nest_deep
 
 __all__ = [
@@ -61,7 +61,7 @@ def parse_messages(data: Mapping[str, Any]) -> ChatRequest:
     Raises :class:`RequestValidationError` naming the bad field as Anthropic
     names it (``messages.1.content.0.source``).
     """
-    return convert_messages(data).to_request()
+    return convert_messages_body(data).to_request()
 
 
 # --------------------------------------------------------------------------- answer
@@ -234,7 +234,7 @@ class AnthropicDialect:
     name = "anthropic"
 
     def decode(self, body: bytes) -> ChatCall:
-        return ChatCall(decode_messages(body).to_request(deep=may_nest_deep(body)))
+        return ChatCall(decode_messages_body(body).to_request(deep=may_nest_deep(body)))
 
     def stream_encoder(self, call: ChatCall) -> MessageStream:
         return MessageStream(call.request.model)

@@ -7,7 +7,28 @@
 - :mod:`runestone.wire.refusals`: a schema's refusal as our error naming the field.
 """
 
+from runestone.wire.anthropic_messages import (
+    MessagesBody,
+    convert_messages_body,
+    decode_messages_body,
+)
+from runestone.wire.openai_chat import ChatBody, DecodedChat, convert_chat, decode_chat
 from runestone.wire.refusals import refusal
-from runestone.wire.schema import BodyError, OpenUnion, Wire, convert, decoder
+from runestone.wire.schema import BodyError, OpenUnion, Wire, convert, decoder, may_nest_deep
 
-__all__ = ["BodyError", "OpenUnion", "Wire", "convert", "decoder", "refusal"]
+__all__ = [
+    "BodyError",
+    "ChatBody",
+    "DecodedChat",
+    "MessagesBody",
+    "OpenUnion",
+    "Wire",
+    "convert",
+    "convert_chat",
+    "convert_messages_body",
+    "decode_chat",
+    "decode_messages_body",
+    "decoder",
+    "may_nest_deep",
+    "refusal",
+]

@@ -1,8 +1,8 @@
 """Anthropic's Messages request, as a schema: ``POST /v1/messages`` bodies.
 
 :class:`MessagesBody` is the request as the client wrote it, decoded by msgspec
-straight from the body (:func:`decode_messages`) or converted from a dict
-(:func:`convert_messages`); :meth:`MessagesBody.to_request` maps it onto the one
+straight from the body (:func:`decode_messages_body`) or converted from a dict
+(:func:`convert_messages_body`); :meth:`MessagesBody.to_request` maps it onto the one
 request model (``system`` → a system message, ``tool_use`` blocks → tool calls,
 ``tool_result`` blocks → tool messages, images → image parts). Fields are named as
 Anthropic names them: ``messages.1.content.0.source``.
@@ -45,8 +45,8 @@ __all__ = [
     "ToolResultBlock",
     "ToolUseBlock",
     "UserTurn",
-    "convert_messages",
-    "decode_messages",
+    "convert_messages_body",
+    "decode_messages_body",
 ]
 
 _MODEL: Final = "the model (or alias) to answer with, a non-empty string"
@@ -263,7 +263,7 @@ class MessagesBody(Wire, forbid_unknown_fields=True):
 _decode: Final = decoder(MessagesBody, dotted=True)
 
 
-def decode_messages(body: bytes) -> MessagesBody:
+def decode_messages_body(body: bytes) -> MessagesBody:
     """A request body as :class:`MessagesBody`.
 
     Raises :class:`runestone.wire.schema.BodyError` for a body that is no JSON object
@@ -272,8 +272,8 @@ def decode_messages(body: bytes) -> MessagesBody:
     return _decode(body)
 
 
-def convert_messages(data: object) -> MessagesBody:
-    """A request dict as :class:`MessagesBody` (see :func:`decode_messages`)."""
+def convert_messages_body(data: object) -> MessagesBody:
+    """A request dict as :class:`MessagesBody` (see :func:`decode_messages_body`)."""
     return convert(data, MessagesBody, dotted=True)
 
 

@@ -60,7 +60,7 @@ _AT: Final = " - at `"
 _STEP: Final = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _MISSING_FIELD: Final = re.compile(r"Object missing required field `(.+)`$")
 _UNKNOWN_FIELD: Final = re.compile(r"Object contains unknown field `(.+)`$")
-_WRONG_TYPE: Final = re.compile(r"Expected `([^`]+)`, got `([^`]+)`$")
+_WRONG_TYPE: Final = re.compile(r"Expected `([^`]+)`(?:, got `([^`]+)`)?$")
 _CONSTRAINT: Final = re.compile(r"Expected `([^`]+)` (.+)$")
 _INVALID: Final = re.compile(r"Invalid (?:enum )?value (.+)$")
 _KEY: Final = re.compile(r"Expected `([^`]+)`$")
@@ -147,7 +147,7 @@ def refusal(
     value = found.value
     expected = found.extra.get("expected")
     if (wrong := _WRONG_TYPE.match(message)) is not None:
-        kind = json_kind(value) if value is not _MISSING else wrong.group(2)
+        kind = json_kind(value) if value is not _MISSING else wrong.group(2) or "another type"
         text = f"expected {expected or _say_types(wrong.group(1))}, got {kind}"
     elif (invalid := _INVALID.match(message)) is not None:
         shown = repr(value) if value is not _MISSING else invalid.group(1)
@@ -158,7 +158,9 @@ def refusal(
             allowed = _say_choices(found.allowed)
             text = f"expected {allowed}, got {shown}" if allowed else f"invalid value {shown}"
     elif (constraint := _CONSTRAINT.match(message)) is not None:
-        text = _say_constraint(found.node, value, expected, constraint.group(1))
+        text = _say_constraint(
+            found.node, value, expected, constraint.group(1), constraint.group(2)
+        )
     else:
         text = message
     return RequestValidationError(text, field=field_name(resolved, dotted=dotted) or "request")
@@ -203,7 +205,9 @@ def _say_choices(values: Sequence[object]) -> str:
     return ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
-def _say_constraint(node: mi.Type | None, value: object, expected: str | None, kind: str) -> str:
+def _say_constraint(
+    node: mi.Type | None, value: object, expected: str | None, kind: str, rule: str
+) -> str:
     shown = repr(value) if isinstance(value, str) else json_kind(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         shown = f"{value}"
@@ -225,7 +229,17 @@ def _say_constraint(node: mi.Type | None, value: object, expected: str | None, k
         return f"expected a non-empty {noun}, got {shown}"
     if isinstance(node, mi.StrType) and node.pattern is not None:
         return f"expected a string matching {node.pattern!r}, got {shown}"
-    return f"expected {_say_types(kind)} {kind}, got {shown}"
+    if rule == "of length >= 1":
+        noun = "list" if kind == "array" else "string" if kind == "str" else "value"
+        return f"expected a non-empty {noun}, got {shown}"
+    return f"expected {_say_types(kind)} {_say_rule(rule)}, got {shown}"
+
+
+def _say_rule(rule: str) -> str:
+    """msgspec's wording of a constraint (``of length >= 1``) as a sentence says it."""
+    for said, says in ((">=", "at least"), ("<=", "at most"), (">", "over"), ("<", "under")):
+        rule = rule.replace(f" {said} ", f" {says} ").replace(f"{said} ", f"{says} ")
+    return rule
 
 
 # --------------------------------------------------------------------------- the walk
@@ -270,14 +284,14 @@ def _branch(node: mi.Type | None, value: object) -> tuple[mi.Type | None, dict[s
         if picked is None:
             return node, extra
         inner, more = _branch(picked, value)
-        return inner, {**more, **extra}
+        return inner, {**extra, **more}  # the branch's own wording is the more precise
     if isinstance(node, mi.CustomType):
         member = getattr(node.cls, "member_for", None)
         if member is not None and isinstance(value, Mapping):
             chosen = member(value)
             if chosen is not None:
                 inner, more = _branch(schema_of(chosen), value)
-                return inner, {**more, **extra}
+                return inner, {**extra, **more}
     return node, extra
 
 
@@ -299,6 +313,8 @@ def _matches(node: mi.Type | None, value: object) -> bool:
         return isinstance(node, mi.StrType) or (
             isinstance(node, mi.LiteralType) and value in node.values
         )
+    if isinstance(node, mi.LiteralType):
+        return value in node.values
     if isinstance(value, int):
         return isinstance(node, mi.IntType | mi.FloatType)
     if isinstance(value, float):
@@ -372,14 +388,15 @@ def _walk(root: mi.Type, data: object, steps: Sequence[Step], resolved: list[Ste
             here = _strip(here)[0]
             node = here.item_type if isinstance(here, mi.ListType | mi.VarTupleType) else None
             value = value[step] if isinstance(value, list) and step < len(value) else _MISSING
-    extra = _extras(node)
     here, more = _branch(node, value) if value is not _MISSING else _strip(node)
+    # Every branch's wording, unless the value picked one: then that branch's.
+    extra = {**_extras(node), **more}
     allowed = tuple(here.values) if isinstance(here, mi.LiteralType) else ()
     if not allowed and isinstance(node, mi.UnionType | mi.Metadata):
         for branch in node.types if isinstance(node, mi.UnionType) else (node.type,):
             if isinstance(_strip(branch)[0], mi.LiteralType):
                 allowed = tuple(_strip(branch)[0].values)  # type: ignore[union-attr]
-    return _Found(here, value, {**more, **extra}, allowed)
+    return _Found(here, value, extra, allowed)
 
 
 def _refused_item(value: object, value_type: mi.Type | None) -> tuple[str, object]:

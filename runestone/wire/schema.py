@@ -75,7 +75,9 @@ class OpenUnion:
         tag = data.get(cls.TAG)
         if tag is None:
             raise TypeError(f"Object missing required field `{cls.TAG}`")
-        if not isinstance(tag, str) or not tag:
+        if not isinstance(tag, str):
+            raise TypeError(f"Expected `str`, got `{_msgspec_kind(tag)}` - at `$.{cls.TAG}`")
+        if not tag:
             raise TypeError(f"Expected `str` of length >= 1 - at `$.{cls.TAG}`")
         member = cls.MEMBERS.get(tag)
         if member is not None:
