@@ -1,8 +1,9 @@
 """The normalized request and event model every provider speaks.
 
-A request arrives OpenAI-shaped (``ChatRequest.from_dict``), is validated once
-with an error naming the offending field, and is then a frozen value that each
-provider translates to its own wire format. Whatever a provider streams back is
+A request arrives OpenAI-shaped (``ChatRequest.from_dict``; over HTTP, either API's
+body), is validated once by its wire schema (:mod:`runestone.wire`) with an error
+naming the offending field, and is then a frozen value that each provider
+translates to its own wire format. Whatever a provider streams back is
 normalized into the same small vocabulary of frozen events::
 
     TextDelta | ToolCallDelta | Usage      zero or more, in order

@@ -492,7 +492,20 @@ def convert_needs(data: object) -> ChatNeeds:
 
 def to_messages(messages: Sequence[ChatMessage], free: _Free = _AS_DECODED) -> tuple[Message, ...]:
     """The messages of the request model."""
-    return tuple([_to_message(m, i, free) for i, m in enumerate(messages)])
+    out: list[Message] = []
+    for i, message in enumerate(messages):
+        content = message.content
+        # Most messages are a role and a string: made here, in one step (a long chat
+        # is mostly this loop).
+        if (
+            type(content) is str
+            and not isinstance(message, ToolMessage)
+            and not (isinstance(message, AssistantMessage) and message.tool_calls)
+        ):
+            out.append(Message(_ROLE_OF[type(message)], content, message.name))
+            continue
+        out.append(_to_message(message, i, free))
+    return tuple(out)
 
 
 def _to_message(message: ChatMessage, index: int, free: _Free) -> Message:
@@ -524,12 +537,15 @@ def _to_message(message: ChatMessage, index: int, free: _Free) -> Message:
     parts = text if isinstance(text, str) else tuple([TextPart(p.text) for p in text])
     if isinstance(message, ToolMessage):
         return Message(Role.TOOL, parts, name=message.name, tool_call_id=message.tool_call_id)
-    return Message(_ROLES[type(message)], parts, name=message.name)
+    return Message(_ROLE_OF[type(message)], parts, name=message.name)
 
 
-_ROLES: Final[Mapping[type[Wire], Role]] = {
+_ROLE_OF: Final[Mapping[type[Wire], Role]] = {
     SystemMessage: Role.SYSTEM,
     DeveloperMessage: Role.DEVELOPER,
+    UserMessage: Role.USER,
+    AssistantMessage: Role.ASSISTANT,
+    ToolMessage: Role.TOOL,
 }
 
 

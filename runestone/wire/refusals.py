@@ -364,7 +364,6 @@ def _walk(root: mi.Type, data: object, steps: Sequence[Step], resolved: list[Ste
     steps with each ``[...]`` (a mapping's value) replaced by the key that was refused."""
     node: mi.Type | None = root
     value: object = data
-    extra: dict[str, Any] = {}
     for position, step in enumerate(steps):
         last = position == len(steps) - 1
         here, extra_here = _branch(node, value)
@@ -391,12 +390,17 @@ def _walk(root: mi.Type, data: object, steps: Sequence[Step], resolved: list[Ste
     here, more = _branch(node, value) if value is not _MISSING else _strip(node)
     # Every branch's wording, unless the value picked one: then that branch's.
     extra = {**_extras(node), **more}
-    allowed = tuple(here.values) if isinstance(here, mi.LiteralType) else ()
-    if not allowed and isinstance(node, mi.UnionType | mi.Metadata):
-        for branch in node.types if isinstance(node, mi.UnionType) else (node.type,):
-            if isinstance(_strip(branch)[0], mi.LiteralType):
-                allowed = tuple(_strip(branch)[0].values)  # type: ignore[union-attr]
-    return _Found(here, value, extra, allowed)
+    return _Found(here, value, extra, _literals(node))
+
+
+def _literals(node: mi.Type | None) -> tuple[object, ...]:
+    """The values the literals in ``node`` (and its union's branches) allow."""
+    node = _strip(node)[0]
+    if isinstance(node, mi.LiteralType):
+        return tuple(node.values)
+    if isinstance(node, mi.UnionType):
+        return tuple(value for branch in node.types for value in _literals(branch))
+    return ()
 
 
 def _refused_item(value: object, value_type: mi.Type | None) -> tuple[str, object]:
