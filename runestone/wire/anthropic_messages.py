@@ -15,6 +15,7 @@ JSON nested too deep) is checked in :meth:`MessagesBody.to_request`, on the stru
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Final, Literal, TypeAlias
@@ -273,8 +274,12 @@ def decode_messages_body(body: bytes) -> MessagesBody:
 
 
 def convert_messages_body(data: object) -> MessagesBody:
-    """A request dict as :class:`MessagesBody` (see :func:`decode_messages_body`)."""
-    return convert(data, MessagesBody, dotted=True)
+    """A request dict as :class:`MessagesBody` (see :func:`decode_messages_body`).
+
+    The dict is the caller's: the tool inputs and schemas the request keeps are copies.
+    """
+    # msgspec passes free-form values (dict[str, Any]) through as they are.
+    return convert(copy.deepcopy(data), MessagesBody, dotted=True)
 
 
 # --------------------------------------------------------------------------- to the model

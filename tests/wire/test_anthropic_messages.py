@@ -72,6 +72,13 @@ def test_a_body_decoded_from_bytes_is_the_request_its_dict_converts_to() -> None
     assert request.extra == {"top_k": 3}
 
 
+def test_a_dicts_tool_schemas_are_copied_into_the_request() -> None:
+    data = body(tools=[json.loads(json.dumps(TOOL))])
+    request = convert_messages_body(data).to_request()
+    data["tools"][0]["input_schema"]["type"] = "changed"
+    assert request.tools[0].parameters == {"type": "object"}
+
+
 def test_system_text_blocks_join_and_an_empty_system_adds_no_message() -> None:
     blocks = [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}]
     request = decoded(body(system=[*blocks, {"type": "text", "text": "b"}]))
