@@ -358,7 +358,7 @@ class ChatBody(Wire, kw_only=True):
         verbatim, ``extra``) are the caller's and must be copied. ``deep``: they may nest
         deeper than :data:`MAX_NESTING` and must be measured (see :func:`may_nest_deep`).
         """
-        free = _Free(copy.deepcopy if own else _same, check_nesting if deep else _unmeasured)
+        free = _FREE[own, deep]
         tools = to_tools(self.tools or (), free)
         max_tokens = self.max_tokens
         if self.max_completion_tokens is not None:
@@ -426,6 +426,12 @@ class _Free:
 
 
 _AS_DECODED: Final = _Free(_same, check_nesting)
+# Made once: a request picks its own by (own, deep).
+_FREE: Final[Mapping[tuple[bool, bool], _Free]] = {
+    (own, deep): _Free(copy.deepcopy if own else _same, check_nesting if deep else _unmeasured)
+    for own in (False, True)
+    for deep in (False, True)
+}
 
 
 # --------------------------------------------------------------------------- decoding
@@ -463,9 +469,9 @@ def decode_chat(body: bytes) -> DecodedChat:
     # msgspec skips fields a struct does not declare; the body still has them.
     fields = _keys.decode(body)
     if fields.keys() <= FIELDS:
-        return DecodedChat(chat, {}, own=False, deep=deep)
+        return DecodedChat(chat, {}, False, deep)  # positional: the hot path
     extra = {k: _value.decode(v) for k, v in fields.items() if k not in FIELDS}
-    return DecodedChat(chat, extra, own=False, deep=deep)
+    return DecodedChat(chat, extra, False, deep)
 
 
 def convert_chat(data: object) -> DecodedChat:
