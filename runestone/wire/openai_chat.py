@@ -341,7 +341,7 @@ class ChatBody(Wire, kw_only=True):
     tool_choice: _ToolChoice | None = None
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
-    stop: str | list[_Stop] | None = None
+    stop: _Stop | list[_Stop] | None = None
     user: str | None = None
     metadata: dict[str, str] | None = None
     stream_options: (

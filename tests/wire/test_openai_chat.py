@@ -130,6 +130,7 @@ def test_include_usage_needs_stream() -> None:
             "the list of content parts is empty",
         ),
         (body(n=2), "n", "only n=1 is supported"),
+        (body(stop=""), "stop", "expected a non-empty string, got ''"),
         (body(temperature=2.5), "temperature", "must be between 0 and 2, got 2.5"),
         (body(max_tokens=0), "max_tokens", "must be at least 1, got 0"),
         (body(stream_options=[]), "stream_options", "expected an object like"),
