@@ -1,8 +1,9 @@
 """The normalized request and event model every provider speaks.
 
-A request arrives OpenAI-shaped (``ChatRequest.from_dict``), is validated once
-with an error naming the offending field, and is then a frozen value that each
-provider translates to its own wire format. Whatever a provider streams back is
+A request arrives OpenAI-shaped (``ChatRequest.from_dict``; over HTTP, either API's
+body), is validated once by its wire schema (:mod:`runestone.wire`) with an error
+naming the offending field, and is then a frozen value that each provider
+translates to its own wire format. Whatever a provider streams back is
 normalized into the same small vocabulary of frozen events::
 
     TextDelta | ToolCallDelta | Usage      zero or more, in order
@@ -23,9 +24,7 @@ from __future__ import annotations
 
 import copy
 import enum
-import json
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, TypeAlias
 
@@ -45,7 +44,6 @@ from runestone.exceptions import (
     UpstreamServerError,
     UpstreamTimeoutError,
 )
-from runestone.jsonio import json_kind
 
 __all__ = [
     "MAX_NESTING",
@@ -246,30 +244,6 @@ Far beyond any real request (OpenAI caps a strict tool schema at 10 levels), far
 below what the JSON encoders a provider uses can take (orjson stops at 255).
 """
 
-_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_PART_DETAILS: Final = frozenset({"auto", "low", "high"})
-_RESPONSE_FORMAT_TYPES: Final = frozenset({"text", "json_object", "json_schema"})
-# Keys of the OpenAI request we model; everything else goes to ``extra``.
-_MODELLED_KEYS: Final = frozenset(
-    {
-        "model",
-        "messages",
-        "stream",
-        "tools",
-        "tool_choice",
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "max_completion_tokens",
-        "stop",
-        "response_format",
-        "user",
-        "metadata",
-        "n",
-        "stream_options",  # the gateway always asks for usage itself
-    }
-)
-
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
@@ -327,59 +301,10 @@ class ChatRequest:
 
         Raises :class:`RequestValidationError` whose ``field`` names the first bad field.
         """
-        if not isinstance(data, Mapping):
-            raise RequestValidationError(
-                f"expected a JSON object, got {json_kind(data)}", field="request"
-            )
-        model = data.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise RequestValidationError(
-                "required: the model (or alias) to answer with, a non-empty string",
-                field="model",
-            )
-        messages = _parse_messages(data.get("messages"))
-        stream = data.get("stream", False)
-        if stream is None:
-            stream = False
-        if not isinstance(stream, bool):
-            raise RequestValidationError(
-                f"expected true or false, got {json_kind(stream)}", field="stream"
-            )
-        n = data.get("n")
-        if n is not None and (_is_bool(n) or n != 1):
-            raise RequestValidationError("only n=1 is supported", field="n")
-        tools = _parse_tools(data.get("tools"))
-        tool_choice = _parse_tool_choice(data.get("tool_choice"), tools)
-        temperature = _number(data.get("temperature"), "temperature", 0.0, 2.0)
-        top_p = _number(data.get("top_p"), "top_p", 0.0, 1.0)
-        max_tokens = _parse_max_tokens(data)
-        stop = _parse_stop(data.get("stop"))
-        response_format = _parse_response_format(data.get("response_format"))
-        user = data.get("user")
-        if user is not None and not isinstance(user, str):
-            raise RequestValidationError(f"expected a string, got {json_kind(user)}", field="user")
-        metadata = _parse_metadata(data.get("metadata"))
-        for key, value in data.items():
-            if key not in _MODELLED_KEYS:
-                if not isinstance(key, str):
-                    raise RequestValidationError("field names must be strings", field=repr(key))
-                check_nesting(value, levels=MAX_NESTING - 1, field=key)
-        extra = {k: copy.deepcopy(v) for k, v in data.items() if k not in _MODELLED_KEYS}
-        return cls(
-            model=model,
-            messages=messages,
-            stream=stream,
-            tools=tools,
-            tool_choice=tool_choice,
-            temperature=temperature,
-            top_p=top_p,
-            max_tokens=max_tokens,
-            stop=stop,
-            response_format=response_format,
-            user=user,
-            metadata=metadata,
-            extra=extra,
-        )
+        # The schema is built on this module's types: imported when first used.
+        from runestone.wire.openai_chat import convert_chat
+
+        return convert_chat(data).to_request()
 
     def to_dict(self) -> dict[str, Any]:
         """The request as an OpenAI-shaped dict (``from_dict(to_dict())`` gives it back)."""
@@ -408,333 +333,6 @@ class ChatRequest:
         return out
 
 
-def _is_bool(value: object) -> bool:
-    return isinstance(value, bool)
-
-
-def _number(value: object, name: str, low: float, high: float) -> float | None:
-    if value is None:
-        return None
-    if _is_bool(value) or not isinstance(value, int | float):
-        raise RequestValidationError(f"expected a number, got {json_kind(value)}", field=name)
-    if not low <= value <= high:
-        raise RequestValidationError(
-            f"must be between {low:g} and {high:g}, got {value}", field=name
-        )
-    return float(value)
-
-
-def _parse_max_tokens(data: Mapping[str, Any]) -> int | None:
-    result: int | None = None
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = data.get(name)
-        if value is None:
-            continue
-        if _is_bool(value) or not isinstance(value, int):
-            raise RequestValidationError(f"expected an integer, got {json_kind(value)}", field=name)
-        if value < 1:
-            raise RequestValidationError(f"must be at least 1, got {value}", field=name)
-        if result is not None and result != value:
-            raise RequestValidationError(
-                f"conflicts with max_tokens={result}; give one of them", field=name
-            )
-        result = value
-    return result
-
-
-def _parse_stop(value: object) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list | tuple):
-        raise RequestValidationError(
-            f"expected a string or a list of strings, got {json_kind(value)}", field="stop"
-        )
-    for i, item in enumerate(value):
-        if not isinstance(item, str) or not item:
-            raise RequestValidationError(
-                f"expected a non-empty string, got {json_kind(item)}", field=f"stop[{i}]"
-            )
-    return tuple(value)
-
-
-def _parse_response_format(value: object) -> ResponseFormat | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise RequestValidationError(
-            f"expected an object, got {json_kind(value)}", field="response_format"
-        )
-    check_nesting(value, levels=MAX_NESTING - 1, field="response_format")
-    kind = value.get("type")
-    if kind not in _RESPONSE_FORMAT_TYPES:
-        raise RequestValidationError(
-            f"expected one of {sorted(_RESPONSE_FORMAT_TYPES)}, got {kind!r}",
-            field="response_format.type",
-        )
-    if kind == "json_schema":
-        schema = value.get("json_schema")
-        if not isinstance(schema, Mapping) or not isinstance(schema.get("name"), str):
-            raise RequestValidationError(
-                "a json_schema response format needs an object with a string 'name'",
-                field="response_format.json_schema",
-            )
-    return copy.deepcopy(dict(value))
-
-
-def _parse_metadata(value: object) -> Mapping[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise RequestValidationError(
-            f"expected an object, got {json_kind(value)}", field="metadata"
-        )
-    for key, item in value.items():
-        if not isinstance(key, str) or not isinstance(item, str):
-            raise RequestValidationError(
-                f"expected a string value, got {json_kind(item)}", field=f"metadata.{key}"
-            )
-    return dict(value)
-
-
-def _parse_tools(value: object) -> tuple[Tool, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list | tuple):
-        raise RequestValidationError(f"expected a list, got {json_kind(value)}", field="tools")
-    tools: list[Tool] = []
-    seen: set[str] = set()
-    for i, item in enumerate(value):
-        where = f"tools[{i}]"
-        if not isinstance(item, Mapping):
-            raise RequestValidationError(f"expected an object, got {json_kind(item)}", field=where)
-        if item.get("type", "function") != "function":
-            raise RequestValidationError(
-                f"only function tools are supported, got {item.get('type')!r}",
-                field=f"{where}.type",
-            )
-        function = item.get("function")
-        if not isinstance(function, Mapping):
-            raise RequestValidationError(
-                "expected an object with the function's name", field=f"{where}.function"
-            )
-        name = function.get("name")
-        if not isinstance(name, str) or not _TOOL_NAME.match(name):
-            raise RequestValidationError(
-                "expected 1-64 letters, digits, '_' or '-'", field=f"{where}.function.name"
-            )
-        if name in seen:
-            raise RequestValidationError(
-                f"duplicate tool name {name!r}", field=f"{where}.function.name"
-            )
-        seen.add(name)
-        description = function.get("description")
-        if description is not None and not isinstance(description, str):
-            raise RequestValidationError(
-                f"expected a string, got {json_kind(description)}",
-                field=f"{where}.function.description",
-            )
-        parameters = function.get("parameters")
-        if parameters is not None and not isinstance(parameters, Mapping):
-            raise RequestValidationError(
-                f"expected a JSON Schema object, got {json_kind(parameters)}",
-                field=f"{where}.function.parameters",
-            )
-        # (request → tools → tool → function → parameters)
-        check_nesting(parameters, levels=MAX_NESTING - 4, field=f"{where}.function.parameters")
-        strict = function.get("strict")
-        if strict is not None and not isinstance(strict, bool):
-            raise RequestValidationError(
-                f"expected true or false, got {json_kind(strict)}", field=f"{where}.function.strict"
-            )
-        tools.append(
-            Tool(
-                name=name,
-                description=description,
-                parameters=copy.deepcopy(dict(parameters)) if parameters is not None else None,
-                strict=strict,
-            )
-        )
-    return tuple(tools)
-
-
-def _parse_tool_choice(value: object, tools: Sequence[Tool]) -> ToolChoice | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            mode = ToolChoiceMode(value)
-        except ValueError:
-            mode = ToolChoiceMode.FUNCTION
-        if mode is ToolChoiceMode.FUNCTION:
-            raise RequestValidationError(
-                f"expected 'none', 'auto', 'required' or a function object, got {value!r}",
-                field="tool_choice",
-            )
-        if mode is ToolChoiceMode.REQUIRED and not tools:
-            raise RequestValidationError("'required' needs tools", field="tool_choice")
-        return ToolChoice(mode)
-    if isinstance(value, Mapping):
-        function = value.get("function")
-        name = function.get("name") if isinstance(function, Mapping) else None
-        if not isinstance(name, str):
-            raise RequestValidationError(
-                "expected {'type': 'function', 'function': {'name': ...}}",
-                field="tool_choice.function.name",
-            )
-        if name not in {t.name for t in tools}:
-            raise RequestValidationError(
-                f"names tool {name!r}, which is not in tools", field="tool_choice.function.name"
-            )
-        return ToolChoice(ToolChoiceMode.FUNCTION, name)
-    raise RequestValidationError(
-        f"expected a string or an object, got {json_kind(value)}", field="tool_choice"
-    )
-
-
-def _parse_messages(value: object) -> tuple[Message, ...]:
-    if not isinstance(value, list | tuple) or not value:
-        raise RequestValidationError(
-            f"required: a non-empty list of messages, got {json_kind(value)}", field="messages"
-        )
-    return tuple(_parse_message(item, f"messages[{i}]") for i, item in enumerate(value))
-
-
-def _parse_message(item: object, where: str) -> Message:
-    if not isinstance(item, Mapping):
-        raise RequestValidationError(f"expected an object, got {json_kind(item)}", field=where)
-    raw_role = item.get("role")
-    try:
-        role = Role(raw_role) if isinstance(raw_role, str) else Role("?")
-    except ValueError:
-        raise RequestValidationError(
-            f"expected one of {[r.value for r in Role]}, got {raw_role!r}", field=f"{where}.role"
-        ) from None
-    name = item.get("name")
-    if name is not None and not isinstance(name, str):
-        raise RequestValidationError(
-            f"expected a string, got {json_kind(name)}", field=f"{where}.name"
-        )
-    tool_calls = _parse_tool_calls(item.get("tool_calls"), where) if role is Role.ASSISTANT else ()
-    content = _parse_content(item.get("content"), role, where, has_tool_calls=bool(tool_calls))
-    tool_call_id = None
-    if role is Role.TOOL:
-        tool_call_id = item.get("tool_call_id")
-        if not isinstance(tool_call_id, str) or not tool_call_id:
-            raise RequestValidationError(
-                "required for a tool message: the id of the call it answers",
-                field=f"{where}.tool_call_id",
-            )
-    return Message(
-        role=role, content=content, name=name, tool_calls=tool_calls, tool_call_id=tool_call_id
-    )
-
-
-def _parse_tool_calls(value: object, where: str) -> tuple[ToolCall, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list | tuple):
-        raise RequestValidationError(
-            f"expected a list, got {json_kind(value)}", field=f"{where}.tool_calls"
-        )
-    calls = []
-    for j, call in enumerate(value):
-        at = f"{where}.tool_calls[{j}]"
-        if not isinstance(call, Mapping):
-            raise RequestValidationError(f"expected an object, got {json_kind(call)}", field=at)
-        call_id = call.get("id")
-        if not isinstance(call_id, str) or not call_id:
-            raise RequestValidationError("required: the call's id", field=f"{at}.id")
-        function = call.get("function")
-        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
-            raise RequestValidationError(
-                "expected an object with the function's name", field=f"{at}.function"
-            )
-        arguments = function.get("arguments", "")
-        if not isinstance(arguments, str):
-            raise RequestValidationError(
-                f"expected JSON text (a string), got {json_kind(arguments)}",
-                field=f"{at}.function.arguments",
-            )
-        _check_arguments(arguments, f"{at}.function.arguments")
-        calls.append(ToolCall(id=call_id, name=function["name"], arguments=arguments))
-    return tuple(calls)
-
-
-def _parse_content(
-    value: object, role: Role, where: str, *, has_tool_calls: bool
-) -> str | tuple[ContentPart, ...] | None:
-    at = f"{where}.content"
-    if value is None:
-        if role is Role.ASSISTANT and has_tool_calls:
-            return None
-        raise RequestValidationError(
-            "required: a string or a list of content parts"
-            + (" (or tool_calls)" if role is Role.ASSISTANT else ""),
-            field=at,
-        )
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, list | tuple):
-        raise RequestValidationError(
-            f"expected a string or a list of content parts, got {json_kind(value)}", field=at
-        )
-    if not value and not has_tool_calls:
-        raise RequestValidationError("the list of content parts is empty", field=at)
-    parts = tuple(_parse_part(part, role, f"{at}[{k}]") for k, part in enumerate(value))
-    return parts
-
-
-def _parse_part(part: object, role: Role, at: str) -> ContentPart:
-    if not isinstance(part, Mapping):
-        raise RequestValidationError(
-            f"expected a content part object, got {json_kind(part)}", field=at
-        )
-    kind = part.get("type")
-    if kind == "text":
-        text = part.get("text")
-        if not isinstance(text, str):
-            raise RequestValidationError(
-                f"expected a string, got {json_kind(text)}", field=f"{at}.text"
-            )
-        return TextPart(text)
-    if role in (Role.SYSTEM, Role.DEVELOPER, Role.TOOL):
-        raise RequestValidationError(
-            f"a {role.value} message takes only text parts, got {kind!r}", field=f"{at}.type"
-        )
-    if kind == "image_url":
-        if role is not Role.USER:
-            raise RequestValidationError(
-                "images are allowed only in user messages", field=f"{at}.type"
-            )
-        image = part.get("image_url")
-        if isinstance(image, str):
-            image = {"url": image}
-        if not isinstance(image, Mapping) or not isinstance(image.get("url"), str):
-            raise RequestValidationError(
-                "expected {'url': 'https://...' or 'data:image/...;base64,...'}",
-                field=f"{at}.image_url",
-            )
-        url: str = image["url"]
-        if not url.startswith(("http://", "https://", "data:")):
-            raise RequestValidationError(
-                "expected an http(s) or data: URL", field=f"{at}.image_url.url"
-            )
-        detail = image.get("detail")
-        if detail is not None and detail not in _PART_DETAILS:
-            raise RequestValidationError(
-                f"expected one of {sorted(_PART_DETAILS)}, got {detail!r}",
-                field=f"{at}.image_url.detail",
-            )
-        return ImagePart(url=url, detail=detail)
-    if not isinstance(kind, str) or not kind:
-        raise RequestValidationError("required: the content part's type", field=f"{at}.type")
-    # (request → messages → message → content → part)
-    check_nesting(part, levels=MAX_NESTING - 4, field=at)
-    return RawPart(type=kind, data=copy.deepcopy(dict(part)))
-
-
 def nesting(value: object) -> int:
     """How many levels of objects and lists ``value`` nests (0 for a string or a number)."""
     deepest = 0
@@ -761,25 +359,6 @@ def check_nesting(value: object, *, levels: int, field: str) -> None:
         raise RequestValidationError(
             f"nested more than {MAX_NESTING} levels deep (objects and lists, counted from the "
             "top of the request); flatten it",
-            field=field,
-        )
-
-
-def _check_arguments(arguments: str, field: str) -> None:
-    """Tool-call arguments are JSON text that providers may parse and send on as JSON."""
-    if arguments.count("[") + arguments.count("{") <= MAX_NESTING:
-        return  # too few brackets to nest too deep: nothing to parse
-    try:
-        parsed = json.loads(arguments)
-    except RecursionError:
-        too_deep = True
-    except ValueError:
-        return  # not JSON: the model's text as it is, which providers send on as text
-    else:
-        too_deep = nesting(parsed) > MAX_NESTING
-    if too_deep:
-        raise RequestValidationError(
-            f"the JSON text is nested more than {MAX_NESTING} levels deep; flatten it",
             field=field,
         )
 

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from runestone.exceptions import RequestValidationError
 from runestone.messages import ChatRequest, ImagePart, Message, RawPart, Role, TextPart, Tool
 from runestone.providers.settings import Capability
+from runestone.wire.openai_chat import convert_needs, to_messages, to_tools
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -37,7 +37,6 @@ IMAGE_TOKENS: Final = 765
 DEFAULT_OUTPUT_TOKENS: Final = 512
 """Answer length assumed for cost estimates when the request sets no ``max_tokens``."""
 
-_IMAGE_PART_TYPES: Final = frozenset({"image_url", "image", "input_image"})
 _JSON_FORMATS: Final = frozenset({"json_object", "json_schema"})
 
 
@@ -103,26 +102,18 @@ class Requirements:
                 prompt_tokens=estimate_prompt_tokens(request.messages, request.tools),
                 max_tokens=request.max_tokens,
             )
-        if not isinstance(request, Mapping):
-            raise RequestValidationError(
-                f"expected a request object, got {type(request).__name__}", field="request"
-            )
-        messages = request.get("messages")
-        if not isinstance(messages, list | tuple):
-            raise RequestValidationError("expected a list of messages", field="messages")
-        tools = request.get("tools") or ()
-        if not isinstance(tools, list | tuple):
-            raise RequestValidationError("expected a list of tools", field="tools")
-        response_format = request.get("response_format")
-        wants_json = (
-            isinstance(response_format, Mapping) and response_format.get("type") in _JSON_FORMATS
-        )
+        # A dict is read by the request's schema, as leniently as this needs it.
+        needs = convert_needs(request)
+        messages = to_messages(needs.messages)
+        tools = to_tools(needs.tools or ())
+        response_format = needs.response_format or {}
+        max_tokens = needs.max_tokens
         return cls(
-            tools=bool(tools) or any(_uses_tools(m) for m in messages),
-            vision=any(_has_image(m) for m in messages),
-            json=wants_json,
+            tools=bool(tools) or any(m.tool_calls or m.role is Role.TOOL for m in messages),
+            vision=any(m.has_images for m in messages),
+            json=response_format.get("type") in _JSON_FORMATS,
             prompt_tokens=estimate_prompt_tokens(messages, tools),
-            max_tokens=_max_tokens(request),
+            max_tokens=needs.max_completion_tokens if max_tokens is None else max_tokens,
         )
 
 
@@ -134,22 +125,19 @@ def estimate_prompt_tokens(messages: Iterable[object], tools: Iterable[object] =
     ``tools`` are :class:`runestone.messages.Tool` values or dicts, counted by
     their JSON. A message that is neither raises :class:`RequestValidationError`.
     """
+    items = list(messages)
+    if not all(isinstance(message, Message) for message in items):
+        # Dicts are read by the request's schema; a Message goes there as its own dict.
+        dicts = [m.to_dict() if isinstance(m, Message) else m for m in items]
+        items = list(to_messages(convert_needs({"messages": dicts}).messages))
     chars = 0
     images = 0
-    count = 0
-    for index, message in enumerate(messages):
-        count += 1
-        if isinstance(message, Message):
-            text, pictures = _message_size(message)
-        elif isinstance(message, Mapping):
-            text, pictures = _dict_message_size(message, index)
-        else:
-            raise RequestValidationError(
-                f"expected a message object, got {type(message).__name__}",
-                field=f"messages[{index}]",
-            )
+    for message in items:
+        assert isinstance(message, Message)  # dicts were converted above
+        text, pictures = _message_size(message)
         chars += text
         images += pictures
+    count = len(items)
     for tool in tools:
         chars += len(_json(tool.to_dict() if isinstance(tool, Tool) else tool))
     return chars // CHARS_PER_TOKEN + MESSAGE_OVERHEAD_TOKENS * count + IMAGE_TOKENS * images + 1
@@ -171,53 +159,6 @@ def _message_size(message: Message) -> tuple[int, int]:
             elif isinstance(part, RawPart):
                 chars += len(_json(part.data))
     return chars, images
-
-
-def _dict_message_size(message: Mapping[str, Any], index: int) -> tuple[int, int]:
-    chars = len(_json(message["tool_calls"])) if message.get("tool_calls") else 0
-    images = 0
-    content = message.get("content")
-    if isinstance(content, str):
-        chars += len(content)
-    elif isinstance(content, list | tuple):
-        for part in content:
-            if isinstance(part, Mapping) and part.get("type") in _IMAGE_PART_TYPES:
-                images += 1
-            elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                chars += len(part["text"])
-            else:
-                chars += len(_json(part))
-    elif content is not None:
-        raise RequestValidationError(
-            "expected a string or a list of content parts", field=f"messages[{index}].content"
-        )
-    return chars, images
-
-
-def _uses_tools(message: object) -> bool:
-    return isinstance(message, Mapping) and bool(
-        message.get("tool_calls") or message.get("role") == Role.TOOL.value
-    )
-
-
-def _has_image(message: object) -> bool:
-    if not isinstance(message, Mapping):
-        return False
-    content = message.get("content")
-    return isinstance(content, list | tuple) and any(
-        isinstance(part, Mapping) and part.get("type") in _IMAGE_PART_TYPES for part in content
-    )
-
-
-def _max_tokens(request: Mapping[str, Any]) -> int | None:
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = request.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise RequestValidationError(f"expected an integer >= 1, got {value!r}", field=name)
-        return value
-    return None
 
 
 def _check_count(name: str, value: object, *, minimum: int) -> None:

@@ -54,16 +54,15 @@ from runestone.config import Config
 from runestone.exceptions import (
     ConfigError,
     EscalationError,
-    RequestValidationError,
     RunestoneError,
 )
 from runestone.io import DataPlane
 from runestone.server.anthropic_schema import AnthropicDialect
 from runestone.server.auth import Access, access_for, authenticate, authorize, served_on
-from runestone.server.body import ClientGoneError, read_json
+from runestone.server.body import ClientGoneError, decode_body, read_body
 from runestone.server.catalog import ModelCatalog
 from runestone.server.dialect import Dialect
-from runestone.server.errors import ApiError, model_not_found, validation_error
+from runestone.server.errors import ApiError, model_not_found
 from runestone.server.exchange import Exchange
 from runestone.server.limits import KeyLimits
 from runestone.server.openai_schema import OpenAIDialect
@@ -259,11 +258,8 @@ class Gateway:
                 raise ApiError(503, "the server is shutting down", code="shutting_down")
             key = authenticate(self.config.auth, request.headers)
             self.limits.count(key)
-            data = await read_json(request, self.config.server.max_body_bytes)
-            try:
-                call = dialect.parse(data)
-            except RequestValidationError as exc:
-                raise validation_error(exc, data) from None
+            raw = await read_body(request, self.config.server.max_body_bytes)
+            call = decode_body(raw, dialect.decode)
             if call.request.model not in self.catalog:
                 raise model_not_found(call.request.model)
             system = self.system

@@ -1,21 +1,26 @@
-"""Reading a request body: never more than the configured limit, then one JSON object.
+"""Reading a request body: never more than the configured limit, then decoded by a schema.
 
 An oversize body is refused from its ``Content-Length`` before a byte is read,
 or as soon as a chunked body passes the limit (413). Text that is not JSON, or
-JSON that is not an object, is a 400 that says so.
+JSON that is not an object, is a 400 that says so (``invalid_json``); a bad field is a
+400 naming it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 
 from runestone import jsonio
-from runestone.jsonio import json_kind
-from runestone.server.errors import ApiError
+from runestone.exceptions import RequestValidationError
+from runestone.server.errors import ApiError, validation_error
+from runestone.wire.schema import BodyError
 
-__all__ = ["ClientGoneError", "read_json"]
+__all__ = ["ClientGoneError", "decode_body", "read_body"]
+
+T = TypeVar("T")
 
 
 class ClientGoneError(Exception):
@@ -55,23 +60,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object (see the module docstring for the errors)."""
-    raw = await read_body(request, limit)
-    if not raw.strip():
-        raise ApiError(
-            400, "the request body is empty; expected a JSON object", code="invalid_json"
-        )
+def decode_body(raw: bytes, decode: Callable[[bytes], T]) -> T:
+    """``raw`` decoded by a dialect's schema (``decode``); its refusals as 400s.
+
+    A body that is no JSON object is ``invalid_json``; a bad field is named by
+    :func:`runestone.server.errors.validation_error`.
+    """
     try:
-        data = jsonio.loads(raw)
-    except (jsonio.JSONDecodeError, RecursionError) as exc:
-        raise ApiError(
-            400, f"the request body is not valid JSON: {exc}", code="invalid_json"
-        ) from None
-    if not isinstance(data, dict):
-        raise ApiError(
-            400,
-            f"the request body must be a JSON object, got {json_kind(data)}",
-            code="invalid_json",
-        )
-    return data
+        return decode(raw)
+    except BodyError as exc:
+        raise ApiError(400, str(exc), code="invalid_json") from None
+    except RequestValidationError as exc:
+        # The cold path: the body as values, to tell a missing field from a bad one.
+        fields = jsonio.loads(raw)
+        raise validation_error(exc, fields if isinstance(fields, dict) else None) from None

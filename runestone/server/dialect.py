@@ -8,7 +8,6 @@ Two dialects exist — OpenAI's chat completions
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -51,8 +50,10 @@ class Dialect(Protocol):
 
     name: str
 
-    def parse(self, data: Mapping[str, Any]) -> ChatCall:
-        """Validate a request body; raises ``RequestValidationError`` naming the field."""
+    def decode(self, body: bytes) -> ChatCall:
+        """Decode and validate a request body: raises
+        :class:`runestone.wire.schema.BodyError` for one that is no JSON object, and
+        ``RequestValidationError`` naming the first bad field."""
 
     def stream_encoder(self, call: ChatCall) -> StreamEncoder: ...
 

@@ -21,16 +21,17 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from runestone import jsonio
-from runestone.exceptions import RequestValidationError
-from runestone.messages import ChatRequest, Completion, ToolCall, ToolCallDelta, Usage
+from runestone.messages import Completion, ToolCall, ToolCallDelta, Usage
 from runestone.server.dialect import ChatCall
 from runestone.server.errors import ApiError
+from runestone.wire.openai_chat import convert_chat, decode_chat
 
 __all__ = [
     "DONE_FRAME",
     "ChunkEncoder",
     "OpenAIDialect",
     "completion_body",
+    "decode_chat_call",
     "new_completion_id",
     "parse_chat",
     "usage_body",
@@ -40,27 +41,17 @@ DONE_FRAME: Final = b"data: [DONE]\n\n"
 
 
 def parse_chat(data: Mapping[str, Any]) -> ChatCall:
-    """Validate a chat-completions body; raises :class:`RequestValidationError` naming
-    the first bad field."""
-    request = ChatRequest.from_dict(data)
-    options = data.get("stream_options")
-    include_usage = False
-    if options is not None:
-        if not request.stream:
-            raise RequestValidationError("only allowed when stream is true", field="stream_options")
-        if not isinstance(options, Mapping):
-            raise RequestValidationError(
-                "expected an object like {'include_usage': true}", field="stream_options"
-            )
-        flag = options.get("include_usage", False)
-        if flag is None:
-            flag = False
-        if not isinstance(flag, bool):
-            raise RequestValidationError(
-                "expected true or false", field="stream_options.include_usage"
-            )
-        include_usage = flag
-    return ChatCall(request, include_usage)
+    """Validate a chat-completions body given as a dict; raises
+    :class:`RequestValidationError` naming the first bad field."""
+    decoded = convert_chat(data)
+    return ChatCall(decoded.to_request(), decoded.body.include_usage)
+
+
+def decode_chat_call(raw: bytes) -> ChatCall:
+    """Decode and validate a chat-completions body (see
+    :func:`runestone.wire.openai_chat.decode_chat`)."""
+    decoded = decode_chat(raw)
+    return ChatCall(decoded.to_request(), decoded.body.include_usage)
 
 
 def new_completion_id() -> str:
@@ -216,8 +207,8 @@ class OpenAIDialect:
 
     name = "openai"
 
-    def parse(self, data: Mapping[str, Any]) -> ChatCall:
-        return parse_chat(data)
+    def decode(self, body: bytes) -> ChatCall:
+        return decode_chat_call(body)
 
     def stream_encoder(self, call: ChatCall) -> ChunkEncoder:
         return ChunkEncoder(call.request.model, include_usage=call.include_usage)

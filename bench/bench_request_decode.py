@@ -1,0 +1,197 @@
+"""Request decode + validate, before and after the msgspec schemas (issue 11), in one run.
+
+End to end as the server does it: the body's bytes in, the validated ``ChatCall`` (a
+``ChatRequest`` and its answer options) out, for three shapes — a typical chat request
+(a system and a user message, a tool), a 100-message chat request and an Anthropic
+messages request (content blocks, a tool use, a tool result).
+
+- before: the code at ``--before`` (a commit; default ``ee8d35d``, the hand-written
+  parsers): ``orjson`` loads the body, the dialect's ``parse`` validates the dict;
+- after: this checkout: the dialect's ``decode`` runs msgspec on the bytes.
+
+Each side runs in its own process (both trees are the package ``runestone``), the
+sides interleaved ``--rounds`` times; each figure is the median over the rounds of the
+mean of ``--number`` calls, in microseconds per request. The commit is checked out in
+a temporary ``git worktree`` that is removed afterwards.
+
+Run: ``python bench/bench_request_decode.py [--before ee8d35d] [--number 5000] [--rounds 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = ("chat, typical", "chat, 100 messages", "anthropic messages")
+
+
+def chat(messages: int) -> dict[str, Any]:
+    turns: list[dict[str, Any]] = [{"role": "system", "content": "You are terse."}]
+    for i in range(messages - 1):
+        role = "user" if i % 2 == 0 else "assistant"
+        turns.append({"role": role, "content": f"message {i}: " + "lorem ipsum " * 20})
+    return {
+        "model": "fast",
+        "messages": turns,
+        "stream": True,
+        "temperature": 0.2,
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "The weather in a city.",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                },
+            }
+        ],
+    }
+
+
+ANTHROPIC: dict[str, Any] = {
+    "model": "smart",
+    "max_tokens": 1024,
+    "system": "You are terse.",
+    "messages": [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me look."},
+                {
+                    "type": "tool_use",
+                    "id": "tu_1",
+                    "name": "get_weather",
+                    "input": {"city": "Paris"},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": "18 C, sunny"}],
+        },
+    ],
+    "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+    "stream": True,
+}
+
+
+def _server_path() -> dict[str, Callable[[bytes], object]]:
+    """What the server runs on a body, per shape, in the tree this process imports."""
+    from runestone import jsonio
+    from runestone.server.anthropic_schema import AnthropicDialect
+    from runestone.server.openai_schema import OpenAIDialect
+
+    openai, anthropic = OpenAIDialect(), AnthropicDialect()
+    if hasattr(openai, "decode"):  # after: msgspec on the bytes (server/body.decode_body)
+        from runestone.server.body import decode_body
+
+        def on_openai(body: bytes) -> object:
+            return decode_body(body, openai.decode)
+
+        def on_anthropic(body: bytes) -> object:
+            return decode_body(body, anthropic.decode)
+
+    else:  # before: read_json's loads and object check, then the dialect's parse
+
+        def loads(body: bytes) -> Any:
+            data = jsonio.loads(body)
+            if not isinstance(data, dict):
+                raise TypeError("not an object")
+            return data
+
+        def on_openai(body: bytes) -> object:
+            return openai.parse(loads(body))  # type: ignore[attr-defined]
+
+        def on_anthropic(body: bytes) -> object:
+            return anthropic.parse(loads(body))  # type: ignore[attr-defined]
+
+    return {SHAPES[0]: on_openai, SHAPES[1]: on_openai, SHAPES[2]: on_anthropic}
+
+
+def _bodies() -> dict[str, bytes]:
+    return {
+        SHAPES[0]: json.dumps(chat(2)).encode(),
+        SHAPES[1]: json.dumps(chat(100)).encode(),
+        SHAPES[2]: json.dumps(ANTHROPIC).encode(),
+    }
+
+
+def worker(number: int) -> None:
+    """Time each shape in this process's tree; print the figures as JSON."""
+    paths, bodies = _server_path(), _bodies()
+    out: dict[str, float] = {}
+    for shape in SHAPES:
+        run, body = paths[shape], bodies[shape]
+        calls = number if "100" not in shape else max(1, number // 10)
+        for _ in range(calls // 10):  # warm up
+            run(body)
+        start = time.perf_counter()
+        for _ in range(calls):
+            run(body)
+        out[shape] = (time.perf_counter() - start) / calls * 1e6
+    print(json.dumps(out))
+
+
+def _measure(tree: Path, number: int) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", "--number", str(number)],
+        env=env,
+        cwd=tree,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    figures: dict[str, float] = json.loads(done.stdout)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", default="ee8d35d", help="the commit to compare with")
+    parser.add_argument("--number", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.number)
+        return
+    with tempfile.TemporaryDirectory(prefix="runestone-before-") as scratch:
+        before = Path(scratch) / "tree"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(before), args.before],
+            check=True,
+        )
+        try:
+            runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+            for _ in range(args.rounds):  # interleaved: drift hits both sides alike
+                runs["before"].append(_measure(before, args.number))
+                runs["after"].append(_measure(ROOT, args.number))
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=True
+            )
+    print(
+        f"request decode + validate, bytes in -> ChatCall out; us per request, median of "
+        f"{args.rounds} rounds (before: {args.before}, after: this checkout)"
+    )
+    print(f"  {'shape':22s} {'before':>9s} {'after':>9s} {'after/before':>13s} {'speed-up':>9s}")
+    for shape in SHAPES:
+        old = statistics.median(run[shape] for run in runs["before"])
+        new = statistics.median(run[shape] for run in runs["after"])
+        print(f"  {shape:22s} {old:9.1f} {new:9.1f} {new / old:12.2f}x {old / new:8.1f}x")
+
+
+if __name__ == "__main__":
+    main()

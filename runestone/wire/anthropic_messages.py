@@ -1,0 +1,376 @@
+"""Anthropic's Messages request, as a schema: ``POST /v1/messages`` bodies.
+
+:class:`MessagesBody` is the request as the client wrote it, decoded by msgspec
+straight from the body (:func:`decode_messages_body`) or converted from a dict
+(:func:`convert_messages_body`); :meth:`MessagesBody.to_request` maps it onto the one
+request model (``system`` → a system message, ``tool_use`` blocks → tool calls,
+``tool_result`` blocks → tool messages, images → image parts). Fields are named as
+Anthropic names them: ``messages.1.content.0.source``.
+
+The body is closed: a field this gateway does not serve (``thinking`` …) is refused,
+never dropped unseen. What the schema cannot say (an assistant message with neither
+text nor tool use, two tools alike, a ``tool_choice`` naming a tool not offered,
+JSON nested too deep) is checked in :meth:`MessagesBody.to_request`, on the structs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Final, Literal, TypeAlias
+
+from msgspec import Meta
+
+from runestone.exceptions import RequestValidationError
+from runestone.messages import (
+    MAX_NESTING,
+    ChatRequest,
+    ContentPart,
+    ImagePart,
+    Message,
+    Role,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
+    check_nesting,
+)
+from runestone.wire.schema import Wire, convert, decoder
+
+__all__ = [
+    "AssistantTurn",
+    "MessagesBody",
+    "TextBlock",
+    "ToolResultBlock",
+    "ToolUseBlock",
+    "UserTurn",
+    "convert_messages_body",
+    "decode_messages_body",
+]
+
+_MODEL: Final = "the model (or alias) to answer with, a non-empty string"
+_NonEmpty: Final = Meta(min_length=1)
+
+
+# --------------------------------------------------------------------------- content blocks
+
+
+class TextBlock(Wire, tag_field="type", tag="text"):
+    """``{"type": "text", "text": ...}``."""
+
+    text: str
+
+
+class Base64Source(Wire, tag_field="type", tag="base64"):
+    """An image given inline."""
+
+    media_type: Annotated[
+        str, Meta(pattern=r"^image/", extra={"expected": "an image media type like 'image/png'"})
+    ]
+    data: Annotated[str, Meta(min_length=1, extra={"expected": "base64 image data"})]
+
+
+class URLSource(Wire, tag_field="type", tag="url"):
+    """An image given by its address."""
+
+    url: Annotated[str, Meta(pattern=r"^https?://", extra={"expected": "an http(s) URL"})]
+
+
+class ImageBlock(Wire, tag_field="type", tag="image"):
+    """``{"type": "image", "source": {...}}``."""
+
+    source: Annotated[Base64Source | URLSource, Meta(extra={"expected": "an image source object"})]
+
+
+class ToolUseBlock(Wire, tag_field="type", tag="tool_use"):
+    """A tool call the assistant made; ``input`` is its arguments."""
+
+    id: Annotated[str, Meta(min_length=1, extra={"expected": "the tool call's id"})]
+    name: Annotated[str, Meta(min_length=1, extra={"expected": "the tool's name"})]
+    input: dict[str, Any] = {}
+
+
+class ToolResultBlock(Wire, tag_field="type", tag="tool_result"):
+    """A tool's answer to one ``tool_use``."""
+
+    tool_use_id: Annotated[
+        str, Meta(min_length=1, extra={"expected": "the id of the tool_use it answers"})
+    ]
+    content: Annotated[
+        str
+        | list[
+            Annotated[
+                TextBlock,
+                Meta(extra={"invalid": "only text blocks are supported in a tool result"}),
+            ]
+        ],
+        Meta(extra={"expected": "a string or a list of text blocks"}),
+    ] = ""
+    is_error: bool = False
+
+
+_USER_BLOCKS: Final = Meta(
+    extra={
+        "invalid": "unsupported block type {value} in a user message; expected one of: {allowed}"
+    }
+)
+_ASSISTANT_BLOCKS: Final = Meta(
+    extra={
+        "invalid": (
+            "unsupported block type {value} in an assistant message; expected one of: {allowed}"
+        )
+    }
+)
+_Blocks = Meta(min_length=1, extra={"expected": "a string or a non-empty list of content blocks"})
+
+
+class UserTurn(Wire, tag_field="role", tag="user"):
+    """A user turn: text, or blocks of text, images and tool results."""
+
+    content: Annotated[
+        str
+        | Annotated[
+            list[Annotated[TextBlock | ImageBlock | ToolResultBlock, _USER_BLOCKS]], _Blocks
+        ],
+        Meta(extra={"expected": "a string or a list of content blocks"}),
+    ]
+
+
+class AssistantTurn(Wire, tag_field="role", tag="assistant"):
+    """An assistant turn: text, or blocks of text and tool use."""
+
+    content: Annotated[
+        str | Annotated[list[Annotated[TextBlock | ToolUseBlock, _ASSISTANT_BLOCKS]], _Blocks],
+        Meta(extra={"expected": "a string or a list of content blocks"}),
+    ]
+
+
+Turn: TypeAlias = UserTurn | AssistantTurn
+
+
+# --------------------------------------------------------------------------- tools
+
+
+class ToolSpec(Wire):
+    """A client tool: its name, what it does, the JSON Schema of its input."""
+
+    name: Annotated[
+        str,
+        Meta(
+            pattern=r"^[A-Za-z0-9_-]{1,64}$", extra={"expected": "1-64 letters, digits, '_' or '-'"}
+        ),
+    ]
+    input_schema: Annotated[
+        dict[str, Any], Meta(extra={"expected": "the tool's JSON Schema object"})
+    ]
+    description: str | None = None
+    type: (
+        Annotated[
+            Literal["custom"],
+            Meta(extra={"invalid": "server tools ({value}) are not supported by this gateway"}),
+        ]
+        | None
+    ) = None
+
+
+class AutoChoice(Wire, tag_field="type", tag="auto"):
+    """The model decides."""
+
+
+class AnyChoice(Wire, tag_field="type", tag="any"):
+    """The model must use one of the tools."""
+
+
+class ToolNameChoice(Wire, tag_field="type", tag="tool"):
+    """The model must use this tool."""
+
+    name: Annotated[str, Meta(min_length=1, extra={"expected": "the tool's name"})]
+
+
+class NoneChoice(Wire, tag_field="type", tag="none"):
+    """The model must not use the tools."""
+
+
+_Choice = Annotated[
+    AutoChoice | AnyChoice | ToolNameChoice | NoneChoice,
+    Meta(extra={"expected": "an object like {'type': 'auto'}"}),
+]
+
+
+class Metadata(Wire):
+    """``metadata``: only ``user_id`` is read."""
+
+    user_id: str | None = None
+
+
+class MessagesBody(Wire, forbid_unknown_fields=True):
+    """A Messages API request body."""
+
+    model: Annotated[str, Meta(pattern=r"\S", extra={"expected": _MODEL})]
+    max_tokens: Annotated[int, Meta(ge=1, extra={"expected": "an integer >= 1"})]
+    messages: Annotated[
+        list[Turn], Meta(min_length=1, extra={"expected": "a non-empty list of messages"})
+    ]
+    system: (
+        Annotated[
+            str | list[Annotated[TextBlock, Meta(extra={"invalid": "expected a text block"})]],
+            Meta(extra={"expected": "a string or a list of text blocks"}),
+        ]
+        | None
+    ) = None
+    stream: bool | None = None
+    temperature: Annotated[float, Meta(ge=0, le=1)] | None = None
+    top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
+    top_k: Annotated[int, Meta(ge=1)] | None = None
+    stop_sequences: list[Annotated[str, _NonEmpty]] | None = None
+    tools: list[ToolSpec] | None = None
+    tool_choice: _Choice | None = None
+    metadata: Metadata | None = None
+    service_tier: Any = None  # accepted, and left to the provider's default
+
+    def to_request(self, *, deep: bool = True) -> ChatRequest:
+        """The request this body asks for, in the one request model.
+
+        ``deep``: tool inputs and schemas may nest deeper than :data:`MAX_NESTING` and
+        must be measured (see :func:`runestone.wire.schema.may_nest_deep`).
+        """
+        check = check_nesting if deep else _unmeasured
+        messages: list[Message] = []
+        system = self.system
+        if system is not None:
+            text = system if isinstance(system, str) else "\n\n".join(b.text for b in system)
+            if text:
+                messages.append(Message(Role.SYSTEM, text))
+        for i, turn in enumerate(self.messages):
+            messages.extend(_to_messages(turn, i, check))
+        tools = _to_tools(self.tools or (), check)
+        return ChatRequest(
+            model=self.model,
+            messages=tuple(messages),
+            stream=bool(self.stream),
+            tools=tools,
+            tool_choice=_to_tool_choice(self.tool_choice, tools),
+            temperature=None if self.temperature is None else float(self.temperature),
+            top_p=None if self.top_p is None else float(self.top_p),
+            max_tokens=self.max_tokens,
+            stop=tuple(self.stop_sequences or ()),
+            user=self.metadata.user_id if self.metadata is not None else None,
+            extra={} if self.top_k is None else {"top_k": self.top_k},
+        )
+
+
+_decode: Final = decoder(MessagesBody, dotted=True)
+
+
+def decode_messages_body(body: bytes) -> MessagesBody:
+    """A request body as :class:`MessagesBody`.
+
+    Raises :class:`runestone.wire.schema.BodyError` for a body that is no JSON object
+    and :class:`RequestValidationError` naming the first bad field.
+    """
+    return _decode(body)
+
+
+def convert_messages_body(data: object) -> MessagesBody:
+    """A request dict as :class:`MessagesBody` (see :func:`decode_messages_body`).
+
+    The dict is the caller's: the tool inputs and schemas the request keeps are copies.
+    """
+    # msgspec passes free-form values (dict[str, Any]) through as they are.
+    return convert(copy.deepcopy(data), MessagesBody, dotted=True)
+
+
+# --------------------------------------------------------------------------- to the model
+
+
+def _unmeasured(value: object, *, levels: int, field: str) -> None:
+    """The body is known to nest no deeper than :data:`MAX_NESTING`: nothing to measure."""
+
+
+def _to_messages(turn: Turn, index: int, check: Callable[..., None]) -> list[Message]:
+    content = turn.content
+    if isinstance(turn, UserTurn):
+        if isinstance(content, str):
+            return [Message(Role.USER, content)]
+        parts: list[ContentPart] = []
+        results: list[Message] = []
+        for block in content:
+            if isinstance(block, TextBlock):
+                parts.append(TextPart(block.text))
+            elif isinstance(block, ImageBlock):
+                parts.append(_image(block))
+            elif isinstance(block, ToolResultBlock):
+                results.append(_tool_result(block))
+        # Tool results answer the previous assistant turn, so they come first.
+        return [*results, Message(Role.USER, tuple(parts))] if parts else results
+    if isinstance(content, str):
+        return [Message(Role.ASSISTANT, content)]
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for j, block in enumerate(content):
+        if isinstance(block, TextBlock):
+            texts.append(block.text)
+        elif isinstance(block, ToolUseBlock):
+            # (request → messages → message → content → block → input)
+            check(block.input, levels=MAX_NESTING - 5, field=f"messages.{index}.content.{j}.input")
+            arguments = json.dumps(block.input, separators=(",", ":"))
+            calls.append(ToolCall(block.id, block.name, arguments))
+    text = "".join(texts)
+    if not calls and not text:
+        raise RequestValidationError(
+            "an assistant message needs text or tool_use blocks", field=f"messages.{index}.content"
+        )
+    return [Message(Role.ASSISTANT, text or None, tool_calls=tuple(calls))]
+
+
+def _image(block: ImageBlock) -> ImagePart:
+    source = block.source
+    if isinstance(source, Base64Source):
+        return ImagePart(f"data:{source.media_type};base64,{source.data}")
+    return ImagePart(source.url)
+
+
+def _tool_result(block: ToolResultBlock) -> Message:
+    content = block.content
+    text = content if isinstance(content, str) else "\n".join(part.text for part in content)
+    if block.is_error:
+        # OpenAI's tool message has no error flag: say it in the text the model reads.
+        text = f"[tool error] {text}"
+    return Message(Role.TOOL, text, tool_call_id=block.tool_use_id)
+
+
+def _to_tools(tools: Sequence[ToolSpec], check: Callable[..., None]) -> tuple[Tool, ...]:
+    out: list[Tool] = []
+    seen: set[str] = set()
+    for i, tool in enumerate(tools):
+        if tool.name in seen:
+            raise RequestValidationError(
+                f"duplicate tool name {tool.name!r}", field=f"tools.{i}.name"
+            )
+        seen.add(tool.name)
+        # (request → tools → tool → input_schema)
+        check(tool.input_schema, levels=MAX_NESTING - 3, field=f"tools.{i}.input_schema")
+        out.append(Tool(tool.name, tool.description, tool.input_schema))
+    return tuple(out)
+
+
+def _to_tool_choice(
+    choice: AutoChoice | AnyChoice | ToolNameChoice | NoneChoice | None, tools: Sequence[Tool]
+) -> ToolChoice | None:
+    if choice is None:
+        return None
+    if isinstance(choice, ToolNameChoice):
+        if all(tool.name != choice.name for tool in tools):
+            raise RequestValidationError(
+                f"names tool {choice.name!r}, which is not in tools", field="tool_choice.name"
+            )
+        return ToolChoice(ToolChoiceMode.FUNCTION, choice.name)
+    if isinstance(choice, AnyChoice):
+        if not tools:
+            raise RequestValidationError("'any' needs tools", field="tool_choice")
+        return ToolChoice(ToolChoiceMode.REQUIRED)
+    return ToolChoice(
+        ToolChoiceMode.AUTO if isinstance(choice, AutoChoice) else ToolChoiceMode.NONE
+    )
