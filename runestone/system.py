@@ -33,9 +33,6 @@ from typing import Any
 
 import structlog
 
-from runestone.actors.attempt import AttemptRecord, RequestContext
-from runestone.actors.directory import Directory
-from runestone.actors.plans import RoutingBoard
 from runestone.actors.pool import GetStats, Pool, PoolStats, SetLimit, submit
 from runestone.actors.provider_factory import (
     FactoryEnv,
@@ -48,6 +45,7 @@ from runestone.actors.router import Router, UpdateRouting
 from runestone.actors.stream_task import TaskEnv
 from runestone.clock import Cancellable, Clock
 from runestone.config import Config, load_config
+from runestone.directory import Directory
 from runestone.exceptions import (
     EscalationError,
     NoCandidatesError,
@@ -68,7 +66,9 @@ from runestone.messages import (
     Usage,
 )
 from runestone.metrics import CIRCUIT_STATE_VALUES, Metrics
+from runestone.request import AttemptRecord, RequestContext
 from runestone.resilience import StateChange
+from runestone.routing import RoutingBoard
 from runestone.supervisors import (
     ActorHandle,
     ChildKind,

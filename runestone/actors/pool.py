@@ -17,8 +17,6 @@ from typing import Any, ClassVar
 
 import structlog
 
-from runestone.actors.admission import InFlight
-from runestone.actors.attempt import RequestContext
 from runestone.actors.stream_task import StreamTask, TaskEnv, end_unstarted, expire
 from runestone.exceptions import (
     ErrorClass,
@@ -28,6 +26,7 @@ from runestone.exceptions import (
     SupervisionError,
 )
 from runestone.messages import StreamError
+from runestone.request import InFlight, RequestContext
 from runestone.supervisors import ChildSpec, RestartType, Spawn, SupervisedActor, SupervisorHandle
 
 __all__ = [

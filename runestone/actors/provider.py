@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pykka
 import structlog
 
-from runestone.actors.directory import Directory, ProviderStatus
-from runestone.actors.gate import PermitGate
 from runestone.clock import SYSTEM_CLOCK, Cancellable, Clock
+from runestone.directory import Directory, ProviderStatus
 from runestone.exceptions import ErrorClass, SupervisionError
+from runestone.gate import PermitGate
 from runestone.providers.base import HealthCheck
 from runestone.resilience import (
     CircuitBreaker,

@@ -25,18 +25,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
-from runestone.actors.admission import InFlight
-from runestone.actors.attempt import (
-    AttemptMode,
-    AttemptRecord,
-    AttemptResult,
-    RequestContext,
-    run_attempt,
-)
-from runestone.actors.directory import Directory, ProviderEntry
-from runestone.actors.plans import PlanFor, Route, RoutingBoard, plan_routes
 from runestone.actors.provider import Acquire, Outcome, Refused, Release
 from runestone.clock import Cancellable, Clock
+from runestone.directory import Directory, ProviderEntry
 from runestone.exceptions import (
     ActorCrashedError,
     ErrorClass,
@@ -48,7 +39,16 @@ from runestone.exceptions import (
     UpstreamTimeoutError,
 )
 from runestone.messages import Event, StreamError
+from runestone.request import (
+    AttemptMode,
+    AttemptRecord,
+    AttemptResult,
+    InFlight,
+    RequestContext,
+    run_attempt,
+)
 from runestone.resilience import Permit, RetryAction, RetryReason, decide_retry
+from runestone.routing import Route, RoutingBoard, plan_routes
 from runestone.supervisors import ActorHandle, LoopActor
 
 if TYPE_CHECKING:
@@ -57,8 +57,6 @@ if TYPE_CHECKING:
     from runestone.metrics import Metrics
 
 __all__ = [
-    "PlanFor",
-    "Route",
     "StreamTask",
     "TaskEnv",
     "emit_events",

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 import runestone
-from runestone.actors.attempt import AttemptMode, RequestContext, run_attempt
 from runestone.exceptions import ErrorClass
 from runestone.messages import ChatRequest, Done, StreamError, StreamEvent, TextDelta
 from runestone.providers.registry import REGISTRY
 from runestone.providers.simulated import SimulatedProvider
+from runestone.request import AttemptMode, RequestContext, run_attempt
 from runestone.system import System
 from tests.system.conftest import config, settle
 
