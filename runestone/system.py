@@ -66,7 +66,7 @@ from runestone.messages import (
     Usage,
 )
 from runestone.metrics import CIRCUIT_STATE_VALUES, Metrics
-from runestone.request import AttemptRecord, RequestContext
+from runestone.request import AttemptOutcome, RequestContext
 from runestone.resilience import StateChange
 from runestone.routing import RoutingBoard
 from runestone.supervisors import (
@@ -179,7 +179,7 @@ class Response:
     finish_reason: str
     usage: Usage | None
     tool_calls: tuple[ToolCall, ...] = ()
-    attempts: tuple[AttemptRecord, ...] = ()
+    attempts: tuple[AttemptOutcome, ...] = ()
     cost: float | None = None
     request_id: str = ""
 

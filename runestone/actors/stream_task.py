@@ -20,12 +20,12 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
-from runestone.actors.provider import Acquire, Outcome, Refused, Release
+from runestone.actors.provider import Acquire, Refused, Release
 from runestone.clock import Cancellable, Clock
 from runestone.directory import Directory, ProviderEntry
 from runestone.exceptions import (
@@ -41,9 +41,9 @@ from runestone.exceptions import (
 from runestone.messages import Event, StreamError
 from runestone.request import (
     AttemptMode,
-    AttemptRecord,
-    AttemptResult,
+    AttemptOutcome,
     InFlight,
+    OutcomeKind,
     RequestContext,
     run_attempt,
 )
@@ -82,7 +82,7 @@ class _Begin:
 @dataclass(frozen=True, slots=True)
 class _AttemptEnded:
     token: int
-    task: asyncio.Task[AttemptResult]
+    task: asyncio.Task[AttemptOutcome]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +147,7 @@ class _Current:
     attempt: int
     permit: Permit
     mode: AttemptMode
-    task: asyncio.Task[AttemptResult]
+    task: asyncio.Task[AttemptOutcome]
 
 
 @dataclass
@@ -332,7 +332,7 @@ class StreamTask(LoopActor):
         be used now."""
         entry = self.env.directory.get(route.provider)
         if entry is None or entry.handle is None:
-            self._record(route, "unavailable", mode=mode)
+            self._record(route, OutcomeKind.UNAVAILABLE, mode=mode)
             return False
         permit = None if route.panic else entry.gate.grant(self.env.clock.monotonic())
         if permit is not None:
@@ -353,7 +353,7 @@ class StreamTask(LoopActor):
             entry.handle.tell(Acquire(route.panic, reply))
         except SupervisionError as exc:
             log.warning("permit_unavailable", provider=route.provider, error=str(exc))
-            self._record(route, "unavailable", mode=mode)
+            self._record(route, OutcomeKind.UNAVAILABLE, mode=mode)
             return False
         self._asking = _Asking(ask, route, entry, attempt, mode)
         self._schedule(self.env.ask_timeout, _PermitTimeout(ask))
@@ -374,12 +374,12 @@ class StreamTask(LoopActor):
             self._start_attempt(route, asking.entry, asking.attempt, mode, answer)
             return
         if isinstance(answer, Refused):
-            self._record(route, "circuit_open", mode=mode)
+            self._record(route, OutcomeKind.CIRCUIT_OPEN, mode=mode)
             if self._wait_for_recovery(route, asking.attempt, mode, answer, asking.entry):
                 return
         else:
             log.warning("permit_unavailable", provider=route.provider, error=str(answer))
-            self._record(route, "unavailable", mode=mode)
+            self._record(route, OutcomeKind.UNAVAILABLE, mode=mode)
         if not self._gone():
             self._advance()
 
@@ -393,7 +393,7 @@ class StreamTask(LoopActor):
             provider=asking.route.provider,
             error=f"no answer within {self.env.ask_timeout}s",
         )
-        self._record(asking.route, "unavailable", mode=asking.mode)
+        self._record(asking.route, OutcomeKind.UNAVAILABLE, mode=asking.mode)
         if not self._gone():
             self._advance()
 
@@ -412,7 +412,7 @@ class StreamTask(LoopActor):
         ctx.sink.attach(task)
         own = self.actor_ref
 
-        def ended(done: asyncio.Task[AttemptResult]) -> None:
+        def ended(done: asyncio.Task[AttemptOutcome]) -> None:
             gate.in_flight -= 1  # at once, whatever became of this task
             _tell(own, _AttemptEnded(token, done))
 
@@ -451,42 +451,25 @@ class StreamTask(LoopActor):
         assert handle is not None
         if message.task.cancelled():
             _tell(handle, Release(current.permit))
-            self._record(current.route, "cancelled", mode=current.mode)
+            self._record(current.route, OutcomeKind.CANCELLED, mode=current.mode)
             if self._gone():
                 return
             self._fail(self._deadline_error())
             return
-        result = message.task.result()
-        error = result.error
-        outcome = "ok" if error is None else str(result.outcome)
+        outcome = replace(
+            message.task.result(),
+            provider=current.route.provider,
+            model=current.route.model,
+            mode=current.mode,
+            permit=current.permit,
+        )
         # Booked by the provider actor, off the loop: its breaker, health and metrics.
-        _tell(
-            handle,
-            Outcome(
-                current.permit,
-                None if error is None else error.error_class,
-                result.latency,
-                result.first_token,
-                None if error is None else error.retry_after,
-                "" if error is None else error.message[:200],
-                model=current.route.model,
-                outcome=outcome,
-            ),
-        )
-        self.ctx.attempts.append(
-            AttemptRecord(
-                current.route.provider,
-                current.route.model,
-                outcome,
-                result.latency,
-                result.first_token,
-                current.mode,
-            )
-        )
-        if error is None:
-            self._succeed(current.route, result)
+        _tell(handle, outcome)
+        self.ctx.attempts.append(outcome)
+        if outcome.error is None:
+            self._succeed(current.route)
             return
-        self._failed(current, error)
+        self._failed(current, outcome.error)
 
     def _failed(self, current: _Current, error: ProviderError) -> None:
         ctx = self.ctx
@@ -558,7 +541,7 @@ class StreamTask(LoopActor):
 
     # -- endings ----------------------------------------------------------------------------
 
-    def _succeed(self, route: Route, result: AttemptResult) -> None:
+    def _succeed(self, route: Route) -> None:
         # The attempt has already sent the caller its usage and Done (run_attempt).
         self._finish([], "ok", route)
 
@@ -644,20 +627,14 @@ class StreamTask(LoopActor):
     # -- helpers ----------------------------------------------------------------------------
 
     def _record(
-        self,
-        route: Route,
-        outcome: str,
-        latency: float = 0.0,
-        first_token: float | None = None,
-        mode: AttemptMode = AttemptMode.FRESH,
+        self, route: Route, kind: OutcomeKind, mode: AttemptMode = AttemptMode.FRESH
     ) -> None:
         """An attempt that never reached its provider actor (unavailable, refused, cancelled)."""
-        self.ctx.attempts.append(
-            AttemptRecord(route.provider, route.model, str(outcome), latency, first_token, mode)
-        )
+        outcome = AttemptOutcome(route.provider, route.model, kind, mode=mode)
+        self.ctx.attempts.append(outcome)
         metrics = self.env.metrics
         if metrics is not None:
-            metrics.observe_attempt(route.provider, route.model, str(outcome), latency, first_token)
+            metrics.observe_attempt(outcome)
 
     def _schedule(self, delay: float, message: Any) -> None:
         own = self.actor_ref

@@ -10,8 +10,8 @@ from __future__ import annotations
 from runestone.request.admission import InFlight
 from runestone.request.attempt import (
     AttemptMode,
-    AttemptRecord,
-    AttemptResult,
+    AttemptOutcome,
+    OutcomeKind,
     attempt_request,
     run_attempt,
 )
@@ -19,9 +19,9 @@ from runestone.request.context import RequestContext
 
 __all__ = [
     "AttemptMode",
-    "AttemptRecord",
-    "AttemptResult",
+    "AttemptOutcome",
     "InFlight",
+    "OutcomeKind",
     "RequestContext",
     "attempt_request",
     "run_attempt",

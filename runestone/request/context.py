@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from runestone.exceptions import ProviderError
     from runestone.io import Sink
     from runestone.messages import ChatRequest, Event
-    from runestone.request.attempt import AttemptRecord
+    from runestone.request.attempt import AttemptOutcome
 
 __all__ = ["RequestContext"]
 
@@ -38,7 +38,7 @@ class RequestContext:
     deadline: float
     delivered: list[str] = field(default_factory=list)
     delivered_tools: bool = False
-    attempts: list[AttemptRecord] = field(default_factory=list)
+    attempts: list[AttemptOutcome] = field(default_factory=list)
     restarts: int = 0
     crashes: int = 0
     """How often its stream task crashed (not counting restarts with its supervisor)."""
