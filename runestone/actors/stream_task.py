@@ -31,11 +31,14 @@ from runestone.directory import Directory, ProviderEntry
 from runestone.exceptions import (
     ActorCrashedError,
     ErrorClass,
+    ErrorKind,
     NoCandidatesError,
+    NoCandidatesReason,
     NoHealthyUpstreamError,
     ProviderError,
     RunestoneError,
     SupervisionError,
+    SupervisionReason,
     UpstreamTimeoutError,
 )
 from runestone.messages import Event, StreamError
@@ -208,7 +211,12 @@ class StreamTask(LoopActor):
         if not self.ctx.finished.is_set():
             self._let_go()
             self._stopping = True
-            self._fail(SupervisionError("the request was stopped before it finished (shutdown)"))
+            self._fail(
+                SupervisionError(
+                    "the request was stopped before it finished (shutdown)",
+                    reason=SupervisionReason.SHUTTING_DOWN,
+                )
+            )
         # Ended already (its attempt sent Done) but not yet booked: free its slot anyway.
         self.env.task_finished(self.ctx.id)
 
@@ -286,7 +294,10 @@ class StreamTask(LoopActor):
         env = self.env
         snapshot = None if env.routing is None else env.routing.snapshot
         if snapshot is None:
-            raise NoHealthyUpstreamError("routing is not ready yet: the Router has not started")
+            raise NoHealthyUpstreamError(
+                "routing is not ready yet: the Router has not started",
+                reason=NoCandidatesReason.NOT_READY,
+            )
         return plan_routes(
             snapshot,
             env.directory,
@@ -546,26 +557,7 @@ class StreamTask(LoopActor):
         self._finish([], "ok", route)
 
     def _fail(self, error: BaseException) -> None:
-        ctx = self.ctx
-        if isinstance(error, ProviderError):
-            event = StreamError.from_exception(error)
-        else:
-            event = StreamError(
-                _error_class_of(error),
-                str(error),
-                content_delivered=ctx.committed,
-            )
-        event = StreamError(
-            event.error_class,
-            event.message,
-            event.provider,
-            event.model,
-            event.retry_after,
-            ctx.committed,
-            attempts=tuple(ctx.attempts),
-            kind=type(error).__name__,
-        )
-        self._finish([event], "error", None)
+        self._finish([_terminal_error(self.ctx, error)], "error", None)
 
     def _finish(self, events: list[Event], outcome: str, route: Route | None) -> None:
         """End the request: send ``events`` (the terminal one last) unless sent already."""
@@ -662,14 +654,7 @@ class StreamTask(LoopActor):
 def end_unstarted(ctx: RequestContext, env: TaskEnv, error: RunestoneError) -> None:
     """End a request whose task never started: its one terminal event, and its slot freed."""
     if ctx.claim_terminal():
-        event = StreamError(
-            _error_class_of(error),
-            str(error),
-            content_delivered=ctx.committed,
-            attempts=tuple(ctx.attempts),
-            kind=type(error).__name__,
-        )
-        emit_events(ctx.sink, [event])
+        emit_events(ctx.sink, [_terminal_error(ctx, error)])
     env.task_finished(ctx.id)
 
 
@@ -691,7 +676,7 @@ def expire(ctx: RequestContext, env: TaskEnv) -> None:
         "the request's deadline passed and its stream task never ended it",
         content_delivered=ctx.committed,
         attempts=tuple(ctx.attempts),
-        kind="SupervisionError",
+        kind=ErrorKind.SUPERVISION_ERROR,
     )
     emit_events(ctx.sink, [event])
     env.task_finished(ctx.id)
@@ -704,6 +689,18 @@ def _tell(target: Any, message: Any) -> bool:
     except Exception:  # noqa: BLE001 - gone, stopped or unreachable: the caller decides
         return False
     return True
+
+
+def _terminal_error(ctx: RequestContext, error: BaseException) -> StreamError:
+    """The request's one terminal event for ``error``: its class, kind and reason, whether
+    content reached the caller, and every attempt made."""
+    event = StreamError.from_exception(error, error_class=_error_class_of(error))
+    return replace(
+        event,
+        content_delivered=ctx.committed,
+        attempts=tuple(ctx.attempts),
+        kind=ErrorKind.of(error),
+    )
 
 
 def _error_class_of(error: BaseException) -> ErrorClass:
