@@ -57,7 +57,7 @@ from runestone.exceptions import (
     SupervisionError,
     SupervisionReason,
 )
-from runestone.io import AsyncSink, DataPlane, ThreadSink
+from runestone.io import DataPlane
 from runestone.logging import configure_logging
 from runestone.messages import (
     ChatRequest,
@@ -72,6 +72,7 @@ from runestone.metrics import CIRCUIT_STATE_VALUES, Metrics
 from runestone.request import AttemptOutcome, RequestContext
 from runestone.resilience import StateChange
 from runestone.routing import RoutingBoard
+from runestone.sinks import AsyncSink, ThreadSink
 from runestone.supervisors import (
     ActorHandle,
     ChildKind,

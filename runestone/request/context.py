@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from runestone.clock import Cancellable
     from runestone.exceptions import ProviderError
-    from runestone.io import Sink
     from runestone.messages import ChatRequest, Event
     from runestone.request.attempt import AttemptOutcome
+    from runestone.sinks import Sink
 
 __all__ = ["RequestContext"]
 
