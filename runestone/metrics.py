@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from runestone.request import AttemptOutcome
+    from runestone.request import AttemptOutcome, RequestOutcome
 
 __all__ = ["CIRCUIT_STATE_VALUES", "Metrics"]
 
@@ -114,7 +114,8 @@ class Metrics:
         if first_token is not None:
             first_tokens.observe(first_token)
 
-    def count_request(self, provider: str, model: str, outcome: str) -> None:
+    def count_request(self, provider: str, model: str, outcome: RequestOutcome) -> None:
+        """Count one request by the route it ended on and how it ended."""
         key = (provider, model, outcome)
         child = self._request_children.get(key)
         if child is None:

@@ -48,6 +48,7 @@ from runestone.request import (
     InFlight,
     OutcomeKind,
     RequestContext,
+    RequestOutcome,
     run_attempt,
 )
 from runestone.resilience import Permit, RetryAction, RetryReason, decide_retry
@@ -554,12 +555,12 @@ class StreamTask(LoopActor):
 
     def _succeed(self, route: Route) -> None:
         # The attempt has already sent the caller its usage and Done (run_attempt).
-        self._finish([], "ok", route)
+        self._finish([], RequestOutcome.OK, route)
 
     def _fail(self, error: BaseException) -> None:
-        self._finish([_terminal_error(self.ctx, error)], "error", None)
+        self._finish([_terminal_error(self.ctx, error)], RequestOutcome.ERROR, None)
 
-    def _finish(self, events: list[Event], outcome: str, route: Route | None) -> None:
+    def _finish(self, events: list[Event], outcome: RequestOutcome, route: Route | None) -> None:
         """End the request: send ``events`` (the terminal one last) unless sent already."""
         ctx = self.ctx
         self._cancel_timers()

@@ -15,7 +15,7 @@ from runestone.request.attempt import (
     attempt_request,
     run_attempt,
 )
-from runestone.request.context import RequestContext
+from runestone.request.context import RequestContext, RequestOutcome
 
 __all__ = [
     "AttemptMode",
@@ -23,6 +23,7 @@ __all__ = [
     "InFlight",
     "OutcomeKind",
     "RequestContext",
+    "RequestOutcome",
     "attempt_request",
     "run_attempt",
 ]

@@ -9,6 +9,7 @@ crashed or stopped task is fenced off (:meth:`RequestContext.fence`).
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,16 @@ if TYPE_CHECKING:
     from runestone.request.attempt import AttemptOutcome
     from runestone.sinks import Sink
 
-__all__ = ["RequestContext"]
+__all__ = ["RequestContext", "RequestOutcome"]
+
+
+class RequestOutcome(enum.StrEnum):
+    """How a request ended, as its terminal event says and the requests metric counts it."""
+
+    OK = "ok"
+    """``Done``: the answer is whole."""
+    ERROR = "error"
+    """``StreamError``: it failed (before or after the commit point)."""
 
 
 @dataclass(slots=True)
