@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,12 +12,6 @@ from runestone.io import DataPlane, new_event_loop
 from tests.sources import Watched
 
 WAIT = 5.0
-
-
-@pytest.fixture
-def plane() -> Iterator[DataPlane]:
-    with DataPlane() as data_plane:
-        yield data_plane
 
 
 # --------------------------------------------------------------------------- the loop

@@ -7,7 +7,7 @@ import asyncio
 import concurrent.futures
 import gc
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,12 +16,6 @@ from runestone.sinks import AsyncSink, ThreadSink
 from tests.sources import Watched, numbers
 
 WAIT = 5.0
-
-
-@pytest.fixture
-def plane() -> Iterator[DataPlane]:
-    with DataPlane() as data_plane:
-        yield data_plane
 
 
 # --------------------------------------------------------------------------- thread sink
