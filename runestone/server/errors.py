@@ -62,6 +62,7 @@ __all__ = [
     "from_exception",
     "from_stream_error",
     "model_not_found",
+    "shutting_down",
     "validation_error",
 ]
 
@@ -178,7 +179,7 @@ def from_exception(exc: BaseException, *, model: str = "") -> ApiError:
         # Down for good: the process is about to exit and be restarted by its manager.
         return ApiError(503, str(exc), code="system_down", retry_after=5)
     if isinstance(exc, SupervisionError) and exc.reason is SupervisionReason.SHUTTING_DOWN:
-        return _shutting_down()
+        return shutting_down()
     if isinstance(exc, ActorUnavailableError):
         # A part of the gateway is restarting: honest, temporary, and worth a retry.
         return ApiError(
@@ -203,7 +204,7 @@ def from_stream_error(event: StreamError, *, model: str = "") -> ApiError:
     if isinstance(reason, NoCandidatesReason):
         return _no_candidates(reason, event.message, model)
     if reason is SupervisionReason.SHUTTING_DOWN:
-        return _shutting_down()
+        return shutting_down()
     if kind is ErrorKind.OVERLOADED_ERROR:
         return ApiError(429, event.message, code="server_overloaded", retry_after=1)
     if kind is ErrorKind.REQUEST_VALIDATION_ERROR:
@@ -247,15 +248,18 @@ def _internal(message: str, provider: str, model: str) -> ApiError:
     )
 
 
-def _shutting_down() -> ApiError:
-    """503: the server is stopping; retry against the next instance. Anthropic's dialect
-    calls a server that cannot take the request now ``overloaded_error``."""
+def shutting_down(
+    message: str = "the server is shutting down", *, retry_after: float | None = 1
+) -> ApiError:
+    """503 ``shutting_down``: the server is stopping; retry against the next instance.
+    Anthropic's dialect calls a server that cannot take the request now
+    ``overloaded_error``."""
     return ApiError(
         503,
-        "the server is shutting down",
+        message,
         code="shutting_down",
         anthropic_type="overloaded_error",
-        retry_after=1,
+        retry_after=retry_after,
     )
 
 
