@@ -112,7 +112,7 @@ def stream_chat(
                         "type": "error",
                         "error": {
                             "class": event.error_class.value,
-                            "kind": event.kind,
+                            "kind": "" if event.kind is None else event.kind.value,
                             "message": event.message,
                             "provider": event.provider,
                             "model": event.model,

@@ -32,11 +32,17 @@ Every error Runestone raises is a :class:`RunestoneError`; foreign errors
 
 How each :class:`ErrorClass` is handled (retry, failover, circuit) is the table
 in ARCHITECTURE §4; :mod:`runestone.resilience` reads it from here.
+
+What a caller (and the HTTP front) decides by is machine-readable, never the
+message text: an error's class name is an :class:`ErrorKind`, and a
+:class:`NoCandidatesError` carries a :class:`NoCandidatesReason`, a
+:class:`SupervisionError` a :class:`SupervisionReason` when it has one.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import TypeAlias
 
 __all__ = [
     "ActorCrashedError",
@@ -48,10 +54,13 @@ __all__ = [
     "ContentPolicyError",
     "ContextLengthExceededError",
     "ErrorClass",
+    "ErrorKind",
+    "ErrorReason",
     "EscalationError",
     "InternalProviderError",
     "MalformedResponseError",
     "NoCandidatesError",
+    "NoCandidatesReason",
     "NoHealthyUpstreamError",
     "OverloadedError",
     "ProviderError",
@@ -60,6 +69,7 @@ __all__ = [
     "RunestoneError",
     "StreamCutError",
     "SupervisionError",
+    "SupervisionReason",
     "UpstreamConnectionError",
     "UpstreamServerError",
     "UpstreamTimeoutError",
@@ -87,8 +97,38 @@ class ErrorClass(enum.StrEnum):
     """Not an upstream outcome: our own code failed during the attempt."""
 
 
+class NoCandidatesReason(enum.StrEnum):
+    """Why routing found nothing able to serve a request."""
+
+    UNKNOWN_MODEL = "unknown_model"
+    """The name is neither a configured model, a ``provider/model`` key nor an alias."""
+    NO_CAPABLE_CANDIDATE = "no_capable_candidate"
+    """No candidate has what the request needs (tools, vision …) or is configured at all."""
+    CONTEXT_TOO_LONG = "context_too_long"
+    """Candidates have what it needs but not the room: context window or output limit."""
+    ALL_HELD_BACK = "all_held_back"
+    """Every capable candidate is held back now (circuit open or forced open, restarting)."""
+    NOT_READY = "not_ready"
+    """Routing has not been published yet: the Router has not started."""
+
+
+class SupervisionReason(enum.StrEnum):
+    """Why the supervision runtime refused or ended a request, where a caller may act on it."""
+
+    SHUTTING_DOWN = "shutting_down"
+    """The system is stopping (or stopped): retry against the next instance."""
+
+
+ErrorReason: TypeAlias = NoCandidatesReason | SupervisionReason
+"""A machine-readable reason an error (and its in-band :class:`~runestone.messages.StreamError`)
+carries."""
+
+
 class RunestoneError(Exception):
     """The root of every error Runestone raises."""
+
+    reason: ErrorReason | None = None
+    """Why, machine-readably, where the class alone does not say (None: it does)."""
 
 
 class ConfigError(RunestoneError):
@@ -112,16 +152,33 @@ class OverloadedError(RunestoneError):
 
 
 class NoCandidatesError(RunestoneError):
-    """No configured provider/model can serve this request."""
+    """No configured provider/model can serve this request; ``reason`` says why."""
+
+    reason: NoCandidatesReason
+
+    def __init__(
+        self, message: str, *, reason: NoCandidatesReason = NoCandidatesReason.NO_CAPABLE_CANDIDATE
+    ) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class NoHealthyUpstreamError(NoCandidatesError):
     """Candidates exist, but every one is held back now (open circuit, restarting actor):
     a temporary condition of the gateway, never the request's fault."""
 
+    def __init__(
+        self, message: str, *, reason: NoCandidatesReason = NoCandidatesReason.ALL_HELD_BACK
+    ) -> None:
+        super().__init__(message, reason=reason)
+
 
 class SupervisionError(RunestoneError):
-    """Errors of the supervision runtime."""
+    """Errors of the supervision runtime; ``reason`` when a caller may act on why."""
+
+    def __init__(self, message: str = "", *, reason: SupervisionReason | None = None) -> None:
+        self.reason = reason
+        super().__init__(message)
 
 
 class ChildStartError(SupervisionError):
@@ -257,3 +314,53 @@ class InternalProviderError(ProviderError):
     """
 
     error_class = ErrorClass.INTERNAL
+
+
+class ErrorKind(enum.StrEnum):
+    """The name of a Runestone error class, as an in-band error event names what is behind it."""
+
+    RUNESTONE_ERROR = "RunestoneError"
+    CONFIG_ERROR = "ConfigError"
+    REQUEST_VALIDATION_ERROR = "RequestValidationError"
+    OVERLOADED_ERROR = "OverloadedError"
+    NO_CANDIDATES_ERROR = "NoCandidatesError"
+    NO_HEALTHY_UPSTREAM_ERROR = "NoHealthyUpstreamError"
+    SUPERVISION_ERROR = "SupervisionError"
+    CHILD_START_ERROR = "ChildStartError"
+    ACTOR_CRASHED_ERROR = "ActorCrashedError"
+    ACTOR_UNAVAILABLE_ERROR = "ActorUnavailableError"
+    ESCALATION_ERROR = "EscalationError"
+    PROVIDER_ERROR = "ProviderError"
+    RATE_LIMITED_ERROR = "RateLimitedError"
+    UPSTREAM_SERVER_ERROR = "UpstreamServerError"
+    UPSTREAM_CONNECTION_ERROR = "UpstreamConnectionError"
+    UPSTREAM_TIMEOUT_ERROR = "UpstreamTimeoutError"
+    STREAM_CUT_ERROR = "StreamCutError"
+    MALFORMED_RESPONSE_ERROR = "MalformedResponseError"
+    CONTEXT_LENGTH_EXCEEDED_ERROR = "ContextLengthExceededError"
+    CONTENT_POLICY_ERROR = "ContentPolicyError"
+    BAD_REQUEST_ERROR = "BadRequestError"
+    AUTHENTICATION_ERROR = "AuthenticationError"
+    INTERNAL_PROVIDER_ERROR = "InternalProviderError"
+
+    @classmethod
+    def of(cls, error: BaseException) -> ErrorKind:
+        """The kind of ``error``: its own class, or the nearest one of the tree above it
+        (a plugin's subclass; ``RunestoneError`` for what is not ours at all)."""
+        for klass in type(error).__mro__:
+            kind = _KIND_BY_NAME.get(klass.__name__)
+            if kind is not None and globals().get(klass.__name__) is klass:
+                return kind
+        return cls.RUNESTONE_ERROR
+
+    @property
+    def error_type(self) -> type[RunestoneError]:
+        """The exception class this kind names."""
+        return _TYPE_BY_KIND[self]
+
+
+_KIND_BY_NAME: dict[str, ErrorKind] = {kind.value: kind for kind in ErrorKind}
+# Every kind names a class of this module (tests/test_exceptions.py checks the two agree).
+_TYPE_BY_KIND: dict[ErrorKind, type[RunestoneError]] = {
+    kind: globals()[kind.value] for kind in ErrorKind
+}

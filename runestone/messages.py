@@ -34,11 +34,14 @@ from runestone.exceptions import (
     ContentPolicyError,
     ContextLengthExceededError,
     ErrorClass,
+    ErrorKind,
+    ErrorReason,
     InternalProviderError,
     MalformedResponseError,
     ProviderError,
     RateLimitedError,
     RequestValidationError,
+    RunestoneError,
     StreamCutError,
     UpstreamConnectionError,
     UpstreamServerError,
@@ -467,20 +470,34 @@ class StreamError:
     content_delivered: bool = False
     attempts: tuple[Any, ...] = ()
     """Every attempt the request made (set on the final event a caller receives)."""
-    kind: str = ""
-    """The Runestone error behind it (``NoCandidatesError`` …), when not a provider's."""
+    kind: ErrorKind | None = None
+    """The Runestone error behind it (``NoCandidatesError`` …); None: a provider's, unnamed.
+    A plain string naming one is taken too (and kept as its :class:`ErrorKind`)."""
+    reason: ErrorReason | None = None
+    """Why, machine-readably, where the kind alone does not say (``unknown_model`` …)."""
+
+    def __post_init__(self) -> None:
+        kind: object = self.kind
+        if isinstance(kind, str) and not isinstance(kind, ErrorKind):
+            object.__setattr__(self, "kind", ErrorKind(kind) if kind else None)
 
     @classmethod
-    def from_exception(cls, exc: ProviderError) -> StreamError:
-        """The event for a failed attempt (its message is already free of secrets)."""
-        return cls(
-            error_class=exc.error_class,
-            message=exc.message,
-            provider=exc.provider,
-            model=exc.model,
-            retry_after=exc.retry_after,
-            content_delivered=exc.content_delivered,
-        )
+    def from_exception(
+        cls, exc: BaseException, *, error_class: ErrorClass = ErrorClass.SERVER_ERROR
+    ) -> StreamError:
+        """The event for an error: a failed attempt's (its message is already free of
+        secrets), or another error's, in ``error_class``, named by its kind and reason."""
+        if isinstance(exc, ProviderError):
+            return cls(
+                error_class=exc.error_class,
+                message=exc.message,
+                provider=exc.provider,
+                model=exc.model,
+                retry_after=exc.retry_after,
+                content_delivered=exc.content_delivered,
+            )
+        reason = exc.reason if isinstance(exc, RunestoneError) else None
+        return cls(error_class, str(exc), kind=ErrorKind.of(exc), reason=reason)
 
     def to_exception(self) -> ProviderError:
         """The matching :class:`ProviderError`, for callers that raise rather than stream."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from runestone.request import AttemptOutcome, RequestOutcome
 
 __all__ = ["CIRCUIT_STATE_VALUES", "Metrics"]
 
@@ -91,9 +94,10 @@ class Metrics:
         """Export every actor's restart count, read from the supervision tree at scrape time."""
         self.registry.register(_RestartCollector(tree))
 
-    def observe_attempt(
-        self, provider: str, model: str, outcome: str, latency: float, first_token: float | None
-    ) -> None:
+    def observe_attempt(self, attempt: AttemptOutcome) -> None:
+        """Count one attempt by its outcome label; its latency too when it completed."""
+        provider, model, outcome = attempt.provider, attempt.model, attempt.outcome
+        latency, first_token = attempt.latency, attempt.first_token
         key = (provider, model, outcome)
         children = self._attempt_children.get(key)
         if children is None:
@@ -110,7 +114,8 @@ class Metrics:
         if first_token is not None:
             first_tokens.observe(first_token)
 
-    def count_request(self, provider: str, model: str, outcome: str) -> None:
+    def count_request(self, provider: str, model: str, outcome: RequestOutcome) -> None:
+        """Count one request by the route it ended on and how it ended."""
         key = (provider, model, outcome)
         child = self._request_children.get(key)
         if child is None:

@@ -33,9 +33,6 @@ from typing import Any
 
 import structlog
 
-from runestone.actors.attempt import AttemptRecord, RequestContext
-from runestone.actors.directory import Directory
-from runestone.actors.plans import RoutingBoard
 from runestone.actors.pool import GetStats, Pool, PoolStats, SetLimit, submit
 from runestone.actors.provider_factory import (
     FactoryEnv,
@@ -48,15 +45,19 @@ from runestone.actors.router import Router, UpdateRouting
 from runestone.actors.stream_task import TaskEnv
 from runestone.clock import Cancellable, Clock
 from runestone.config import Config, load_config
+from runestone.directory import Directory
 from runestone.exceptions import (
+    ErrorKind,
     EscalationError,
     NoCandidatesError,
+    NoCandidatesReason,
     NoHealthyUpstreamError,
     OverloadedError,
     RunestoneError,
     SupervisionError,
+    SupervisionReason,
 )
-from runestone.io import AsyncSink, DataPlane, ThreadSink
+from runestone.io import DataPlane
 from runestone.logging import configure_logging
 from runestone.messages import (
     ChatRequest,
@@ -68,7 +69,10 @@ from runestone.messages import (
     Usage,
 )
 from runestone.metrics import CIRCUIT_STATE_VALUES, Metrics
+from runestone.request import AttemptOutcome, RequestContext
 from runestone.resilience import StateChange
+from runestone.routing import RoutingBoard
+from runestone.sinks import AsyncSink, ThreadSink
 from runestone.supervisors import (
     ActorHandle,
     ChildKind,
@@ -179,7 +183,7 @@ class Response:
     finish_reason: str
     usage: Usage | None
     tool_calls: tuple[ToolCall, ...] = ()
-    attempts: tuple[AttemptRecord, ...] = ()
+    attempts: tuple[AttemptOutcome, ...] = ()
     cost: float | None = None
     request_id: str = ""
 
@@ -230,7 +234,7 @@ class _Holder:
             raise SupervisionError("the system is still starting")
         if self.stopping:
             # Looking a handle up may ask a supervisor that is busy stopping the asker.
-            raise SupervisionError("the system is stopping")
+            raise SupervisionError("the system is stopping", reason=SupervisionReason.SHUTTING_DOWN)
         return self.handles
 
 
@@ -495,7 +499,7 @@ class System:
         if self._down is not None:
             raise self._down
         if self._stopped:
-            raise SupervisionError("the system is stopped")
+            raise SupervisionError("the system is stopped", reason=SupervisionReason.SHUTTING_DOWN)
         chat = request if isinstance(request, ChatRequest) else ChatRequest.from_dict(request)
         timeout = self.config.pool.request_timeout
         serial = next(_request_ids)
@@ -660,18 +664,27 @@ def _response(request_id: str, events: list[Event]) -> Response:
     )
 
 
-_KINDS: dict[str, type[RunestoneError]] = {
-    "NoCandidatesError": NoCandidatesError,
-    "NoHealthyUpstreamError": NoHealthyUpstreamError,
-    "OverloadedError": OverloadedError,
+_ROUTING_KINDS: dict[ErrorKind, type[NoCandidatesError]] = {
+    ErrorKind.NO_CANDIDATES_ERROR: NoCandidatesError,
+    ErrorKind.NO_HEALTHY_UPSTREAM_ERROR: NoHealthyUpstreamError,
 }
 
 
 def stream_error_to_exception(event: StreamError) -> RunestoneError:
-    """The exception a non-streaming caller gets for a terminal :class:`StreamError`."""
-    kind = _KINDS.get(event.kind)
-    error: RunestoneError
-    error = kind(event.message) if kind is not None else event.to_exception()
+    """The exception a non-streaming caller gets for a terminal :class:`StreamError`:
+    routing's and admission's own errors (with their reason), else the provider's."""
+    kind, reason = event.kind, event.reason
+    routing = None if kind is None else _ROUTING_KINDS.get(kind)
+    if routing is not None:
+        if isinstance(reason, NoCandidatesReason):
+            return _with_attempts(routing(event.message, reason=reason), event)
+        return _with_attempts(routing(event.message), event)
+    if kind is ErrorKind.OVERLOADED_ERROR:
+        return _with_attempts(OverloadedError(event.message), event)
+    return _with_attempts(event.to_exception(), event)
+
+
+def _with_attempts(error: RunestoneError, event: StreamError) -> RunestoneError:
     error.attempts = event.attempts  # type: ignore[attr-defined]
     return error
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pykka
 import pytest
 
+from runestone.io import DataPlane
 from runestone.supervisors import live_loop_actors
 
 pytest_plugins = ["runestone.testing.fixtures"]
@@ -46,3 +47,10 @@ def no_leftover_actors_or_threads(request: pytest.FixtureRequest) -> Iterator[No
     if request.node.get_closest_marker("allow_leftover_threads"):
         return
     pytest.fail(f"test left running: {', '.join(names)}")
+
+
+@pytest.fixture
+def plane() -> Iterator[DataPlane]:
+    """A started data plane, stopped (providers closed) after the test."""
+    with DataPlane() as data_plane:
+        yield data_plane

@@ -17,17 +17,17 @@ from typing import Any, ClassVar
 
 import structlog
 
-from runestone.actors.admission import InFlight
-from runestone.actors.attempt import RequestContext
 from runestone.actors.stream_task import StreamTask, TaskEnv, end_unstarted, expire
 from runestone.exceptions import (
     ErrorClass,
+    ErrorKind,
     EscalationError,
     OverloadedError,
     RunestoneError,
     SupervisionError,
 )
 from runestone.messages import StreamError
+from runestone.request import InFlight, RequestContext
 from runestone.supervisors import ChildSpec, RestartType, Spawn, SupervisedActor, SupervisorHandle
 
 __all__ = [
@@ -80,7 +80,7 @@ class StreamRequest:
             StreamError(
                 ErrorClass.SERVER_ERROR,
                 f"the pool could not take the request: {error}",
-                kind="OverloadedError",
+                kind=ErrorKind.OVERLOADED_ERROR,
             )
         )
 
@@ -187,11 +187,11 @@ class Pool(SupervisedActor):
         try:
             ctx = self._env.new_context(message.request, sink, message.request_id)
         except RunestoneError as exc:
-            sink.put(StreamError(ErrorClass.BAD_REQUEST, str(exc), kind=type(exc).__name__))
+            sink.put(StreamError.from_exception(exc, error_class=ErrorClass.BAD_REQUEST))
             return
         error = submit(ctx, self._env, self._tasks)
         if error is not None:
-            sink.put(StreamError(ErrorClass.SERVER_ERROR, str(error), kind=type(error).__name__))
+            sink.put(StreamError.from_exception(error))
 
 
 def pool_stats(in_flight: InFlight) -> PoolStats:

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pykka
 import structlog
 
-from runestone.actors.directory import Directory, ProviderStatus
-from runestone.actors.gate import PermitGate
 from runestone.clock import SYSTEM_CLOCK, Cancellable, Clock
+from runestone.directory import Directory, ProviderStatus
 from runestone.exceptions import ErrorClass, SupervisionError
+from runestone.gate import PermitGate
 from runestone.providers.base import HealthCheck
+from runestone.request import AttemptOutcome
 from runestone.resilience import (
     CircuitBreaker,
     CircuitBreakerPolicy,
@@ -47,7 +48,6 @@ __all__ = [
     "Acquire",
     "Drain",
     "GetStatus",
-    "Outcome",
     "ProviderActor",
     "Refused",
     "Release",
@@ -80,21 +80,6 @@ class Refused:
 
     provider: str
     retry_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How an attempt made under ``permit`` ended (``error_class`` None: success)."""
-
-    permit: Permit
-    error_class: ErrorClass | None = None
-    latency: float = 0.0
-    first_token: float | None = None
-    retry_after: float | None = None
-    detail: str = ""
-    model: str = ""
-    outcome: str = ""
-    """The attempt's outcome label in the metrics ("ok", an error class, …); "" books none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +328,7 @@ class ProviderActor(SupervisedActor):
                 if reply is None:
                     return answer
                 reply(answer)
-            case Outcome():
+            case AttemptOutcome():
                 self._settle(message)
             case Release(permit=permit):
                 self._breaker.release(permit)
@@ -393,27 +378,28 @@ class ProviderActor(SupervisedActor):
             retry_at_in=_seconds_from(self._breaker.panic_retry_at, self._clock.monotonic()),
         )
 
-    def _settle(self, outcome: Outcome) -> None:
-        # Its start is booked with its end: a permit from the gate was never seen here.
-        self._health.record_start()
-        if outcome.error_class is None:
-            self._breaker.record_success(outcome.permit)
-            self._health.record_success(outcome.latency, first_token=outcome.first_token)
+    def _settle(self, outcome: AttemptOutcome) -> None:
+        """Book an attempt that ran under a permit: breaker, health figures, metrics."""
+        permit = outcome.permit
+        if permit is None:
+            raise SupervisionError(
+                f"provider actor {self.name!r} got the outcome of an attempt without a permit"
+            )
+        error = outcome.error
+        if error is None:
+            self._breaker.record_success(permit)
+            self._health.record_attempt(outcome)
         else:
             # Health first, so a transition this failure causes is logged with it as evidence.
-            self._health.record_failure(outcome.error_class, detail=outcome.detail)
-            self._evidence = {"error_class": outcome.error_class.value}
-            self._breaker.record_failure(
-                outcome.permit, outcome.error_class, retry_after=outcome.retry_after
-            )
+            self._health.record_attempt(outcome)
+            self._evidence = {"error_class": error.error_class.value}
+            self._breaker.record_failure(permit, error.error_class, retry_after=error.retry_after)
             self._evidence = {}
         self._publish()
         self._maybe_drained()
-        if self._metrics is not None and outcome.outcome:
+        if self._metrics is not None:
             # Written here, off the loop: the attempt's figures cost the data plane nothing.
-            self._metrics.observe_attempt(
-                self.name, outcome.model, outcome.outcome, outcome.latency, outcome.first_token
-            )
+            self._metrics.observe_attempt(outcome)
 
     def _maybe_drained(self) -> None:
         if self._drain is not None and self._gate.in_flight == 0:

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import pykka
 import structlog
 
-from runestone.actors.directory import Directory, ProviderEntry
 from runestone.actors.provider import Drain, ProviderActor
 from runestone.clock import Clock
+from runestone.directory import Directory, ProviderEntry
 from runestone.exceptions import ConfigError, SupervisionError
 from runestone.providers import create_provider
 from runestone.resilience import StateChange

@@ -1,7 +1,7 @@
 """The Router actor: owns the routing section and publishes the snapshot plans are made from.
 
 The plan that runs is the Router's plan: stream tasks apply the snapshot it
-published (:func:`~runestone.actors.plans.plan_routes`) to the providers'
+published (:func:`~runestone.routing.plan_routes`) to the providers'
 published status, without asking it, so a restart of the Router never reaches
 a caller. ``PlanFor`` still answers with the same plan for whoever asks.
 Nothing here names a provider or a model; aliases, fallbacks and prices all
@@ -12,21 +12,39 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
-from runestone.actors.directory import Directory
-from runestone.actors.plans import PlanFor, RoutingBoard, RoutingSnapshot, plan_routes
 from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.config import RoutingConfig
+from runestone.directory import Directory
 from runestone.exceptions import NoCandidatesError, RequestValidationError, SupervisionError
-from runestone.routing import RoutingTable, make_policy
+from runestone.routing import (
+    Route,
+    RoutingBoard,
+    RoutingSnapshot,
+    RoutingTable,
+    make_policy,
+    plan_routes,
+)
 from runestone.supervisors import SupervisedActor
 
-__all__ = ["Router", "UpdateRouting"]
+if TYPE_CHECKING:
+    from runestone.messages import ChatRequest
+
+__all__ = ["PlanFor", "Router", "UpdateRouting"]
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFor:
+    """Ask the Router for the routes of ``request``; ``after_context_error`` asks for the
+    larger-context fallbacks of that route instead."""
+
+    request: ChatRequest
+    after_context_error: Route | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,35 +20,39 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
-from runestone.actors.admission import InFlight
-from runestone.actors.attempt import (
-    AttemptMode,
-    AttemptRecord,
-    AttemptResult,
-    RequestContext,
-    run_attempt,
-)
-from runestone.actors.directory import Directory, ProviderEntry
-from runestone.actors.plans import PlanFor, Route, RoutingBoard, plan_routes
-from runestone.actors.provider import Acquire, Outcome, Refused, Release
+from runestone.actors.provider import Acquire, Refused, Release
 from runestone.clock import Cancellable, Clock
+from runestone.directory import Directory, ProviderEntry
 from runestone.exceptions import (
     ActorCrashedError,
     ErrorClass,
+    ErrorKind,
     NoCandidatesError,
+    NoCandidatesReason,
     NoHealthyUpstreamError,
     ProviderError,
     RunestoneError,
     SupervisionError,
+    SupervisionReason,
     UpstreamTimeoutError,
 )
 from runestone.messages import Event, StreamError
+from runestone.request import (
+    AttemptMode,
+    AttemptOutcome,
+    InFlight,
+    OutcomeKind,
+    RequestContext,
+    RequestOutcome,
+    run_attempt,
+)
 from runestone.resilience import Permit, RetryAction, RetryReason, decide_retry
+from runestone.routing import Route, RoutingBoard, plan_routes
 from runestone.supervisors import ActorHandle, LoopActor
 
 if TYPE_CHECKING:
@@ -57,8 +61,6 @@ if TYPE_CHECKING:
     from runestone.metrics import Metrics
 
 __all__ = [
-    "PlanFor",
-    "Route",
     "StreamTask",
     "TaskEnv",
     "emit_events",
@@ -84,7 +86,7 @@ class _Begin:
 @dataclass(frozen=True, slots=True)
 class _AttemptEnded:
     token: int
-    task: asyncio.Task[AttemptResult]
+    task: asyncio.Task[AttemptOutcome]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +151,7 @@ class _Current:
     attempt: int
     permit: Permit
     mode: AttemptMode
-    task: asyncio.Task[AttemptResult]
+    task: asyncio.Task[AttemptOutcome]
 
 
 @dataclass
@@ -210,7 +212,12 @@ class StreamTask(LoopActor):
         if not self.ctx.finished.is_set():
             self._let_go()
             self._stopping = True
-            self._fail(SupervisionError("the request was stopped before it finished (shutdown)"))
+            self._fail(
+                SupervisionError(
+                    "the request was stopped before it finished (shutdown)",
+                    reason=SupervisionReason.SHUTTING_DOWN,
+                )
+            )
         # Ended already (its attempt sent Done) but not yet booked: free its slot anyway.
         self.env.task_finished(self.ctx.id)
 
@@ -288,7 +295,10 @@ class StreamTask(LoopActor):
         env = self.env
         snapshot = None if env.routing is None else env.routing.snapshot
         if snapshot is None:
-            raise NoHealthyUpstreamError("routing is not ready yet: the Router has not started")
+            raise NoHealthyUpstreamError(
+                "routing is not ready yet: the Router has not started",
+                reason=NoCandidatesReason.NOT_READY,
+            )
         return plan_routes(
             snapshot,
             env.directory,
@@ -334,7 +344,7 @@ class StreamTask(LoopActor):
         be used now."""
         entry = self.env.directory.get(route.provider)
         if entry is None or entry.handle is None:
-            self._record(route, "unavailable", mode=mode)
+            self._record(route, OutcomeKind.UNAVAILABLE, mode=mode)
             return False
         permit = None if route.panic else entry.gate.grant(self.env.clock.monotonic())
         if permit is not None:
@@ -355,7 +365,7 @@ class StreamTask(LoopActor):
             entry.handle.tell(Acquire(route.panic, reply))
         except SupervisionError as exc:
             log.warning("permit_unavailable", provider=route.provider, error=str(exc))
-            self._record(route, "unavailable", mode=mode)
+            self._record(route, OutcomeKind.UNAVAILABLE, mode=mode)
             return False
         self._asking = _Asking(ask, route, entry, attempt, mode)
         self._schedule(self.env.ask_timeout, _PermitTimeout(ask))
@@ -376,12 +386,12 @@ class StreamTask(LoopActor):
             self._start_attempt(route, asking.entry, asking.attempt, mode, answer)
             return
         if isinstance(answer, Refused):
-            self._record(route, "circuit_open", mode=mode)
+            self._record(route, OutcomeKind.CIRCUIT_OPEN, mode=mode)
             if self._wait_for_recovery(route, asking.attempt, mode, answer, asking.entry):
                 return
         else:
             log.warning("permit_unavailable", provider=route.provider, error=str(answer))
-            self._record(route, "unavailable", mode=mode)
+            self._record(route, OutcomeKind.UNAVAILABLE, mode=mode)
         if not self._gone():
             self._advance()
 
@@ -395,7 +405,7 @@ class StreamTask(LoopActor):
             provider=asking.route.provider,
             error=f"no answer within {self.env.ask_timeout}s",
         )
-        self._record(asking.route, "unavailable", mode=asking.mode)
+        self._record(asking.route, OutcomeKind.UNAVAILABLE, mode=asking.mode)
         if not self._gone():
             self._advance()
 
@@ -414,7 +424,7 @@ class StreamTask(LoopActor):
         ctx.sink.attach(task)
         own = self.actor_ref
 
-        def ended(done: asyncio.Task[AttemptResult]) -> None:
+        def ended(done: asyncio.Task[AttemptOutcome]) -> None:
             gate.in_flight -= 1  # at once, whatever became of this task
             _tell(own, _AttemptEnded(token, done))
 
@@ -453,42 +463,25 @@ class StreamTask(LoopActor):
         assert handle is not None
         if message.task.cancelled():
             _tell(handle, Release(current.permit))
-            self._record(current.route, "cancelled", mode=current.mode)
+            self._record(current.route, OutcomeKind.CANCELLED, mode=current.mode)
             if self._gone():
                 return
             self._fail(self._deadline_error())
             return
-        result = message.task.result()
-        error = result.error
-        outcome = "ok" if error is None else str(result.outcome)
+        outcome = replace(
+            message.task.result(),
+            provider=current.route.provider,
+            model=current.route.model,
+            mode=current.mode,
+            permit=current.permit,
+        )
         # Booked by the provider actor, off the loop: its breaker, health and metrics.
-        _tell(
-            handle,
-            Outcome(
-                current.permit,
-                None if error is None else error.error_class,
-                result.latency,
-                result.first_token,
-                None if error is None else error.retry_after,
-                "" if error is None else error.message[:200],
-                model=current.route.model,
-                outcome=outcome,
-            ),
-        )
-        self.ctx.attempts.append(
-            AttemptRecord(
-                current.route.provider,
-                current.route.model,
-                outcome,
-                result.latency,
-                result.first_token,
-                current.mode,
-            )
-        )
-        if error is None:
-            self._succeed(current.route, result)
+        _tell(handle, outcome)
+        self.ctx.attempts.append(outcome)
+        if outcome.error is None:
+            self._succeed(current.route)
             return
-        self._failed(current, error)
+        self._failed(current, outcome.error)
 
     def _failed(self, current: _Current, error: ProviderError) -> None:
         ctx = self.ctx
@@ -560,33 +553,14 @@ class StreamTask(LoopActor):
 
     # -- endings ----------------------------------------------------------------------------
 
-    def _succeed(self, route: Route, result: AttemptResult) -> None:
+    def _succeed(self, route: Route) -> None:
         # The attempt has already sent the caller its usage and Done (run_attempt).
-        self._finish([], "ok", route)
+        self._finish([], RequestOutcome.OK, route)
 
     def _fail(self, error: BaseException) -> None:
-        ctx = self.ctx
-        if isinstance(error, ProviderError):
-            event = StreamError.from_exception(error)
-        else:
-            event = StreamError(
-                _error_class_of(error),
-                str(error),
-                content_delivered=ctx.committed,
-            )
-        event = StreamError(
-            event.error_class,
-            event.message,
-            event.provider,
-            event.model,
-            event.retry_after,
-            ctx.committed,
-            attempts=tuple(ctx.attempts),
-            kind=type(error).__name__,
-        )
-        self._finish([event], "error", None)
+        self._finish([_terminal_error(self.ctx, error)], RequestOutcome.ERROR, None)
 
-    def _finish(self, events: list[Event], outcome: str, route: Route | None) -> None:
+    def _finish(self, events: list[Event], outcome: RequestOutcome, route: Route | None) -> None:
         """End the request: send ``events`` (the terminal one last) unless sent already."""
         ctx = self.ctx
         self._cancel_timers()
@@ -646,20 +620,14 @@ class StreamTask(LoopActor):
     # -- helpers ----------------------------------------------------------------------------
 
     def _record(
-        self,
-        route: Route,
-        outcome: str,
-        latency: float = 0.0,
-        first_token: float | None = None,
-        mode: AttemptMode = AttemptMode.FRESH,
+        self, route: Route, kind: OutcomeKind, mode: AttemptMode = AttemptMode.FRESH
     ) -> None:
         """An attempt that never reached its provider actor (unavailable, refused, cancelled)."""
-        self.ctx.attempts.append(
-            AttemptRecord(route.provider, route.model, str(outcome), latency, first_token, mode)
-        )
+        outcome = AttemptOutcome(route.provider, route.model, kind, mode=mode)
+        self.ctx.attempts.append(outcome)
         metrics = self.env.metrics
         if metrics is not None:
-            metrics.observe_attempt(route.provider, route.model, str(outcome), latency, first_token)
+            metrics.observe_attempt(outcome)
 
     def _schedule(self, delay: float, message: Any) -> None:
         own = self.actor_ref
@@ -687,14 +655,7 @@ class StreamTask(LoopActor):
 def end_unstarted(ctx: RequestContext, env: TaskEnv, error: RunestoneError) -> None:
     """End a request whose task never started: its one terminal event, and its slot freed."""
     if ctx.claim_terminal():
-        event = StreamError(
-            _error_class_of(error),
-            str(error),
-            content_delivered=ctx.committed,
-            attempts=tuple(ctx.attempts),
-            kind=type(error).__name__,
-        )
-        emit_events(ctx.sink, [event])
+        emit_events(ctx.sink, [_terminal_error(ctx, error)])
     env.task_finished(ctx.id)
 
 
@@ -716,7 +677,7 @@ def expire(ctx: RequestContext, env: TaskEnv) -> None:
         "the request's deadline passed and its stream task never ended it",
         content_delivered=ctx.committed,
         attempts=tuple(ctx.attempts),
-        kind="SupervisionError",
+        kind=ErrorKind.SUPERVISION_ERROR,
     )
     emit_events(ctx.sink, [event])
     env.task_finished(ctx.id)
@@ -729,6 +690,18 @@ def _tell(target: Any, message: Any) -> bool:
     except Exception:  # noqa: BLE001 - gone, stopped or unreachable: the caller decides
         return False
     return True
+
+
+def _terminal_error(ctx: RequestContext, error: BaseException) -> StreamError:
+    """The request's one terminal event for ``error``: its class, kind and reason, whether
+    content reached the caller, and every attempt made."""
+    event = StreamError.from_exception(error, error_class=_error_class_of(error))
+    return replace(
+        event,
+        content_delivered=ctx.committed,
+        attempts=tuple(ctx.attempts),
+        kind=ErrorKind.of(error),
+    )
 
 
 def _error_class_of(error: BaseException) -> ErrorClass:

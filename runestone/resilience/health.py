@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from msgspec import Meta
 
@@ -28,6 +28,9 @@ from runestone.exceptions import ErrorClass
 from runestone.resilience.circuit_breaker import CircuitState, StateChange
 from runestone.resilience.failure_policy import failure_policy
 from runestone.schema import Positive, Shape
+
+if TYPE_CHECKING:
+    from runestone.request import AttemptOutcome
 
 __all__ = ["CIRCUIT_SCORE_FACTORS", "HealthSnapshot", "HealthTracker"]
 
@@ -167,6 +170,16 @@ class HealthTracker:
         self._last_error_at = self._clock.monotonic()
         if counts:
             self._push(failed=True)
+
+    def record_attempt(self, attempt: AttemptOutcome) -> None:
+        """An attempt ended (its start is booked with its end, as a permit from the gate
+        is never seen by the provider's actor): a success, or a failure of its class."""
+        self.record_start()
+        error = attempt.error
+        if error is None:
+            self.record_success(attempt.latency, first_token=attempt.first_token)
+        else:
+            self.record_failure(error.error_class, detail=attempt.detail)
 
     def record_cancelled(self) -> None:
         """A call ended without an outcome."""

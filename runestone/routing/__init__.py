@@ -1,7 +1,8 @@
 """Routing: from what a request needs and the live candidates to an ordered plan.
 
 Pure logic like :mod:`runestone.resilience`: the Router actor owns a policy and
-calls :func:`plan` with the candidates' current health and circuit state.
+calls :func:`plan` with the candidates' current health and circuit state;
+:func:`plan_routes` applies the snapshot the Router publishes to the providers' directory.
 :data:`POLICIES` maps each ``routing.policy`` config name to its policy class.
 """
 
@@ -25,6 +26,7 @@ from runestone.routing.policies import (
     make_policy,
 )
 from runestone.routing.requirements import Requirements, estimate_prompt_tokens
+from runestone.routing.routes import Route, RoutingBoard, RoutingSnapshot, plan_routes
 from runestone.routing.table import RoutingTable
 
 __all__ = [
@@ -40,7 +42,10 @@ __all__ = [
     "PriorityPolicy",
     "Requirements",
     "RoundRobinPolicy",
+    "Route",
+    "RoutingBoard",
     "RoutingPolicy",
+    "RoutingSnapshot",
     "RoutingTable",
     "SortingPolicy",
     "WeightedPolicy",
@@ -48,5 +53,6 @@ __all__ = [
     "estimate_prompt_tokens",
     "make_policy",
     "plan",
+    "plan_routes",
     "unmet_requirement",
 ]

@@ -21,7 +21,10 @@
    window is known — any candidate of the normal plan with a larger window.
 
 Anything left out is listed in :attr:`Plan.excluded` with the reason. When
-nothing at all can serve the request, :class:`NoCandidatesError` says why.
+nothing at all can serve the request, :class:`NoCandidatesError` says why, in
+words and as its :class:`~runestone.exceptions.NoCandidatesReason`: an unknown
+name; every capable candidate held back; candidates able but without the room;
+or none able at all.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from runestone.exceptions import NoCandidatesError
+from runestone.exceptions import NoCandidatesError, NoCandidatesReason
 from runestone.resilience import CircuitState
 from runestone.routing.candidate import Candidate
 from runestone.routing.capabilities import unmet_requirement
@@ -116,13 +119,22 @@ def plan(
         soonest = min(waiting, key=_retry_time)
         return Plan(model, (soonest,), panic=True, excluded=tuple(planner.excluded))
     reasons = "; ".join(f"{e.key}: {e.reason}" for e in planner.excluded) or "no candidates"
-    raise NoCandidatesError(f"nothing can serve {model!r}: {reasons}")
+    raise NoCandidatesError(f"nothing can serve {model!r}: {reasons}", reason=planner.why_none())
 
 
 class _Planner:
     """Filters keys into eligible candidates, remembering what it left out and why."""
 
-    __slots__ = ("blocked", "excluded", "floor", "index", "now", "requirements", "seen")
+    __slots__ = (
+        "blocked",
+        "excluded",
+        "floor",
+        "index",
+        "now",
+        "requirements",
+        "seen",
+        "too_small",
+    )
 
     def __init__(self, requirements: Requirements, index: Mapping[str, Candidate], now: float):
         self.requirements = requirements
@@ -132,6 +144,16 @@ class _Planner:
         self.seen: set[str] = set()
         self.excluded: list[Exclusion] = []
         self.blocked: list[Candidate] = []
+        self.too_small = False
+        """A candidate had the capabilities asked for but not the room (window, output)."""
+
+    def why_none(self) -> NoCandidatesReason:
+        """Why nothing was taken: held back wins (it passes), then room, then ability."""
+        if self.blocked:
+            return NoCandidatesReason.ALL_HELD_BACK
+        if self.too_small:
+            return NoCandidatesReason.CONTEXT_TOO_LONG
+        return NoCandidatesReason.NO_CAPABLE_CANDIDATE
 
     def take(self, keys: Sequence[str]) -> list[Candidate]:
         eligible: list[Candidate] = []
@@ -155,8 +177,11 @@ class _Planner:
                 and (limit is None or limit >= max_tokens)
             )
             reason = None if fits else unmet_requirement(candidate, self.requirements)
+            if reason is not None and needed <= candidate.capabilities:
+                self.too_small = True
             if reason is None and floor is not None and window is not None and window <= floor:
                 reason = f"context window {window} not larger than the {floor} exceeded"
+                self.too_small = True
             if reason is None and candidate.is_blocked(now):
                 self.blocked.append(candidate)
                 reason = _blocked_reason(candidate, now)
@@ -183,7 +208,9 @@ def _index(candidates: Sequence[Candidate] | Mapping[str, Candidate]) -> Mapping
 
 def _resolve(model: str, table: RoutingTable, index: Mapping[str, Candidate]) -> list[str]:
     if not isinstance(model, str) or not model:
-        raise NoCandidatesError(f"no model named: {model!r}")
+        raise NoCandidatesError(
+            f"no model named: {model!r}", reason=NoCandidatesReason.UNKNOWN_MODEL
+        )
     alias = table.aliases.get(model)
     if alias is not None:
         return list(alias)
@@ -191,7 +218,9 @@ def _resolve(model: str, table: RoutingTable, index: Mapping[str, Candidate]) ->
         return [model]
     serving = sorted((c for c in index.values() if c.model == model), key=lambda c: c.priority)
     if not serving:
-        raise NoCandidatesError(f"unknown model or alias {model!r}")
+        raise NoCandidatesError(
+            f"unknown model or alias {model!r}", reason=NoCandidatesReason.UNKNOWN_MODEL
+        )
     return [c.key for c in serving]
 
 

@@ -62,7 +62,7 @@ from runestone.server.auth import Access, access_for, authenticate, authorize, s
 from runestone.server.body import ClientGoneError, decode_body, read_body
 from runestone.server.catalog import ModelCatalog
 from runestone.server.dialect import Dialect
-from runestone.server.errors import ApiError, model_not_found
+from runestone.server.errors import ApiError, model_not_found, shutting_down
 from runestone.server.exchange import Exchange
 from runestone.server.limits import KeyLimits
 from runestone.server.openai_schema import OpenAIDialect
@@ -255,7 +255,7 @@ class Gateway:
         """The response to a chat request in ``dialect``: an error, or the exchange."""
         try:
             if self.draining:
-                raise ApiError(503, "the server is shutting down", code="shutting_down")
+                raise shutting_down(retry_after=None)
             key = authenticate(self.config.auth, request.headers)
             self.limits.count(key)
             raw = await read_body(request, self.config.server.max_body_bytes)

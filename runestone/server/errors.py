@@ -22,10 +22,16 @@ the pool is full                      429     ``server_overloaded``
 every upstream rate limited           429     ``upstream_rate_limited`` (its Retry-After)
 every upstream failed                 502     ``upstream_error`` (names the last error)
 no upstream is healthy / stopping     503     ``no_healthy_upstream`` / ``shutting_down``
+                                              (Anthropic: ``overloaded_error``)
 every upstream timed out              504     ``upstream_timeout``
 a bug of ours (a provider's code       500     ``internal_error``
 included: never an upstream error)
 ====================================  ======  ================================
+
+Routing's and the runtime's errors are told apart by their reason
+(:class:`~runestone.exceptions.NoCandidatesReason`,
+:class:`~runestone.exceptions.SupervisionReason`), never by their message, whether
+raised or arriving in-band as a :class:`~runestone.messages.StreamError`.
 """
 
 from __future__ import annotations
@@ -34,17 +40,19 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from runestone import exceptions
 from runestone.exceptions import (
     ActorUnavailableError,
     ErrorClass,
+    ErrorKind,
     EscalationError,
     NoCandidatesError,
+    NoCandidatesReason,
     OverloadedError,
     ProviderError,
     RequestValidationError,
     RunestoneError,
     SupervisionError,
+    SupervisionReason,
 )
 from runestone.messages import StreamError
 
@@ -54,6 +62,7 @@ __all__ = [
     "from_exception",
     "from_stream_error",
     "model_not_found",
+    "shutting_down",
     "validation_error",
 ]
 
@@ -91,6 +100,7 @@ class ApiError(Exception):
         code: str | None = None,
         param: str | None = None,
         error_type: str | None = None,
+        anthropic_type: str | None = None,
         retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
@@ -99,6 +109,8 @@ class ApiError(Exception):
         self.code = code
         self.param = param
         self.type = error_type or _REASONS.get(status, "server_error")
+        self.anthropic_type = anthropic_type or ANTHROPIC_TYPES.get(status, "api_error")
+        """The error's ``type`` in Anthropic's dialect (by its status unless said)."""
         self.retry_after = retry_after
 
     def __repr__(self) -> str:
@@ -123,8 +135,7 @@ class ApiError(Exception):
 
     def anthropic_body(self) -> dict[str, Any]:
         """``{"type": "error", "error": {"type", "message"}}``."""
-        kind = ANTHROPIC_TYPES.get(self.status, "api_error")
-        return {"type": "error", "error": {"type": kind, "message": self.message}}
+        return {"type": "error", "error": {"type": self.anthropic_type, "message": self.message}}
 
 
 def validation_error(
@@ -157,7 +168,7 @@ def from_exception(exc: BaseException, *, model: str = "") -> ApiError:
     if isinstance(exc, OverloadedError):
         return ApiError(429, str(exc), code="server_overloaded", retry_after=1)
     if isinstance(exc, NoCandidatesError):
-        return _no_candidates(str(exc), model)
+        return _no_candidates(exc.reason, str(exc), model)
     if isinstance(exc, ProviderError):
         if exc.error_class is ErrorClass.INTERNAL:
             return _internal(exc.message, exc.provider, exc.model)
@@ -167,8 +178,8 @@ def from_exception(exc: BaseException, *, model: str = "") -> ApiError:
     if isinstance(exc, EscalationError):
         # Down for good: the process is about to exit and be restarted by its manager.
         return ApiError(503, str(exc), code="system_down", retry_after=5)
-    if isinstance(exc, SupervisionError) and "the system is stop" in str(exc):
-        return ApiError(503, "the server is shutting down", code="shutting_down", retry_after=1)
+    if isinstance(exc, SupervisionError) and exc.reason is SupervisionReason.SHUTTING_DOWN:
+        return shutting_down()
     if isinstance(exc, ActorUnavailableError):
         # A part of the gateway is restarting: honest, temporary, and worth a retry.
         return ApiError(
@@ -185,18 +196,24 @@ def from_exception(exc: BaseException, *, model: str = "") -> ApiError:
 
 
 def from_stream_error(event: StreamError, *, model: str = "") -> ApiError:
-    """The answer for a request whose terminal event is ``event``."""
-    kind = event.kind
+    """The answer for a request whose terminal event is ``event``, by its class, kind
+    and reason (never its message)."""
+    kind, reason = event.kind, event.reason
     if event.error_class is ErrorClass.INTERNAL:
         return _internal(event.message, event.provider, event.model)
-    if kind in ("NoCandidatesError", "NoHealthyUpstreamError"):
-        return _no_candidates(event.message, model)
-    if kind == "OverloadedError":
+    if isinstance(reason, NoCandidatesReason):
+        return _no_candidates(reason, event.message, model)
+    if reason is SupervisionReason.SHUTTING_DOWN:
+        return shutting_down()
+    if kind is ErrorKind.OVERLOADED_ERROR:
         return ApiError(429, event.message, code="server_overloaded", retry_after=1)
-    if kind == "RequestValidationError":
+    if kind is ErrorKind.REQUEST_VALIDATION_ERROR:
         return ApiError(400, event.message, code="invalid_value")
-    known = getattr(exceptions, kind, None) if kind else ProviderError
-    if isinstance(known, type) and issubclass(known, ProviderError):
+    known = ProviderError if kind is None else kind.error_type
+    if issubclass(known, NoCandidatesError):
+        # Routing's error without its reason (an older producer): what its class implies.
+        return _no_candidates(known(event.message).reason, event.message, model)
+    if issubclass(known, ProviderError):
         if event.content_delivered:
             where = "/".join(part for part in (event.provider, event.model) if part)
             return ApiError(
@@ -211,7 +228,7 @@ def from_stream_error(event: StreamError, *, model: str = "") -> ApiError:
         )
     if known in (EscalationError, ActorUnavailableError):
         return from_exception(known(event.message))
-    if isinstance(known, type) and issubclass(known, RunestoneError):
+    if known is not RunestoneError:
         # A crash of ours (a stream task that could not be restarted …): say so honestly.
         return ApiError(
             500,
@@ -231,10 +248,25 @@ def _internal(message: str, provider: str, model: str) -> ApiError:
     )
 
 
-def _no_candidates(message: str, model: str) -> ApiError:
-    if "unknown model or alias" in message or "no model named" in message:
+def shutting_down(
+    message: str = "the server is shutting down", *, retry_after: float | None = 1
+) -> ApiError:
+    """503 ``shutting_down``: the server is stopping; retry against the next instance.
+    Anthropic's dialect calls a server that cannot take the request now
+    ``overloaded_error``."""
+    return ApiError(
+        503,
+        message,
+        code="shutting_down",
+        anthropic_type="overloaded_error",
+        retry_after=retry_after,
+    )
+
+
+def _no_candidates(reason: NoCandidatesReason, message: str, model: str) -> ApiError:
+    if reason is NoCandidatesReason.UNKNOWN_MODEL:
         return model_not_found(model)
-    if "circuit" in message or "cooling down" in message:
+    if reason in (NoCandidatesReason.ALL_HELD_BACK, NoCandidatesReason.NOT_READY):
         return ApiError(
             503,
             f"no upstream is healthy enough to take the request: {message}",

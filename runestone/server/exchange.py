@@ -43,7 +43,7 @@ from runestone.messages import (
     Usage,
 )
 from runestone.server.dialect import ChatCall, Dialect, StreamEncoder
-from runestone.server.errors import ApiError, from_exception, from_stream_error
+from runestone.server.errors import ApiError, from_exception, from_stream_error, shutting_down
 from runestone.server.limits import Lease
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ class Exchange:
 
     def _translate(self, exc: BaseException) -> ApiError:
         if self._draining() and not isinstance(exc, ApiError):
-            return ApiError(503, "the server is shutting down", code="shutting_down", retry_after=1)
+            return shutting_down()
         return from_exception(exc, model=self._call.request.model)
 
     # -- a whole answer -----------------------------------------------------------------------
@@ -202,7 +202,7 @@ class Exchange:
 
     def _ended_early(self) -> ApiError:
         if self._draining():
-            return ApiError(503, "the server is shutting down", code="shutting_down", retry_after=1)
+            return shutting_down()
         return ApiError(
             500, "the request ended without an answer or an error", code="internal_error"
         )
@@ -228,10 +228,8 @@ class Exchange:
         except asyncio.CancelledError:
             # The server is stopping past its grace period: say so before the connection goes.
             if not self._finished and not self._gone:
-                error = ApiError(
-                    503,
-                    "the server shut down before the answer was complete",
-                    code="shutting_down",
+                error = shutting_down(
+                    "the server shut down before the answer was complete", retry_after=None
                 )
                 with contextlib.suppress(Exception):
                     await self._body(encoder.error(error), more=False)

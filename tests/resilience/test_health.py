@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runestone.exceptions import ConfigError, ErrorClass
+from runestone.exceptions import ConfigError, ErrorClass, UpstreamServerError
+from runestone.request import AttemptOutcome, OutcomeKind
 from runestone.resilience import (
     CircuitBreaker,
     CircuitBreakerPolicy,
@@ -169,3 +170,15 @@ def test_a_bad_latency_raises_a_value_error_naming_it(bad: object) -> None:
 def test_bad_tracker_settings_raise_a_config_error_naming_them(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field):
         HealthTracker(FakeClock(), **{field: value})  # type: ignore[arg-type]
+
+
+def test_an_attempt_outcome_is_booked_as_a_call_that_succeeded_or_failed_by_its_class() -> None:
+    health = HealthTracker(FakeClock())
+    health.record_attempt(AttemptOutcome("p", "m", OutcomeKind.OK, 2.0, 0.5))
+    error = UpstreamServerError("bad gateway", provider="p")
+    health.record_attempt(AttemptOutcome("p", "m", OutcomeKind.FAILED, 1.0, error=error))
+    snap = health.snapshot()
+    assert (snap.window_calls, snap.window_failures, snap.in_flight) == (2, 1, 0)
+    assert (snap.last_error, snap.last_error_detail) == (ErrorClass.SERVER_ERROR, "bad gateway")
+    assert snap.latency == pytest.approx(2.0)
+    assert snap.first_token == pytest.approx(0.5)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runestone.exceptions import NoCandidatesError
+from runestone.exceptions import NoCandidatesError, NoCandidatesReason
 from runestone.providers.settings import Capability
 from runestone.resilience import CircuitState
 from runestone.routing import (
@@ -69,10 +69,12 @@ def test_a_bare_model_name_means_every_provider_serving_it_in_config_order() -> 
 
 
 def test_an_unknown_model_raises_no_candidates_naming_it() -> None:
-    with pytest.raises(NoCandidatesError, match="'gpt-7'"):
+    with pytest.raises(NoCandidatesError, match="'gpt-7'") as unknown:
         keys("gpt-7")
-    with pytest.raises(NoCandidatesError):
+    assert unknown.value.reason is NoCandidatesReason.UNKNOWN_MODEL
+    with pytest.raises(NoCandidatesError) as empty:
         keys("")
+    assert empty.value.reason is NoCandidatesReason.UNKNOWN_MODEL
 
 
 def test_an_alias_target_that_is_not_configured_is_skipped_and_reported() -> None:
@@ -112,8 +114,31 @@ def test_candidates_lacking_a_capability_or_room_are_left_out_with_the_reason() 
 
 
 def test_nothing_capable_raises_no_candidates_with_every_reason() -> None:
-    with pytest.raises(NoCandidatesError, match=r"beta/small: lacks vision.*alpha/small: lacks"):
+    with pytest.raises(
+        NoCandidatesError, match=r"beta/small: lacks vision.*alpha/small: lacks"
+    ) as raised:
         keys("fast", needs=Requirements(vision=True))
+    assert raised.value.reason is NoCandidatesReason.NO_CAPABLE_CANDIDATE
+
+
+def test_an_alias_to_nothing_configured_has_no_capable_candidate() -> None:
+    table = RoutingTable(aliases={"x": ("delta/gone",)})
+    with pytest.raises(NoCandidatesError, match="not configured") as raised:
+        plan("x", Requirements(), POOL, table, PriorityPolicy(), now=NOW)
+    assert raised.value.reason is NoCandidatesReason.NO_CAPABLE_CANDIDATE
+
+
+def test_a_prompt_too_long_for_every_capable_candidate_is_context_too_long() -> None:
+    with pytest.raises(NoCandidatesError, match="context window") as raised:
+        keys("fast", needs=Requirements(prompt_tokens=2_000_000))
+    assert raised.value.reason is NoCandidatesReason.CONTEXT_TOO_LONG
+
+
+def test_an_output_limit_too_small_for_max_tokens_is_context_too_long() -> None:
+    pool = [replace(c, max_output_tokens=100) for c in POOL]
+    with pytest.raises(NoCandidatesError, match="max output") as raised:
+        keys("fast", pool, needs=Requirements(max_tokens=1000))
+    assert raised.value.reason is NoCandidatesReason.CONTEXT_TOO_LONG
 
 
 def test_an_open_primary_is_left_out_but_its_fallbacks_are_tried() -> None:
@@ -156,8 +181,19 @@ def test_when_every_candidate_is_open_the_one_recovering_soonest_is_tried() -> N
 
 def test_when_every_candidate_is_forced_open_there_is_no_plan() -> None:
     pool = [replace(c, circuit=OPEN, retry_at=None) for c in POOL]
-    with pytest.raises(NoCandidatesError, match="forced open"):
+    with pytest.raises(NoCandidatesError, match="forced open") as raised:
         keys("fast", pool)
+    assert raised.value.reason is NoCandidatesReason.ALL_HELD_BACK
+
+
+def test_held_back_wins_over_incapable_as_the_reason_for_no_plan() -> None:
+    # beta/small lacks tools; alpha/small, the only capable one, is forced open: it is
+    # the held-back candidate that would serve, so waiting may help.
+    pool = [replace(small, circuit=OPEN, retry_at=None), other]
+    table = RoutingTable(aliases={"x": ("beta/small", "alpha/small")})
+    with pytest.raises(NoCandidatesError) as raised:
+        plan("x", Requirements(tools=True), pool, table, PriorityPolicy(), now=NOW)
+    assert raised.value.reason is NoCandidatesReason.ALL_HELD_BACK
 
 
 def test_panic_mode_never_picks_an_incapable_candidate() -> None:
@@ -207,8 +243,9 @@ def test_with_an_unknown_window_only_configured_context_fallbacks_are_tried() ->
 
 
 def test_with_no_larger_candidate_there_is_no_plan() -> None:
-    with pytest.raises(NoCandidatesError):
+    with pytest.raises(NoCandidatesError) as raised:
         keys("huge", context_exceeded="gamma/huge")
+    assert raised.value.reason is NoCandidatesReason.NO_CAPABLE_CANDIDATE
 
 
 # -- properties ----------------------------------------------------------------------------

@@ -4,14 +4,20 @@ when every upstream failed (or for a bug of ours, said as such)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runestone.exceptions import (
     ErrorClass,
+    ErrorReason,
     NoCandidatesError,
+    NoCandidatesReason,
     OverloadedError,
     RateLimitedError,
     RequestValidationError,
+    RunestoneError,
     SupervisionError,
+    SupervisionReason,
 )
 from runestone.messages import StreamError
 from runestone.server.errors import ApiError, from_exception, from_stream_error, validation_error
@@ -69,18 +75,122 @@ def test_a_failure_after_content_says_the_answer_broke_off() -> None:
 
 
 @pytest.mark.parametrize(
-    ("message", "status", "code"),
+    ("message", "reason", "status", "code"),
     [
-        ("unknown model or alias 'x'", 404, "model_not_found"),
-        ("nothing can serve 'x': p/m: circuit open for another 3s", 503, "no_healthy_upstream"),
-        ("nothing can serve 'x': p/m: lacks vision", 400, "model_not_supported"),
+        ("unknown model or alias 'x'", NoCandidatesReason.UNKNOWN_MODEL, 404, "model_not_found"),
+        (
+            "nothing can serve 'x': p/m: circuit open for another 3s",
+            NoCandidatesReason.ALL_HELD_BACK,
+            503,
+            "no_healthy_upstream",
+        ),
+        (
+            "nothing can serve 'x': p/m: lacks vision",
+            NoCandidatesReason.NO_CAPABLE_CANDIDATE,
+            400,
+            "model_not_supported",
+        ),
     ],
 )
-def test_no_candidates_is_a_404_a_503_or_a_400_by_why(message: str, status: int, code: str) -> None:
-    event = StreamError(ErrorClass.BAD_REQUEST, message, kind="NoCandidatesError")
+def test_no_candidates_is_a_404_a_503_or_a_400_by_why(
+    message: str, reason: NoCandidatesReason, status: int, code: str
+) -> None:
+    event = StreamError(ErrorClass.BAD_REQUEST, message, kind="NoCandidatesError", reason=reason)
     error = from_stream_error(event, model="x")
     assert (error.status, error.code) == (status, code)
-    assert from_exception(NoCandidatesError(message), model="x").status == status
+    assert from_exception(NoCandidatesError(message, reason=reason), model="x").status == status
+
+
+# Each reason's answer in both dialects: (status, OpenAI type, code, Anthropic type).
+REASON_ANSWERS: dict[ErrorReason, tuple[int, str, str, str]] = {
+    NoCandidatesReason.UNKNOWN_MODEL: (
+        404,
+        "invalid_request_error",
+        "model_not_found",
+        "not_found_error",
+    ),
+    NoCandidatesReason.NO_CAPABLE_CANDIDATE: (
+        400,
+        "invalid_request_error",
+        "model_not_supported",
+        "invalid_request_error",
+    ),
+    NoCandidatesReason.CONTEXT_TOO_LONG: (
+        400,
+        "invalid_request_error",
+        "model_not_supported",
+        "invalid_request_error",
+    ),
+    NoCandidatesReason.ALL_HELD_BACK: (503, "server_error", "no_healthy_upstream", "api_error"),
+    NoCandidatesReason.NOT_READY: (503, "server_error", "no_healthy_upstream", "api_error"),
+    SupervisionReason.SHUTTING_DOWN: (503, "server_error", "shutting_down", "overloaded_error"),
+}
+
+
+def test_every_reason_has_its_answer() -> None:
+    assert set(REASON_ANSWERS) == {*NoCandidatesReason, *SupervisionReason}
+
+
+def _raised(reason: ErrorReason, message: str) -> RunestoneError:
+    if isinstance(reason, NoCandidatesReason):
+        return NoCandidatesError(message, reason=reason)
+    return SupervisionError(message, reason=reason)
+
+
+def _in_band(reason: ErrorReason, message: str) -> StreamError:
+    kind = "NoCandidatesError" if isinstance(reason, NoCandidatesReason) else "SupervisionError"
+    return StreamError(ErrorClass.SERVER_ERROR, message, kind=kind, reason=reason)
+
+
+def _answers(error: ApiError) -> tuple[int, str, str, str]:
+    openai = error.openai_body()["error"]
+    anthropic = error.anthropic_body()
+    assert anthropic["type"] == "error"
+    return (error.status, openai["type"], openai["code"], anthropic["error"]["type"])
+
+
+@pytest.mark.parametrize("reason", list(REASON_ANSWERS), ids=str)
+def test_each_reason_maps_to_its_status_and_error_type_in_both_dialects_however_it_arrives(
+    reason: ErrorReason,
+) -> None:
+    raised = from_exception(_raised(reason, "why"), model="x")
+    in_band = from_stream_error(_in_band(reason, "why"), model="x")
+    assert _answers(raised) == REASON_ANSWERS[reason]
+    assert _answers(in_band) == REASON_ANSWERS[reason]
+
+
+@settings(max_examples=60, deadline=None)
+@given(reason=st.sampled_from(list(REASON_ANSWERS)), message=st.text(max_size=80))
+def test_the_answer_depends_on_the_reason_never_on_the_message_text(
+    reason: ErrorReason, message: str
+) -> None:
+    for error in (
+        from_exception(_raised(reason, message), model="x"),
+        from_stream_error(_in_band(reason, message), model="x"),
+    ):
+        assert _answers(error) == REASON_ANSWERS[reason]
+
+
+def test_a_stream_stopped_at_shutdown_is_a_503_not_an_internal_error() -> None:
+    event = StreamError(
+        ErrorClass.SERVER_ERROR,
+        "the request was stopped before it finished (shutdown)",
+        content_delivered=True,
+        kind="SupervisionError",
+        reason=SupervisionReason.SHUTTING_DOWN,
+    )
+    error = from_stream_error(event)
+    assert (error.status, error.code, error.retry_after) == (503, "shutting_down", 1)
+    assert error.anthropic_body()["error"]["type"] == "overloaded_error"
+
+
+def test_a_supervision_error_without_a_reason_stays_an_honest_500() -> None:
+    event = StreamError(ErrorClass.SERVER_ERROR, "the system is stopping", kind="SupervisionError")
+    assert (from_stream_error(event).status, from_stream_error(event).code) == (
+        500,
+        "internal_error",
+    )
+    assert from_exception(SupervisionError("the system is stopped")).status == 500
 
 
 def test_the_pool_being_full_is_a_429_with_retry_after() -> None:
@@ -123,7 +233,8 @@ def test_a_bug_inside_a_provider_is_a_500_internal_error_never_an_upstream_error
 
 
 def test_a_stopped_system_is_a_503() -> None:
-    error = from_exception(SupervisionError("the system is stopped"))
+    stopped = SupervisionError("the system is stopped", reason=SupervisionReason.SHUTTING_DOWN)
+    error = from_exception(stopped)
     assert (error.status, error.code) == (503, "shutting_down")
 
 

@@ -7,6 +7,7 @@ import concurrent.futures
 import threading
 from collections.abc import Callable
 
+from runestone.exceptions import SupervisionReason
 from runestone.messages import Done, Event, StreamError, TextDelta
 from runestone.supervisors import ChildState
 from runestone.system import System
@@ -158,3 +159,4 @@ def test_stopping_the_system_ends_streams_in_flight_with_an_error(start_system: 
         assert isinstance(rest[-1], StreamError)
         assert sum(isinstance(e, StreamError) for e in rest) == 1
         assert "stopped before it finished" in rest[-1].message
+        assert rest[-1].reason is SupervisionReason.SHUTTING_DOWN

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import threading
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import structlog
 
-from runestone.exceptions import InternalProviderError, ProviderError, StreamCutError
+from runestone.exceptions import ErrorClass, InternalProviderError, ProviderError, StreamCutError
 from runestone.messages import (
     ChatRequest,
     Done,
-    Event,
     Message,
     Origin,
     Role,
@@ -36,35 +34,90 @@ from runestone.messages import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from runestone.clock import Cancellable
-    from runestone.io import Sink
     from runestone.providers import Provider
+    from runestone.request.context import RequestContext
+    from runestone.resilience import Permit
 
-__all__ = ["AttemptMode", "AttemptRecord", "AttemptResult", "RequestContext", "run_attempt"]
+__all__ = ["AttemptMode", "AttemptOutcome", "OutcomeKind", "attempt_request", "run_attempt"]
 
 log = structlog.get_logger(__name__)
 
 
 class AttemptMode(enum.StrEnum):
+    """How an attempt asks its provider: afresh, or continuing a cut stream (§3)."""
+
     FRESH = "fresh"
     PREFILL = "prefill"
     REPLAY = "replay"
 
 
+class OutcomeKind(enum.StrEnum):
+    """The kind of ending an attempt came to; its value is its outcome label but for
+    ``FAILED``, whose label is the error's class (``rate_limited`` …)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    """The upstream failed: :attr:`AttemptOutcome.error` says how."""
+    REPLAY_DIVERGED = "replay_diverged"
+    """A replay stopped repeating the text already delivered."""
+    INTERNAL_ERROR = "internal_error"
+    """Our own code failed during the attempt (never the upstream's fault)."""
+    UNAVAILABLE = "unavailable"
+    """Never started: the provider's actor was gone, restarting or did not answer in time."""
+    CIRCUIT_OPEN = "circuit_open"
+    """Never started: the provider's actor refused a permit."""
+    CANCELLED = "cancelled"
+    """Started and called off (the deadline passed, the caller went away)."""
+
+
 @dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One attempt as the caller's final event reports it."""
+class AttemptOutcome:
+    """How one attempt ended: the one record of it, from the attempt runner to the caller.
+
+    :func:`run_attempt` returns it; the stream task adds the ``permit`` it ran under
+    and tells it to the provider actor, which books it in its breaker, health figures
+    and metrics; the request's context keeps it, and the caller's final event
+    (``Done.attempts`` / ``StreamError.attempts``) reports it (:meth:`to_dict`).
+    """
 
     provider: str
     model: str
-    outcome: str
+    kind: OutcomeKind = OutcomeKind.OK
     latency: float = 0.0
     first_token: float | None = None
     mode: AttemptMode = AttemptMode.FRESH
+    error: ProviderError | None = None
+    """How it failed (for ``FAILED``, ``REPLAY_DIVERGED`` and ``INTERNAL_ERROR``)."""
+    usage: Usage | None = None
+    finish_reason: str = "stop"
+    permit: Permit | None = field(default=None, compare=False, repr=False)
+    """The permit it ran under, for the provider actor's books (None: it never ran)."""
+
+    @property
+    def ok(self) -> bool:
+        """The attempt completed: the answer is whole."""
+        return self.kind is OutcomeKind.OK
+
+    @property
+    def outcome(self) -> str:
+        """Its label in the metrics and the caller's final event: ``ok``, an error class
+        (``rate_limited`` …) or the kind of ending (``circuit_open`` …)."""
+        if self.kind is OutcomeKind.FAILED and self.error is not None:
+            return self.error.error_class.value
+        return self.kind.value
+
+    @property
+    def error_class(self) -> ErrorClass | None:
+        """The class of its failure, None when it completed."""
+        return None if self.error is None else self.error.error_class
+
+    @property
+    def detail(self) -> str:
+        """A short reason for its failure (never a key), for the health figures."""
+        return "" if self.error is None else self.error.message[:200]
 
     def to_dict(self) -> dict[str, object]:
+        """The attempt as the HTTP front and the legacy adapter report it."""
         return {
             "provider": self.provider,
             "model": self.model,
@@ -73,96 +126,6 @@ class AttemptRecord:
             "first_token": None if self.first_token is None else round(self.first_token, 6),
             "mode": self.mode.value,
         }
-
-
-@dataclass(slots=True)
-class RequestContext:
-    """What one request carries across attempts and across stream-task restarts.
-
-    Written by one attempt at a time (on the loop) and read by the stream task
-    only after that attempt has ended, so it needs no lock of its own.
-    """
-
-    id: str
-    request: ChatRequest
-    sink: Sink[Event]
-    deadline: float
-    delivered: list[str] = field(default_factory=list)
-    delivered_tools: bool = False
-    attempts: list[AttemptRecord] = field(default_factory=list)
-    restarts: int = 0
-    crashes: int = 0
-    """How often its stream task crashed (not counting restarts with its supervisor)."""
-    cut_error: ProviderError | None = None
-    finished: threading.Event = field(default_factory=threading.Event)
-    guard: Cancellable | None = None
-    """The request's one deadline timer, armed at admission (``stream_task.expire``)."""
-    on_deadline: Callable[[], bool] | None = None
-    """How that timer reaches the stream task running the request now (False: it cannot)."""
-    owner: object | None = None
-    """The attempt allowed to deliver now; any other (one a crashed or stopped task left
-    running while its cancellation is on its way) is fenced off."""
-    _claim: threading.Lock = field(default_factory=threading.Lock)
-
-    def own(self, token: object) -> None:
-        """Let the attempt holding ``token`` deliver; fence off every other."""
-        with self._claim:
-            self.owner = token
-
-    def fence(self) -> None:
-        """No attempt may deliver until the next :meth:`own`. Once this returns, what
-        ``delivered`` and ``committed`` say is all a fenced attempt will ever deliver."""
-        with self._claim:
-            self.owner = None
-
-    def deliver(self, token: object, text: str | None) -> bool:
-        """Record content about to reach the caller (``None``: a tool-call delta), unless
-        the attempt holding ``token`` has been fenced off."""
-        with self._claim:
-            if self.owner is not token:
-                return False
-            if text is None:
-                self.delivered_tools = True
-            else:
-                self.delivered.append(text)
-            return True
-
-    def claim_terminal(self, token: object = None) -> bool:
-        """True exactly once: to whoever may now send the request's one terminal event
-        (given ``token``, only to the attempt that holds it)."""
-        with self._claim:
-            if self.finished.is_set() or (token is not None and self.owner is not token):
-                return False
-            self.finished.set()
-        guard = self.guard
-        if guard is not None:
-            guard.cancel()
-        return True
-
-    @property
-    def stream(self) -> bool:
-        return self.request.stream
-
-    @property
-    def committed(self) -> bool:
-        """Content has reached the caller: the commit point has passed."""
-        return bool(self.delivered) or self.delivered_tools
-
-    @property
-    def delivered_text(self) -> str:
-        return "".join(self.delivered)
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
-    """How an attempt ended: ``error`` None means it completed."""
-
-    error: ProviderError | None
-    latency: float
-    first_token: float | None = None
-    usage: Usage | None = None
-    finish_reason: str = "stop"
-    outcome: str = "ok"
 
 
 def attempt_request(ctx: RequestContext, model: str, mode: AttemptMode) -> ChatRequest:
@@ -185,7 +148,7 @@ async def run_attempt(
     model: str,
     mode: AttemptMode = AttemptMode.FRESH,
     token: object = None,
-) -> AttemptResult:
+) -> AttemptOutcome:
     """Run one attempt against ``provider``; never raises but for cancellation.
 
     ``token`` is what the request's context must hold (:meth:`RequestContext.own`) for
@@ -203,6 +166,14 @@ async def run_attempt(
     finish = "stop"
     # REPLAY: the text still to be matched before anything is forwarded.
     pending = ctx.delivered_text if mode is AttemptMode.REPLAY else ""
+
+    def ended(
+        kind: OutcomeKind, error: ProviderError, first: float | None = None
+    ) -> AttemptOutcome:
+        return AttemptOutcome(
+            provider.name, model, kind, loop.time() - started, first, mode, error=error
+        )
+
     try:
         if ctx.stream:
             async for event in provider.stream(request):
@@ -213,15 +184,14 @@ async def run_attempt(
                             pending = pending[len(text) :]
                             continue
                         if not text.startswith(pending):
-                            return AttemptResult(
+                            return ended(
+                                OutcomeKind.REPLAY_DIVERGED,
                                 StreamCutError(
                                     "replay diverged from the text already delivered",
                                     provider=provider.name,
                                     model=model,
                                     content_delivered=True,
                                 ),
-                                loop.time() - started,
-                                outcome="replay_diverged",
                             )
                         text = text[len(pending) :]
                         pending = ""
@@ -250,15 +220,14 @@ async def run_attempt(
                     usage = event.usage or usage
             if pending:
                 # The replayed answer ended before it even repeated what was delivered.
-                return AttemptResult(
+                return ended(
+                    OutcomeKind.REPLAY_DIVERGED,
                     StreamCutError(
                         "replay ended before repeating the text already delivered",
                         provider=provider.name,
                         model=model,
                         content_delivered=True,
                     ),
-                    loop.time() - started,
-                    outcome="replay_diverged",
                 )
         else:
             completion = await provider.complete(request)
@@ -277,7 +246,7 @@ async def run_attempt(
     except ProviderError as exc:
         if ctx.committed:
             exc.content_delivered = True
-        return AttemptResult(exc, loop.time() - started, first_token, outcome=exc.error_class)
+        return ended(OutcomeKind.FAILED, exc, first_token)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -290,12 +259,20 @@ async def run_attempt(
             model=model,
             content_delivered=ctx.committed,
         )
-        return AttemptResult(error, loop.time() - started, first_token, outcome="internal_error")
-    latency = loop.time() - started
+        return ended(OutcomeKind.INTERNAL_ERROR, error, first_token)
+    outcome = AttemptOutcome(
+        provider.name,
+        model,
+        OutcomeKind.OK,
+        loop.time() - started,
+        first_token,
+        mode,
+        usage=usage,
+        finish_reason=finish,
+    )
     # The answer is whole: its terminal events go to the caller from here, at once, not
     # after a round trip through the stream task (which only keeps the books).
     if ctx.claim_terminal(token):
-        record = AttemptRecord(provider.name, model, "ok", latency, first_token, mode)
         if usage is not None:
             await sink.send(usage)
         await sink.send(
@@ -304,9 +281,9 @@ async def run_attempt(
                 provider.name,
                 model,
                 usage,
-                attempts=(*ctx.attempts, record),
+                attempts=(*ctx.attempts, outcome),
                 cost=None if usage is None else provider.estimate_cost(model, usage),
             )
         )
         sink.finish()
-    return AttemptResult(None, latency, first_token, usage, finish)
+    return outcome

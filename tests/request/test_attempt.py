@@ -1,20 +1,27 @@
-"""One upstream attempt: an exception of our own code inside a provider is an internal error,
-never dressed up as an upstream failure."""
+"""One upstream attempt and how it ended: an exception of our own code inside a provider
+is an internal error, never dressed up as an upstream failure."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 import runestone
-from runestone.actors.attempt import AttemptMode, RequestContext, run_attempt
-from runestone.exceptions import ErrorClass
+from runestone.exceptions import ErrorClass, RateLimitedError, StreamCutError
 from runestone.messages import ChatRequest, Done, StreamError, StreamEvent, TextDelta
 from runestone.providers.registry import REGISTRY
 from runestone.providers.simulated import SimulatedProvider
+from runestone.request import (
+    AttemptMode,
+    AttemptOutcome,
+    OutcomeKind,
+    RequestContext,
+    run_attempt,
+)
 from runestone.system import System
 from tests.system.conftest import config, settle
 
@@ -177,3 +184,53 @@ def test_a_fenced_off_attempt_delivers_nothing_more_and_never_ends_the_request()
     assert ctx.delivered == ["a"]
     assert [e.text for e in sink.events if isinstance(e, TextDelta)] == ["a"]
     assert not ctx.finished.is_set(), "the fenced attempt claimed no terminal"
+
+
+def test_an_attempt_that_completed_is_labelled_ok_and_reports_its_figures() -> None:
+    outcome = AttemptOutcome("p", "m", OutcomeKind.OK, 0.1234567, 0.05, AttemptMode.PREFILL)
+    assert (outcome.ok, outcome.outcome, outcome.error_class, outcome.detail) == (
+        True,
+        "ok",
+        None,
+        "",
+    )
+    assert outcome.to_dict() == {
+        "provider": "p",
+        "model": "m",
+        "outcome": "ok",
+        "latency": 0.123457,
+        "first_token": 0.05,
+        "mode": "prefill",
+    }
+
+
+def test_an_upstream_failure_is_labelled_by_its_error_class() -> None:
+    error = RateLimitedError("slow down", provider="p", retry_after=2.0)
+    outcome = AttemptOutcome("p", "m", OutcomeKind.FAILED, error=error)
+    assert (outcome.ok, outcome.outcome, outcome.error_class) == (
+        False,
+        "rate_limited",
+        ErrorClass.RATE_LIMITED,
+    )
+    assert outcome.detail == "slow down"
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        OutcomeKind.REPLAY_DIVERGED,
+        OutcomeKind.INTERNAL_ERROR,
+        OutcomeKind.UNAVAILABLE,
+        OutcomeKind.CIRCUIT_OPEN,
+        OutcomeKind.CANCELLED,
+    ],
+)
+def test_every_other_ending_is_labelled_by_its_kind(kind: OutcomeKind) -> None:
+    error = StreamCutError("cut") if kind is OutcomeKind.REPLAY_DIVERGED else None
+    assert AttemptOutcome("p", "m", kind, error=error).outcome == kind.value
+
+
+def test_the_permit_an_attempt_ran_under_is_not_part_of_what_it_reports() -> None:
+    plain = AttemptOutcome("p", "m")
+    assert replace(plain, permit=object()) == plain  # type: ignore[arg-type]
+    assert "permit" not in repr(replace(plain, permit=object()))  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from runestone.actors.gate import PermitGate
+from runestone.gate import PermitGate
 from runestone.resilience import CircuitSnapshot, CircuitState, HealthSnapshot
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runestone.actors.gate import PermitGate
 from runestone.exceptions import ErrorClass
+from runestone.gate import PermitGate
 from runestone.resilience import CircuitBreaker, CircuitBreakerPolicy, CircuitState
 from runestone.testing import FakeClock
 

@@ -1,4 +1,4 @@
-"""Plans: the routes a request takes, made from the routing snapshot the Router publishes.
+"""Routes: the routes a request takes, made from the routing snapshot the Router publishes.
 
 The Router owns the routing section (policy, aliases, fallbacks) and publishes it
 as an immutable :class:`RoutingSnapshot` on start and on every change. Planning
@@ -11,20 +11,23 @@ they are planned from the last snapshot it published.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
 from runestone.providers.settings import Capability
-from runestone.routing import Candidate, Requirements, RoutingTable, plan
+from runestone.routing.candidate import Candidate
+from runestone.routing.plan import plan
+from runestone.routing.requirements import Requirements
+from runestone.routing.table import RoutingTable
 
 if TYPE_CHECKING:
-    from runestone.actors.directory import Directory
     from runestone.config import RoutingConfig
+    from runestone.directory import Directory
     from runestone.messages import ChatRequest
-    from runestone.routing import RoutingPolicy
+    from runestone.routing.policies import RoutingPolicy
 
-__all__ = ["PlanFor", "Route", "RoutingBoard", "RoutingSnapshot", "plan_routes"]
+__all__ = ["Route", "RoutingBoard", "RoutingSnapshot", "plan_routes"]
 
 log = structlog.get_logger(__name__)
 
@@ -41,15 +44,6 @@ class Route:
 
     def __str__(self) -> str:
         return f"{self.provider}/{self.model}"
-
-
-@dataclass(frozen=True, slots=True)
-class PlanFor:
-    """Ask the Router for the routes of ``request``; ``after_context_error`` asks for the
-    larger-context fallbacks of that route instead."""
-
-    request: Any
-    after_context_error: Route | None = None
 
 
 @dataclass(frozen=True, slots=True)
