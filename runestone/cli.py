@@ -28,7 +28,14 @@ from typing import Any, Final
 
 import structlog
 
-from runestone.config import BUNDLED_CONFIG, Config, describe, load_config
+from runestone.config import (
+    BUNDLED_CONFIG,
+    BUNDLED_SCHEMA,
+    SCHEMA_COMMENT,
+    Config,
+    describe,
+    load_config,
+)
 from runestone.exceptions import ConfigError
 
 __all__ = ["format_health", "main"]
@@ -112,6 +119,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     imported.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
 
+    config = commands.add_parser(
+        "config",
+        help="print the config's JSON Schema or its reference",
+        description="Print the config file's JSON Schema (for editors and CI checks) or "
+        "the reference of every key, its type, default and meaning (Markdown).",
+    )
+    config.add_argument("what", choices=("schema", "reference"), help="what to print")
+
     health = commands.add_parser(
         "health",
         help="print a running server's supervision tree and provider health",
@@ -143,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.path)
     if args.command == "import-litellm":
         return _import_litellm(args.source, args.output, force=args.force)
+    if args.command == "config":
+        return _config(args.what)
     if args.command == "init":
         return _init(args.path, force=args.force)
     if args.command == "health":
@@ -180,8 +197,20 @@ def _write_new(path: str, text: str, *, force: bool) -> bool:
     return True
 
 
+def _config(what: str) -> int:
+    from runestone.config.reference import reference
+    from runestone.config.schema import schema_text
+
+    print(schema_text() if what == "schema" else reference(), end="")
+    return 0
+
+
 def _init(path: str, *, force: bool) -> int:
-    if not _write_new(path, BUNDLED_CONFIG.read_text(encoding="utf-8"), force=force):
+    text = BUNDLED_CONFIG.read_text(encoding="utf-8")
+    # The bundled file names its schema beside it; a copy elsewhere names the installed one.
+    installed = f"# yaml-language-server: $schema={BUNDLED_SCHEMA.as_uri()}"
+    text = text.replace(SCHEMA_COMMENT, installed, 1)
+    if not _write_new(path, text, force=force):
         return 1
     print(
         f"wrote {path}; check it with `runestone check-config {path}`, "

@@ -189,7 +189,7 @@ def without_nulls(value: object, target: object) -> object:
     if isinstance(value, Mapping):
         if isinstance(base, type) and issubclass(base, msgspec.Struct):
             hints = _hints(base)
-            names = {f.encode_name: f.name for f in msgspec.structs.fields(base)}
+            names = {f.encode_name: f.name for f in _fields(base)}
             return {
                 key: without_nulls(item, hints.get(names.get(str(key), ""), Any))
                 for key, item in value.items()
@@ -239,8 +239,8 @@ def _walk(tp: object, segments: Sequence[object], data: object) -> object:
             base = _pick(base, data)
         data = _lookup(data, [segment])
         if isinstance(base, type) and issubclass(base, msgspec.Struct):
-            hints = typing.get_type_hints(base, include_extras=True)
-            names = {f.encode_name: f.name for f in msgspec.structs.fields(base)}
+            hints = _hints(base)
+            names = {f.encode_name: f.name for f in _fields(base)}
             tp = hints.get(names.get(str(segment), str(segment)), Any)
         elif get_origin(base) in (dict, Mapping):
             tp = get_args(base)[1]
@@ -315,7 +315,7 @@ def _field_names(tp: object, data: object) -> list[str]:
         base = _pick(base, data)
     if isinstance(base, type) and issubclass(base, msgspec.Struct):
         config = base.__struct_config__
-        names = [f.encode_name for f in msgspec.structs.fields(base)]
+        names = [f.encode_name for f in _fields(base)]
         if config.tag_field is not None and config.tag is not None:
             names.insert(0, str(config.tag_field))
         return names
@@ -466,7 +466,7 @@ def shown(value: object) -> str:
 def _check_fields(shape: Shape) -> None:
     cls = type(shape)
     hints = _hints(cls)
-    for field in msgspec.structs.fields(cls):
+    for field in _fields(cls):
         value = getattr(shape, field.name)
         tp = hints[field.name]
         try:
@@ -477,6 +477,7 @@ def _check_fields(shape: Shape) -> None:
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
+_FIELDS: dict[type, tuple[msgspec.structs.FieldInfo, ...]] = {}
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -484,3 +485,11 @@ def _hints(cls: type) -> dict[str, Any]:
     if hints is None:
         hints = _HINTS[cls] = typing.get_type_hints(cls, include_extras=True)
     return hints
+
+
+def _fields(cls: type[msgspec.Struct]) -> tuple[msgspec.structs.FieldInfo, ...]:
+    """``msgspec.structs.fields``, once per class (it evaluates annotations every call)."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        found = _FIELDS[cls] = msgspec.structs.fields(cls)
+    return found

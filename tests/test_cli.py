@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ import yaml
 
 import runestone
 from runestone.cli import format_health, main
-from runestone.config import BUNDLED_CONFIG
+from runestone.config import BUNDLED_CONFIG, BUNDLED_SCHEMA, SCHEMA_COMMENT, json_schema
+from runestone.config.reference import reference
 from runestone.testing.upstream import FakeUpstream
 from tests.server.serving import RunningServer
 
@@ -49,10 +51,33 @@ def test_init_writes_the_commented_bundled_config_to_edit(
     monkeypatch.chdir(tmp_path)
     assert main(["init"]) == 0
     written = tmp_path / "runestone.yaml"
-    assert written.read_text(encoding="utf-8") == BUNDLED_CONFIG.read_text(encoding="utf-8")
-    assert written.read_text(encoding="utf-8").startswith("# Runestone's bundled configuration")
+    first, rest = written.read_text(encoding="utf-8").split("\n", 1)
+    bundled_first, bundled_rest = BUNDLED_CONFIG.read_text(encoding="utf-8").split("\n", 1)
+    assert rest == bundled_rest
+    assert rest.startswith("# Runestone's bundled configuration")
+    # The copy names the installed schema, so an editor finds it from anywhere.
+    assert bundled_first == SCHEMA_COMMENT
+    assert first == f"# yaml-language-server: $schema={BUNDLED_SCHEMA.as_uri()}"
     assert "runestone serve --config runestone.yaml" in capsys.readouterr().out
     assert main(["check-config", str(written)]) == 0
+
+
+def test_config_schema_prints_the_json_schema_and_reference_prints_the_reference(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["config", "schema"]) == 0
+    assert json.loads(capsys.readouterr().out) == json_schema()
+    assert main(["config", "reference"]) == 0
+    assert capsys.readouterr().out == reference()
+
+
+def test_config_with_an_unknown_subject_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["config", "schemas"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'schemas'" in capsys.readouterr().err
 
 
 def test_init_refuses_to_overwrite_a_file_unless_forced(
@@ -64,7 +89,8 @@ def test_init_refuses_to_overwrite_a_file_unless_forced(
     assert f"{path} exists; pass --force to overwrite it" in capsys.readouterr().err
     assert path.read_text(encoding="utf-8") == "mine: true\n"  # nothing lost
     assert main(["init", str(path), "--force"]) == 0
-    assert path.read_text(encoding="utf-8") == BUNDLED_CONFIG.read_text(encoding="utf-8")
+    bundled = BUNDLED_CONFIG.read_text(encoding="utf-8")
+    assert path.read_text(encoding="utf-8").split("\n", 1)[1] == bundled.split("\n", 1)[1]
 
 
 @pytest.mark.parametrize("where", ["directory", "missing parent"])

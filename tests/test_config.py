@@ -34,6 +34,16 @@ from runestone.resilience import CircuitBreakerPolicy, RetryPolicy
 from runestone.supervisors.intensity import IntensityPolicy
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "config" / "examples"
+EXAMPLE_ENV = {
+    name: f"value-of-{name.lower()}"
+    for name in (
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GROQ_API_KEY",
+        "RUNESTONE_KEY_TEAM_A",
+        "RUNESTONE_KEY_TEAM_B",
+    )
+}
 OPENAI_KEY = "sk-test-openai-0123456789"
 ANTHROPIC_KEY = "sk-ant-test-0123456789"
 
@@ -157,17 +167,7 @@ def test_the_bundled_environment_variables_change_pace_port_and_log_level() -> N
 
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_config_loads_once_its_variables_are_set(example: Path) -> None:
-    env = {
-        name: f"value-of-{name.lower()}"
-        for name in (
-            "OPENAI_API_KEY",
-            "ANTHROPIC_API_KEY",
-            "GROQ_API_KEY",
-            "RUNESTONE_KEY_TEAM_A",
-            "RUNESTONE_KEY_TEAM_B",
-        )
-    }
-    config = load_config(example, env=env)
+    config = load_config(example, env=EXAMPLE_ENV)
     assert config.skipped == ()
     assert config.model_refs()
 

@@ -30,7 +30,9 @@ from runestone.config.env import expand_env
 from runestone.config.load import is_loopback, key_fingerprint, load_config
 from runestone.config.model import (
     BUNDLED_CONFIG,
+    BUNDLED_SCHEMA,
     LOG_LEVELS,
+    SCHEMA_COMMENT,
     ApiKey,
     AuthConfig,
     Config,
@@ -46,8 +48,10 @@ from runestone.config.schema import ROUTING_POLICIES, json_schema
 
 __all__ = [
     "BUNDLED_CONFIG",
+    "BUNDLED_SCHEMA",
     "LOG_LEVELS",
     "ROUTING_POLICIES",
+    "SCHEMA_COMMENT",
     "ApiKey",
     "AuthConfig",
     "Config",

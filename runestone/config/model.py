@@ -26,7 +26,9 @@ from runestone.supervisors.intensity import IntensityPolicy
 
 __all__ = [
     "BUNDLED_CONFIG",
+    "BUNDLED_SCHEMA",
     "LOG_LEVELS",
+    "SCHEMA_COMMENT",
     "ApiKey",
     "AuthConfig",
     "Config",
@@ -43,6 +45,12 @@ __all__ = [
 BUNDLED_CONFIG: Final = Path(__file__).resolve().parent.parent / "defaults" / "runestone.yaml"
 """The config shipped inside the package: answers on a fresh machine through ``simulated``
 (``runestone init`` writes a copy to edit)."""
+
+BUNDLED_SCHEMA: Final = BUNDLED_CONFIG.with_name("runestone.schema.json")
+"""The config's JSON Schema, shipped beside the bundled config (``runestone config schema``)."""
+
+SCHEMA_COMMENT: Final = "# yaml-language-server: $schema=runestone.schema.json"
+"""The first line of the bundled config: editors complete and check it against the schema."""
 
 LOG_LEVELS: Final[tuple[str, ...]] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -14,6 +14,7 @@ import ast
 import functools
 import inspect
 import itertools
+import json
 import textwrap
 import typing
 from typing import Annotated, Any, Final, Literal, Union
@@ -45,6 +46,7 @@ __all__ = [
     "file_schema",
     "json_schema",
     "provider_block",
+    "schema_text",
 ]
 
 ROUTING_POLICIES: Final[tuple[str, ...]] = tuple(POLICIES)
@@ -383,6 +385,11 @@ def json_schema() -> dict[str, Any]:
         "title": "Runestone configuration",
         **schema,
     }
+
+
+def schema_text() -> str:
+    """:func:`json_schema` as the text of ``runestone.schema.json`` (what is committed)."""
+    return json.dumps(json_schema(), indent=2, sort_keys=False) + "\n"
 
 
 def _shapes() -> list[type]:
