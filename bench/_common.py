@@ -11,8 +11,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -136,6 +137,23 @@ def start_serve(config: Mapping[str, Any], directory: Path, name: str = "gateway
     assert process.stdout is not None
     threading.Thread(target=_drain, args=(process.stdout, log), daemon=True).start()
     return Party(name, process, match.group(1) + "/v1")
+
+
+@contextlib.contextmanager
+def checkout_of(revision: str) -> Iterator[Path]:
+    """A temporary ``git worktree`` of ``revision`` (for before/after runs), removed after."""
+    with tempfile.TemporaryDirectory(prefix="runestone-before-") as scratch:
+        tree = Path(scratch) / "tree"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), revision],
+            check=True,
+        )
+        try:
+            yield tree
+        finally:
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True
+            )
 
 
 def stop(process: subprocess.Popen[Any]) -> None:

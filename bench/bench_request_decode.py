@@ -25,13 +25,15 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ROOT, checkout_of
+
 SHAPES = ("chat, typical", "chat, 100 messages", "anthropic messages")
 
 
@@ -167,21 +169,11 @@ def main() -> None:
     if args.worker:
         worker(args.number)
         return
-    with tempfile.TemporaryDirectory(prefix="runestone-before-") as scratch:
-        before = Path(scratch) / "tree"
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(before), args.before],
-            check=True,
-        )
-        try:
-            runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
-            for _ in range(args.rounds):  # interleaved: drift hits both sides alike
-                runs["before"].append(_measure(before, args.number))
-                runs["after"].append(_measure(ROOT, args.number))
-        finally:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], check=True
-            )
+    runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    with checkout_of(args.before) as before:
+        for _ in range(args.rounds):  # interleaved: drift hits both sides alike
+            runs["before"].append(_measure(before, args.number))
+            runs["after"].append(_measure(ROOT, args.number))
     print(
         f"request decode + validate, bytes in -> ChatCall out; us per request, median of "
         f"{args.rounds} rounds (before: {args.before}, after: this checkout)"

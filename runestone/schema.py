@@ -23,7 +23,9 @@ field's name as its path. Checks across fields raise :class:`FieldError` from
 
 from __future__ import annotations
 
+import contextvars
 import enum
+import functools
 import math
 import re
 import sys
@@ -77,7 +79,8 @@ class Shape(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     """A frozen shape whose fields carry their constraints; unknown keys are refused."""
 
     def __post_init__(self) -> None:
-        _check_fields(self)
+        if not _DECODING.get():  # msgspec has checked every field it decoded
+            _check_fields(self)
 
 
 def not_below(field: str, value: float | None, bound: float | None) -> None:
@@ -98,11 +101,16 @@ def convert(value: object, target: type[_T], *, path: str = "") -> _T:
     Any problem raises one :class:`ConfigError` whose path is ``path`` joined
     with where in ``value`` it lies.
     """
+    token = _DECODING.set(True)
     try:
         return msgspec.convert(value, target, strict=True)
     except msgspec.ValidationError as exc:
         raise _translate(str(exc), value, target, path) from exc
+    finally:
+        _DECODING.reset(token)
 
+
+_DECODING: Final = contextvars.ContextVar("runestone_schema_decoding", default=False)
 
 _AT: Final = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<where>[^`]*)`)?$", re.DOTALL)
 _SEGMENT: Final = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
@@ -183,13 +191,15 @@ def without_nulls(value: object, target: object) -> object:
     means "as if not given". Entries of a mapping with free keys are kept (a model
     listed with nothing is still a model).
     """
+    if not isinstance(value, Mapping | list):
+        return value  # a scalar has no keys to leave out
     base, _ = _strip(target)
     if _is_union(base):
         base = _pick(base, value)
     if isinstance(value, Mapping):
         if isinstance(base, type) and issubclass(base, msgspec.Struct):
             hints = _hints(base)
-            names = {f.encode_name: f.name for f in _fields(base)}
+            names = _names(base)
             return {
                 key: without_nulls(item, hints.get(names.get(str(key), ""), Any))
                 for key, item in value.items()
@@ -485,6 +495,12 @@ def _hints(cls: type) -> dict[str, Any]:
     if hints is None:
         hints = _HINTS[cls] = typing.get_type_hints(cls, include_extras=True)
     return hints
+
+
+@functools.cache
+def _names(cls: type[msgspec.Struct]) -> dict[str, str]:
+    """Field names by the key that spells them."""
+    return {f.encode_name: f.name for f in _fields(cls)}
 
 
 def _fields(cls: type[msgspec.Struct]) -> tuple[msgspec.structs.FieldInfo, ...]:

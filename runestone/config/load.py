@@ -233,9 +233,8 @@ class _Builder:
     def _provider(self, name: str, block: Any, path: str) -> _Candidate:
         cls = provider_type(str(type(block).__struct_config__.tag))
         raw = self.data["providers"][name]
-        settings = ProviderSettings.from_dict(
-            name, {k: v for k, v in raw.items() if k not in ("enabled", "health_probe")}, path=path
-        )
+        written = {k: v for k, v in raw.items() if k not in ("enabled", "health_probe")}
+        settings = ProviderSettings.from_checked(name, block, written)
         if not settings.models:
             raise ConfigError(
                 "expected at least one model, e.g. models: {gpt-4o-mini: {context_window: 128000}}",

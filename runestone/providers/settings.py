@@ -247,21 +247,28 @@ class ProviderSettings:
             raise ConfigError(f"expected a mapping, got {shown(data)}", path=path)
         modelled = {k: v for k, v in data.items() if k in _MODELLED}
         block = convert(without_nulls(modelled, _TypedBlock), _TypedBlock, path=path)
-        options = dict(block.options)
+        return cls.from_checked(name, block, data)
+
+    @classmethod
+    def from_checked(cls, name: str, block: Any, data: Mapping[str, Any]) -> ProviderSettings:
+        """Settings from a block already checked against a :class:`ProviderBlock`-like shape.
+
+        ``block`` has the common keys as attributes; ``data`` is the block as written,
+        whose keys no shape of this class models are the type's options.
+        """
+        options = dict(data.get("options") or {})
         options.update({k: v for k, v in data.items() if k not in _MODELLED})
         return cls(
             name=name,
-            type=block.type,
+            type=str(data["type"]),
             base_url=block.base_url.rstrip("/") if block.base_url else None,
             api_key=Secret(block.api_key) if block.api_key else None,
             headers=dict(block.headers),
             timeouts=block.timeouts,
             max_connections=block.max_connections,
             models={
-                str(model): ModelInfo(
-                    name=str(model), **msgspec.structs.asdict(spec or ModelSpec())
-                )
-                for model, spec in block.models.items()
+                name: ModelInfo(name=name, **msgspec.structs.asdict(spec or ModelSpec()))
+                for name, spec in block.models.items()
             },
             retry=dict(data.get("retry") or {}),
             circuit_breaker=dict(data.get("circuit_breaker") or {}),
