@@ -132,7 +132,11 @@ def _kind(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
             return " \\| ".join(f"`{v}`" for v in body["enum"])
         return "mapping" if "anyOf" not in body else "provider block"
     if "anyOf" in prop:
-        kinds = [_kind(m, defs) for m in prop["anyOf"] if m.get("type") != "null"]
+        kinds = [
+            _kind(m, defs)
+            for m in prop["anyOf"]
+            if m.get("type") != "null" and not str(m.get("pattern", "")).startswith("^\\$")
+        ]
         return " or ".join(dict.fromkeys(kinds))
     if "enum" in prop:
         return " \\| ".join(f"`{v}`" for v in prop["enum"])

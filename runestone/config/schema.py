@@ -371,6 +371,9 @@ def json_schema() -> dict[str, Any]:
     root["properties"]["providers"]["additionalProperties"] = {
         "anyOf": [tagged, {"$ref": "#/$defs/LegacyProvider"}]
     }
+    for entry in defs.values():
+        for name, prop in entry.get("properties", {}).items():
+            entry["properties"][name] = _or_reference(prop)
     for shape in _shapes():
         entry = defs.get(shape.__name__)
         if entry is None:
@@ -385,6 +388,30 @@ def json_schema() -> dict[str, Any]:
         "title": "Runestone configuration",
         **schema,
     }
+
+
+_REFERENCE: Final = {"type": "string", "pattern": r"^\$\{.+\}$"}
+
+
+def _or_reference(prop: dict[str, Any]) -> dict[str, Any]:
+    """A number or boolean property that also takes one ``${VAR}`` reference, as written.
+
+    The loader gives such a value the type its expanded text spells; without this an
+    editor would flag ``port: ${PORT:-4003}``.
+    """
+    if prop.get("type") in ("integer", "number", "boolean") or (
+        prop.get("type") == "string" and "pattern" in prop
+    ):
+        described: dict[str, Any] = {
+            k: prop.pop(k) for k in ("default", "description") if k in prop
+        }
+        return {"anyOf": [prop, _REFERENCE], **described}
+    members = prop.get("anyOf")
+    if isinstance(members, list) and any(
+        m.get("type") in ("integer", "number", "boolean") or "pattern" in m for m in members
+    ):
+        prop["anyOf"] = [*members, _REFERENCE]
+    return prop
 
 
 def schema_text() -> str:
