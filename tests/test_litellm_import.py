@@ -172,3 +172,65 @@ def test_the_command_does_not_overwrite_a_file_unless_forced(
     assert out.read_text(encoding="utf-8") == "mine: true\n"
     assert main(["import-litellm", source, "-o", str(out), "--force"]) == 0
     assert "gpt-3.5-turbo" in out.read_text(encoding="utf-8")
+
+
+# Each documented shape, and what it must become (policy, providers, one key fact).
+SHAPES = {
+    "proxy.yaml": ("latency", {"openai", "compatible", "anthropic", "vllm-internal"}),
+    "minimal.yaml": ("weighted", {"openai", "anthropic"}),
+    "shuffle.yaml": ("weighted", {"openai", "openai-2"}),
+    "usage.yaml": ("least_loaded", {"anthropic"}),
+    "local.yaml": ("least_loaded", {"localhost", "compatible", "openai"}),
+    "cost.yaml": ("cost", {"openai", "anthropic"}),
+}
+
+
+@pytest.mark.parametrize(("name", "expected"), SHAPES.items(), ids=list(SHAPES))
+def test_every_documented_litellm_shape_imports_to_a_config_that_loads(
+    name: str, expected: tuple[str, set[str]]
+) -> None:
+    report = import_litellm(load(name))
+    policy, providers = expected
+    assert report.config["routing"]["policy"] == policy
+    loaded = load_config(report.config, env=check_environment(report.config))
+    assert set(loaded.providers) == providers
+    if "routing_strategy" in (load(name).get("router_settings") or {}):
+        assert [p for p, _ in report.mapped if p.endswith("routing_strategy")]
+
+
+def test_weights_and_retries_of_a_load_balanced_model_come_along() -> None:
+    config = import_litellm(load("shuffle.yaml")).config
+    assert config["routing"]["aliases"]["gpt-4o-mini"] == [
+        "openai/gpt-4o-mini",
+        "openai-2/gpt-4o-mini",
+    ]
+    assert config["routing"]["weights"] == {"openai/gpt-4o-mini": 3, "openai-2/gpt-4o-mini": 1}
+    assert config["providers"]["openai-2"]["base_url"] == "https://eu.api.example.com/v1"
+    assert config["providers"]["openai"]["retry"] == {"max_attempts": 4}
+
+
+def test_litellm_settings_give_every_provider_its_retries_timeout_and_breaker() -> None:
+    report = import_litellm(load("usage.yaml"))
+    anthropic = report.config["providers"]["anthropic"]
+    assert anthropic["timeouts"] == {"total": 45}
+    assert anthropic["circuit_breaker"] == {"consecutive_failures": 2, "recovery": 10}
+    notes = dict(report.mapped)
+    assert "in flight" in notes["router_settings.routing_strategy"]
+
+
+def test_local_servers_keep_their_urls_and_fallbacks() -> None:
+    config = import_litellm(load("local.yaml")).config
+    assert config["providers"]["localhost"]["type"] == "openai_compatible"
+    assert config["providers"]["compatible"]["base_url"] == "${VLLM_BASE}"
+    assert config["providers"]["compatible"]["timeouts"] == {"total": 120}
+    assert config["routing"]["fallbacks"]["local-llama"][-1] == "openai/gpt-4o"
+    assert config["routing"]["context_window_fallbacks"] == {"local-llama": ["openai/gpt-4o"]}
+
+
+def test_prices_per_token_become_prices_per_million_and_a_literal_key_is_flagged() -> None:
+    report = import_litellm(load("cost.yaml"))
+    models = report.config["providers"]["openai"]["models"]
+    assert models["gpt-4o-mini"]["input_per_1m"] == pytest.approx(0.15)
+    assert models["gpt-4o-mini"]["output_per_1m"] == pytest.approx(0.6)
+    assert report.config["auth"]["keys"] == [{"key": "sk-1234", "name": "master"}]
+    assert any("master_key is a literal key" in w for w in report.warnings)
