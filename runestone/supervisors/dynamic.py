@@ -8,17 +8,18 @@ each restart (min, max, jitter) so a child that keeps failing does not spin.
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import pykka
 import structlog
+from msgspec import Meta
 
 from runestone.clock import SYSTEM_CLOCK, Cancellable, Clock
 from runestone.exceptions import ChildStartError, SupervisionError
+from runestone.schema import AtLeastOne, NonNegative, Shape, not_below
 from runestone.supervisors.actor import SupervisedActor
 from runestone.supervisors.handle import ActorHandle
 from runestone.supervisors.intensity import IntensityPolicy
@@ -47,27 +48,21 @@ class Spawn:
         self.on_error(SupervisionError(f"child {self.spec.id!r} not started: {error}"))
 
 
-@dataclass(frozen=True, slots=True)
-class RestartBackoff:
+class RestartBackoff(Shape, frozen=True):
     """Delay before the n-th consecutive restart of a child: ``min * multiplier**(n-1)``,
-    capped at ``max``, then spread by ``± jitter`` (a fraction)."""
+    capped at ``max``, then spread by ``± jitter`` (a fraction).
 
-    min: float = 0.01
-    max: float = 1.0
-    multiplier: float = 2.0
-    jitter: float = 0.1
+    A bad value raises :class:`~runestone.schema.FieldError` (a ``ValueError``).
+    """
+
+    min: NonNegative = 0.01
+    max: NonNegative = 1.0
+    multiplier: AtLeastOne = 2.0
+    jitter: Annotated[float, Meta(ge=0, le=1)] = 0.1
 
     def __post_init__(self) -> None:
-        for name in ("min", "max", "multiplier", "jitter"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or math.isnan(value) or value < 0:
-                raise ValueError(f"RestartBackoff.{name} must be a number >= 0, got {value!r}")
-        if self.max < self.min:
-            raise ValueError(f"RestartBackoff.max ({self.max}) must be >= min ({self.min})")
-        if self.multiplier < 1:
-            raise ValueError(f"RestartBackoff.multiplier must be >= 1, got {self.multiplier}")
-        if self.jitter > 1:
-            raise ValueError(f"RestartBackoff.jitter must be <= 1, got {self.jitter}")
+        super().__post_init__()
+        not_below("max", self.max, self.min)
 
     def delay(self, restart_number: int, rng: random.Random) -> float:
         """The wait before restart number ``restart_number`` (1 for the first)."""

@@ -103,10 +103,10 @@ def test_stopping_cancels_a_pending_restart() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"min": -1}, "min must be a number >= 0"),
-        ({"min": 2, "max": 1}, "max \\(1\\) must be >= min \\(2\\)"),
-        ({"multiplier": 0.5}, "multiplier must be >= 1"),
-        ({"jitter": 2}, "jitter must be <= 1"),
+        ({"min": -1}, "^min: expected a number >= 0, got -1$"),
+        ({"min": 2, "max": 1}, "^max: expected a number >= 2, got 1$"),
+        ({"multiplier": 0.5}, "^multiplier: expected a number >= 1, got 0.5$"),
+        ({"jitter": 2}, "^jitter: expected a fraction <= 1, got 2$"),
     ],
 )
 def test_bad_backoff_values_are_refused_naming_the_field(kwargs: Any, message: str) -> None:
