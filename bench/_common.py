@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import re
 import resource
@@ -154,6 +155,20 @@ def checkout_of(revision: str) -> Iterator[Path]:
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True
             )
+
+
+def run_worker(script: str, tree: Path, number: int) -> dict[str, float]:
+    """Run ``script --worker --number N`` on the package in ``tree``; its JSON figures."""
+    done = subprocess.run(
+        [sys.executable, script, "--worker", "--number", str(number)],
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        cwd=tree,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    figures: dict[str, float] = json.loads(done.stdout)
+    return figures
 
 
 def stop(process: subprocess.Popen[Any]) -> None:

@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import ROOT, checkout_of, stop
+from _common import ROOT, checkout_of, run_worker, stop
 
 ENV = {
     "OPENAI_API_KEY": "sk-bench",
@@ -83,19 +83,6 @@ def startup(tree: Path) -> float:
         stop(process)
 
 
-def _loads(tree: Path, number: int) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--worker", "--number", str(number)],
-        env={**os.environ, "PYTHONPATH": str(tree)},
-        cwd=tree,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    figures: dict[str, float] = json.loads(done.stdout)
-    return figures
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="ee8d35d", help="the commit to compare with")
@@ -111,7 +98,7 @@ def main() -> None:
     with checkout_of(args.before) as before:
         for _ in range(args.rounds):  # interleaved: drift hits both sides alike
             for side, tree in (("before", before), ("after", ROOT)):
-                loads[side].append(_loads(tree, args.number))
+                loads[side].append(run_worker(__file__, tree, args.number))
                 starts[side].append(startup(tree))
     print(f"median of {args.rounds} rounds (before: {args.before}, after: this checkout)")
     print(f"  {'figure':36s} {'before':>9s} {'after':>9s} {'after/before':>13s}")

@@ -21,71 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import ROOT, checkout_of
+from _common import ROOT, checkout_of, run_worker
+from _requests import ANTHROPIC, chat
 
 SHAPES = ("chat, typical", "chat, 100 messages", "anthropic messages")
-
-
-def chat(messages: int) -> dict[str, Any]:
-    turns: list[dict[str, Any]] = [{"role": "system", "content": "You are terse."}]
-    for i in range(messages - 1):
-        role = "user" if i % 2 == 0 else "assistant"
-        turns.append({"role": role, "content": f"message {i}: " + "lorem ipsum " * 20})
-    return {
-        "model": "fast",
-        "messages": turns,
-        "stream": True,
-        "temperature": 0.2,
-        "tools": [
-            {
-                "type": "function",
-                "function": {
-                    "name": "get_weather",
-                    "description": "The weather in a city.",
-                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-                },
-            }
-        ],
-    }
-
-
-ANTHROPIC: dict[str, Any] = {
-    "model": "smart",
-    "max_tokens": 1024,
-    "system": "You are terse.",
-    "messages": [
-        {"role": "user", "content": "What is the weather in Paris?"},
-        {
-            "role": "assistant",
-            "content": [
-                {"type": "text", "text": "Let me look."},
-                {
-                    "type": "tool_use",
-                    "id": "tu_1",
-                    "name": "get_weather",
-                    "input": {"city": "Paris"},
-                },
-            ],
-        },
-        {
-            "role": "user",
-            "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": "18 C, sunny"}],
-        },
-    ],
-    "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
-    "stream": True,
-}
 
 
 def _server_path() -> dict[str, Callable[[bytes], object]]:
@@ -145,20 +89,6 @@ def worker(number: int) -> None:
     print(json.dumps(out))
 
 
-def _measure(tree: Path, number: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run(
-        [sys.executable, __file__, "--worker", "--number", str(number)],
-        env=env,
-        cwd=tree,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    figures: dict[str, float] = json.loads(done.stdout)
-    return figures
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="ee8d35d", help="the commit to compare with")
@@ -172,8 +102,8 @@ def main() -> None:
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     with checkout_of(args.before) as before:
         for _ in range(args.rounds):  # interleaved: drift hits both sides alike
-            runs["before"].append(_measure(before, args.number))
-            runs["after"].append(_measure(ROOT, args.number))
+            runs["before"].append(run_worker(__file__, before, args.number))
+            runs["after"].append(run_worker(__file__, ROOT, args.number))
     print(
         f"request decode + validate, bytes in -> ChatCall out; us per request, median of "
         f"{args.rounds} rounds (before: {args.before}, after: this checkout)"
