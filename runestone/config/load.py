@@ -33,7 +33,14 @@ from runestone.config.model import (
     RoutingConfig,
     SkippedProvider,
 )
-from runestone.config.schema import AdminKey, ClientKey, RoutingSection, file_schema
+from runestone.config.schema import (
+    AdminKey,
+    ClientKey,
+    CostTable,
+    Defaults,
+    RoutingSection,
+    file_schema,
+)
 from runestone.config.yaml_file import read_yaml
 from runestone.exceptions import ConfigError
 from runestone.providers.base import Provider
@@ -138,19 +145,17 @@ class _Builder:
 
     def _current_shape(self, data: dict[str, Any]) -> dict[str, Any]:
         """The file with legacy blocks mapped and ``defaults`` laid under every block."""
-        schema = file_schema()
         providers = data.get("providers")
         if not isinstance(providers, Mapping):
             return data  # the schema check says what is wrong with it
-        hints = msgspec.structs.fields(schema)
-        rows_type = next(f.type for f in hints if f.name == "cost_table")
         rows = convert(
-            without_nulls(data.get("cost_table") or [], rows_type), rows_type, path="cost_table"
+            without_nulls(data.get("cost_table") or [], CostTable), CostTable, path="cost_table"
         )
         by_provider = cost_table(rows, providers)
         defaults_raw = data.get("defaults") or {}
-        defaults_type = next(f.type for f in hints if f.name == "defaults")
-        convert(without_nulls(defaults_raw, defaults_type), defaults_type, path="defaults")
+        # Checked before it is laid under the blocks, so a bad default is named where it
+        # is written, not in the first provider block it reaches.
+        convert(without_nulls(defaults_raw, Defaults), Defaults, path="defaults")
         mapped: dict[str, Any] = {}
         for name, block in providers.items():
             if is_legacy(block):

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from runestone.config.schema import json_schema
+from runestone.config.schema import VAR_REFERENCE, json_schema
 
 __all__ = ["reference"]
 
@@ -133,9 +133,7 @@ def _kind(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
         return "mapping" if "anyOf" not in body else "provider block"
     if "anyOf" in prop:
         kinds = [
-            _kind(m, defs)
-            for m in prop["anyOf"]
-            if m.get("type") != "null" and not str(m.get("pattern", "")).startswith("^\\$")
+            _kind(m, defs) for m in prop["anyOf"] if m.get("type") != "null" and m != VAR_REFERENCE
         ]
         return " or ".join(dict.fromkeys(kinds))
     if "enum" in prop:

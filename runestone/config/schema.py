@@ -35,9 +35,11 @@ __all__ = [
     "ENV_NAME",
     "ROUTING_POLICIES",
     "SCHEMA_ID",
+    "VAR_REFERENCE",
     "AuthSection",
     "ClientKey",
     "CostRow",
+    "CostTable",
     "Defaults",
     "HealthProbe",
     "LegacyProvider",
@@ -117,6 +119,13 @@ class CostRow(Shape, frozen=True):
     """One price per 1,000 tokens, or ``{input, output}``."""
     capabilities: list[str] = []
     """Capability names of the old table (tools, vision, json, …)."""
+
+
+CostTable = Annotated[
+    list[CostRow],
+    Meta(extra={"expected": "a list of {provider, model, cost_per_1k_tokens, capabilities}"}),
+]
+"""The legacy top-level ``cost_table``."""
 
 
 class Defaults(Shape, frozen=True):
@@ -319,19 +328,7 @@ def _file_schema(types: tuple[tuple[str, type[Provider]], ...]) -> type[msgspec.
             ("auth", AuthSection, AuthSection()),
             ("logging", LoggingConfig, LoggingConfig()),
             ("defaults", Defaults, Defaults()),
-            (
-                "cost_table",
-                Annotated[
-                    list[CostRow],
-                    Meta(
-                        extra={
-                            "expected": "a list of {provider, model, cost_per_1k_tokens, "
-                            "capabilities}"
-                        }
-                    ),
-                ],
-                msgspec.field(default_factory=list),
-            ),
+            ("cost_table", CostTable, msgspec.field(default_factory=list)),
         ],
         bases=(Shape,),
         module=__name__,
@@ -390,7 +387,8 @@ def json_schema() -> dict[str, Any]:
     }
 
 
-_REFERENCE: Final = {"type": "string", "pattern": r"^\$\{.+\}$"}
+VAR_REFERENCE: Final = {"type": "string", "pattern": r"^\$\{.+\}$"}
+"""What a number, boolean or patterned string may also be in the JSON Schema: ``${VAR}``."""
 
 
 def _or_reference(prop: dict[str, Any]) -> dict[str, Any]:
@@ -405,12 +403,12 @@ def _or_reference(prop: dict[str, Any]) -> dict[str, Any]:
         described: dict[str, Any] = {
             k: prop.pop(k) for k in ("default", "description") if k in prop
         }
-        return {"anyOf": [prop, _REFERENCE], **described}
+        return {"anyOf": [prop, VAR_REFERENCE], **described}
     members = prop.get("anyOf")
     if isinstance(members, list) and any(
         m.get("type") in ("integer", "number", "boolean") or "pattern" in m for m in members
     ):
-        prop["anyOf"] = [*members, _REFERENCE]
+        prop["anyOf"] = [*members, VAR_REFERENCE]
     return prop
 
 
