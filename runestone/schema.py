@@ -40,6 +40,7 @@ from runestone.exceptions import ConfigError
 from runestone.suggest import unknown_key
 
 __all__ = [
+    "ANY_KEY",
     "FINITE",
     "AtLeastOne",
     "Count",
@@ -50,7 +51,9 @@ __all__ = [
     "convert",
     "expected",
     "not_below",
+    "report_steps",
     "shown",
+    "split_report",
     "without_nulls",
 ]
 
@@ -112,24 +115,44 @@ def convert(value: object, target: type[_T], *, path: str = "") -> _T:
 
 _DECODING: Final = contextvars.ContextVar("runestone_schema_decoding", default=False)
 
-_AT: Final = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<where>[^`]*)`)?$", re.DOTALL)
-_SEGMENT: Final = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
-_ANY_KEY: Final = object()
+ANY_KEY: Final = -1
+"""The step :func:`report_steps` gives for msgspec's ``[...]``: some key of a mapping."""
+
+_AT: Final = " - at `"
+_STEP: Final = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+
+
+def split_report(report: str) -> tuple[str, list[str]]:
+    """A msgspec ``ValidationError``'s text as its message and its paths, outermost first.
+
+    A decoder that re-raises a member's refusal adds its own path, so one report may
+    carry several: ``Expected `str`, got `int` - at `$.text` - at `$.messages[0]```.
+    """
+    pieces = report.split(_AT)
+    paths = [piece.removesuffix("`") for piece in pieces[1:]]
+    return pieces[0], paths[::-1]
+
+
+def report_steps(path: str) -> list[str | int]:
+    """The field names and list indexes of one report path (``$.a.b[2]``); a mapping's
+    ``[...]`` is :data:`ANY_KEY`, since msgspec does not say which key it was."""
+    if not path.startswith("$"):  # "key` in `$.metadata": a mapping's key was refused
+        path = path.rpartition("` in `")[2]
+    steps: list[str | int] = []
+    for name, index in _STEP.findall(path.removeprefix("$")):
+        if name:
+            steps.append(name)
+        else:
+            steps.append(ANY_KEY if index == "..." else int(index))
+    return steps
 
 
 def _translate(report: str, value: object, target: object, path: str) -> ConfigError:
-    match = _AT.match(report)
-    assert match is not None  # the pattern matches any text
-    message, where = match.group("message"), match.group("where") or ""
-    segments: list[object] = []
-    for name, index in _SEGMENT.findall(where):
-        if name:
-            segments.append(name)
-        else:
-            segments.append(_ANY_KEY if index == "..." else int(index))
-    if _ANY_KEY in segments:
+    message, paths = split_report(report)
+    segments: list[object] = [step for where in paths for step in report_steps(where)]
+    if ANY_KEY in segments:
         # msgspec does not say which key of a mapping: find it by checking each entry.
-        cut = segments.index(_ANY_KEY)
+        cut = segments.index(ANY_KEY)
         container = _lookup(value, segments[:cut])
         node = _walk(target, segments[:cut], value)
         value_type = _value_type(node)

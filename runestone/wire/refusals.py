@@ -41,6 +41,7 @@ import msgspec.inspect as mi
 
 from runestone.exceptions import RequestValidationError
 from runestone.jsonio import json_kind
+from runestone.schema import ANY_KEY, report_steps, split_report
 
 __all__ = ["Missing", "field_name", "refusal", "schema_of"]
 
@@ -56,8 +57,6 @@ class Missing:
 
 _MISSING: Final = Missing()
 
-_AT: Final = " - at `"
-_STEP: Final = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _MISSING_FIELD: Final = re.compile(r"Object missing required field `(.+)`$")
 _UNKNOWN_FIELD: Final = re.compile(r"Object contains unknown field `(.+)`$")
 _WRONG_TYPE: Final = re.compile(r"Expected `([^`]+)`(?:, got `([^`]+)`)?$")
@@ -112,10 +111,8 @@ def refusal(
 ) -> RequestValidationError:
     """The :class:`RequestValidationError` for ``error``, raised decoding ``data`` (the
     refused JSON, as Python values) as ``schema``."""
-    message, paths = _split(str(error))
-    steps: list[Step] = []
-    for path in paths:
-        steps.extend(_steps(path))
+    message, paths = split_report(str(error))
+    steps: list[Step] = [step for path in paths for step in report_steps(path)]
     if _KEY.match(message) and paths and paths[-1].startswith("key` in `"):
         return RequestValidationError(
             "field names must be strings", field=field_name(steps, dotted=dotted) or "request"
@@ -167,30 +164,6 @@ def refusal(
 
 
 # --------------------------------------------------------------------------- the message
-
-
-def _split(text: str) -> tuple[str, list[str]]:
-    """The message and its paths, outermost first.
-
-    An :class:`~runestone.wire.schema.OpenUnion` re-raises the refusal of its member
-    with the member's own path in it, so one message may carry several paths:
-    ``Expected `str`, got `int` - at `$.text` - at `$.messages[0].content[1]```.
-    """
-    pieces = text.split(_AT)
-    paths = [piece.removesuffix("`") for piece in pieces[1:]]
-    return pieces[0], paths[::-1]
-
-
-def _steps(path: str) -> list[Step]:
-    if not path.startswith("$"):  # "key` in `$.metadata": a mapping's key was refused
-        path = path.rpartition("` in `")[2]
-    steps: list[Step] = []
-    for name, index in _STEP.findall(path.removeprefix("$")):
-        if name:
-            steps.append(name)
-        else:
-            steps.append(-1 if index == "..." else int(index))
-    return steps
 
 
 def _say_types(types: str) -> str:
@@ -376,7 +349,7 @@ def _walk(root: mi.Type, data: object, steps: Sequence[Step], resolved: list[Ste
             resolved.append(step)
             node = _field(here, step)
             value = value.get(step, _MISSING) if isinstance(value, Mapping) else _MISSING
-        elif step == -1:  # a mapping's value: find the key whose value was refused
+        elif step == ANY_KEY:  # a mapping's value: find the key whose value was refused
             here = _strip(here)[0]
             value_type = here.value_type if isinstance(here, mi.DictType) else None
             key, value = _refused_item(value, value_type)
