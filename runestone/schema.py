@@ -48,6 +48,7 @@ __all__ = [
     "NonNegative",
     "Positive",
     "Shape",
+    "check",
     "convert",
     "expected",
     "not_below",
@@ -111,6 +112,17 @@ def convert(value: object, target: type[_T], *, path: str = "") -> _T:
         raise _translate(str(exc), value, target, path) from exc
     finally:
         _DECODING.reset(token)
+
+
+def check(value: object, target: Any, name: str) -> Any:
+    """``value`` as ``target`` (an argument checked by its type): a :class:`FieldError`
+    named ``name`` when it is not one."""
+    try:
+        return convert(value, target, path=name)
+    except FieldError:
+        raise
+    except ConfigError as exc:
+        raise FieldError(str(exc).removeprefix(f"{exc.path}: "), path=exc.path) from None
 
 
 _DECODING: Final = contextvars.ContextVar("runestone_schema_decoding", default=False)
@@ -263,6 +275,11 @@ def _strip(tp: object) -> tuple[object, dict[str, Any]]:
 
 def _is_union(tp: object) -> bool:
     return get_origin(tp) in (Union, types.UnionType)
+
+
+def _members(tp: object) -> tuple[object, ...]:
+    """A union's members, or the type alone."""
+    return get_args(tp) if _is_union(tp) else (tp,)
 
 
 def _walk(tp: object, segments: Sequence[object], data: object) -> object:
@@ -497,6 +514,41 @@ def shown(value: object) -> str:
 
 
 def _check_fields(shape: Shape) -> None:
+    # One C call checks every field against its type; the slow walk below runs only to
+    # say which field failed, and how, in our words.
+    token = _DECODING.set(True)
+    try:
+        # From its fields as a mapping: msgspec hands an instance of the type back unchecked.
+        data = msgspec.structs.asdict(shape)
+        checked = msgspec.convert(data, type(shape), strict=True)
+    except msgspec.ValidationError as exc:
+        _report_field(shape)  # a field's own type refused it
+        error = _translate(str(exc), data, type(shape), "")  # or a check across fields
+        raise FieldError(str(error).removeprefix(f"{error.path}: "), path=error.path) from None
+    finally:
+        _DECODING.reset(token)
+    # A member for the enum's value it was given ("transient" becomes the member).
+    for name in _enum_fields(type(shape)):
+        value = getattr(checked, name)
+        if value is not getattr(shape, name):
+            msgspec.structs.force_setattr(shape, name, value)
+
+
+@functools.cache
+def _enum_fields(cls: type[Shape]) -> tuple[str, ...]:
+    """The fields that may hold an enum member."""
+    hints = _hints(cls)
+    return tuple(
+        field.name
+        for field in _fields(cls)
+        if any(
+            isinstance(option, type) and issubclass(option, enum.Enum)
+            for option in _members(_strip(hints[field.name])[0])
+        )
+    )
+
+
+def _report_field(shape: Shape) -> None:
     cls = type(shape)
     hints = _hints(cls)
     for field in _fields(cls):

@@ -10,13 +10,16 @@ exceeded" triggers the context-window fallbacks (see :func:`runestone.routing.pl
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+from msgspec import Meta
 
 from runestone.messages import ChatRequest, ImagePart, Message, RawPart, Role, TextPart, Tool
 from runestone.providers.settings import Capability
+from runestone.schema import Count, Shape
 from runestone.wire.openai_chat import convert_needs, to_messages, to_tools
 
 __all__ = [
@@ -38,10 +41,14 @@ DEFAULT_OUTPUT_TOKENS: Final = 512
 """Answer length assumed for cost estimates when the request sets no ``max_tokens``."""
 
 _JSON_FORMATS: Final = frozenset({"json_object", "json_schema"})
+_WANTED: Final = (Capability.TOOLS, Capability.VISION, Capability.JSON, Capability.PREFILL)
+_NEEDED: Final = {
+    flags: frozenset(c for c, wanted in zip(_WANTED, flags, strict=True) if wanted)
+    for flags in itertools.product((False, True), repeat=len(_WANTED))
+}
 
 
-@dataclass(frozen=True, slots=True)
-class Requirements:
+class Requirements(Shape, frozen=True):
     """What one request needs from a candidate model.
 
     ``prefill`` is never inferred from a request; the caller sets it when it
@@ -52,35 +59,19 @@ class Requirements:
     vision: bool = False
     json: bool = False
     prefill: bool = False
-    prompt_tokens: int = 0
-    max_tokens: int | None = None
-    # Derived once: the planner asks for them once per candidate.
-    _capabilities: frozenset[Capability] = field(init=False, repr=False, compare=False)
-    _context_tokens: int = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        _check_count("prompt_tokens", self.prompt_tokens, minimum=0)
-        if self.max_tokens is not None:
-            _check_count("max_tokens", self.max_tokens, minimum=1)
-        wanted = (
-            (self.tools, Capability.TOOLS),
-            (self.vision, Capability.VISION),
-            (self.json, Capability.JSON),
-            (self.prefill, Capability.PREFILL),
-        )
-        needed = frozenset(capability for needed, capability in wanted if needed)
-        object.__setattr__(self, "_capabilities", needed)
-        object.__setattr__(self, "_context_tokens", self.prompt_tokens + (self.max_tokens or 0))
+    prompt_tokens: Annotated[int, Meta(ge=0)] = 0
+    max_tokens: Count | None = None
 
     @property
     def capabilities(self) -> frozenset[Capability]:
         """The capabilities a candidate must list."""
-        return self._capabilities
+        # The planner asks once per candidate: sixteen sets, made once.
+        return _NEEDED[self.tools, self.vision, self.json, self.prefill]
 
     @property
     def context_tokens(self) -> int:
         """Context window the request needs: the prompt plus the longest answer it allows."""
-        return self._context_tokens
+        return self.prompt_tokens + (self.max_tokens or 0)
 
     @property
     def output_tokens(self) -> int:
@@ -159,11 +150,6 @@ def _message_size(message: Message) -> tuple[int, int]:
             elif isinstance(part, RawPart):
                 chars += len(_json(part.data))
     return chars, images
-
-
-def _check_count(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected a whole number >= {minimum}, got {value!r}")
 
 
 def _json(value: object) -> str:

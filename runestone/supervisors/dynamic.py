@@ -19,7 +19,7 @@ from msgspec import Meta
 
 from runestone.clock import SYSTEM_CLOCK, Cancellable, Clock
 from runestone.exceptions import ChildStartError, SupervisionError
-from runestone.schema import AtLeastOne, NonNegative, Shape, not_below
+from runestone.schema import AtLeastOne, Count, NonNegative, Shape, check, not_below
 from runestone.supervisors.actor import SupervisedActor
 from runestone.supervisors.handle import ActorHandle
 from runestone.supervisors.intensity import IntensityPolicy
@@ -82,7 +82,7 @@ class DynamicBase(SupervisorBase):
         children: tuple[ChildSpec, ...] = (),
         *,
         name: str = "dynamic",
-        max_children: int | None = None,
+        max_children: Count | None = None,
         backoff: RestartBackoff | None = None,
         intensity: IntensityPolicy | None = None,
         clock: Clock = SYSTEM_CLOCK,
@@ -90,8 +90,7 @@ class DynamicBase(SupervisorBase):
         store: ChildStore | None = None,
         **_: Any,
     ) -> None:
-        if max_children is not None and (not isinstance(max_children, int) or max_children < 1):
-            raise ValueError(f"max_children must be a positive integer, got {max_children!r}")
+        max_children = check(max_children, Count | None, "max_children")
         super().__init__(
             children, name=name, strategy=ONE_FOR_ONE, intensity=intensity, clock=clock, store=store
         )

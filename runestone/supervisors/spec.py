@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import pykka
+from msgspec import Meta
 
+from runestone.schema import Positive, Shape
 from runestone.supervisors.exits import ExitReason
 from runestone.supervisors.store import ChildStore
 
@@ -42,42 +42,31 @@ class ChildKind(enum.StrEnum):
     SUPERVISOR = "supervisor"
 
 
-@dataclass(frozen=True, slots=True)
-class ChildSpec:
+class ChildSpec(Shape, frozen=True, kw_only=False):
     """How to run one child.
 
     ``start`` is called with no arguments in the supervisor's thread and must
     return the :class:`pykka.ActorRef` of a newly started
     :class:`~runestone.supervisors.SupervisedActor`. ``shutdown`` bounds how
-    long stopping it may take; ``start_timeout`` bounds its ``on_start``.
+    long stopping it may take; ``start_timeout`` bounds its ``on_start``. Its
+    fields are checked by their types (a :class:`~runestone.schema.FieldError`
+    names the field); an enum's value is taken for its member.
     """
 
-    id: str
-    start: Callable[[], pykka.ActorRef[Any]]
+    id: Annotated[str, Meta(min_length=1, extra={"expected": "a non-empty string"})]
+    start: Annotated[Callable[[], pykka.ActorRef[Any]], Meta(extra={"expected": "a callable"})]
     restart: RestartType = RestartType.PERMANENT
-    shutdown: float = 5.0
+    shutdown: Positive = 5.0
     kind: ChildKind = ChildKind.WORKER
-    start_timeout: float = 5.0
+    start_timeout: Positive = 5.0
     await_start: bool = True
     """Wait for ``on_start`` before the child counts as started (OTP's ``start_link``).
     False for short-lived children whose ``on_start`` cannot fail: a failure then
     arrives as an exit, handled by the restart type."""
-    store: ChildStore | None = None
+    store: Annotated[ChildStore | None, Meta(extra={"expected": "a ChildStore or None"})] = None
     """A supervisor child's own children, kept across its restarts (see ``store``)."""
-    on_abandon: Callable[[], None] | None = None
+    on_abandon: Annotated[
+        Callable[[], None] | None, Meta(extra={"expected": "a callable or None"})
+    ] = None
     """Called when the child was stopped to be restarted and never will be (its
     supervisor gave up): whoever waits on its work hears it here."""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or not self.id:
-            raise ValueError(f"ChildSpec.id must be a non-empty string, got {self.id!r}")
-        if not callable(self.start):
-            raise TypeError(f"ChildSpec.start of {self.id!r} must be callable, got {self.start!r}")
-        for name in ("shutdown", "start_timeout"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not value > 0 or math.isnan(value):
-                raise ValueError(f"ChildSpec.{name} of {self.id!r} must be > 0, got {value!r}")
-        if type(self.restart) is not RestartType:  # one spec per request: skip the enum call
-            object.__setattr__(self, "restart", RestartType(self.restart))
-        if type(self.kind) is not ChildKind:
-            object.__setattr__(self, "kind", ChildKind(self.kind))

@@ -142,9 +142,9 @@ def test_a_dynamic_supervisor_nests_under_a_static_one() -> None:
 def test_bad_max_children_is_refused() -> None:
     from runestone.exceptions import ChildStartError
 
-    with pytest.raises(ValueError, match="max_children must be a positive integer"):
+    with pytest.raises(ValueError, match=r"^max_children: expected an integer >= 1, got 0$"):
         start_supervisor(name="tasks", actor_class=DynamicSupervisor, max_children=0)
-    with pytest.raises(ChildStartError, match="max_children must be a positive integer"):
+    with pytest.raises(ChildStartError, match="max_children: expected an integer >= 1, got -3"):
         start_supervisor(
             [supervisor_spec("tasks", [], actor_class=DynamicSupervisor, max_children=-3)]
         )

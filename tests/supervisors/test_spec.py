@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from runestone.schema import FieldError
 from runestone.supervisors import (
     ChildKind,
     ChildSpec,
@@ -19,12 +20,26 @@ from tests.supervisors.workers import Worker
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"id": ""}, ValueError, "ChildSpec.id must be a non-empty string"),
-        ({"start": "not callable"}, TypeError, "ChildSpec.start of 'w' must be callable"),
-        ({"shutdown": 0}, ValueError, "ChildSpec.shutdown of 'w' must be > 0"),
-        ({"start_timeout": -1}, ValueError, "ChildSpec.start_timeout of 'w' must be > 0"),
-        ({"restart": "sometimes"}, ValueError, "'sometimes' is not a valid RestartType"),
-        ({"kind": "manager"}, ValueError, "'manager' is not a valid ChildKind"),
+        ({"id": ""}, FieldError, "^id: expected a non-empty string, got ''$"),
+        ({"start": "not callable"}, FieldError, "^start: expected a callable, got 'not callable'$"),
+        ({"shutdown": 0}, FieldError, "^shutdown: expected a number > 0, got 0$"),
+        ({"start_timeout": -1}, FieldError, "^start_timeout: expected a number > 0, got -1$"),
+        (
+            {"restart": "sometimes"},
+            FieldError,
+            "^restart: expected one of: permanent, transient, temporary, got 'sometimes'$",
+        ),
+        (
+            {"kind": "manager"},
+            FieldError,
+            "^kind: expected one of: worker, supervisor, got 'manager'$",
+        ),
+        ({"store": 3}, FieldError, "^store: expected a ChildStore or None, got 3$"),
+        (
+            {"on_abandon": "later"},
+            FieldError,
+            "^on_abandon: expected a callable or None, got 'later'$",
+        ),
     ],
 )
 def test_a_bad_child_spec_is_refused_naming_the_field(
