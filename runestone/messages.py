@@ -26,7 +26,9 @@ import copy
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, TypeAlias
+from typing import Annotated, Any, Final, TypeAlias
+
+import msgspec
 
 from runestone.exceptions import (
     AuthenticationError,
@@ -378,8 +380,16 @@ class FinishReason(enum.StrEnum):
     CONTENT_FILTER = "content_filter"
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
+class _Event(msgspec.Struct, frozen=True, gc=False, repr_omit_defaults=True):
+    """The base of the events: frozen msgspec structs (cheap to build: one per chunk).
+
+    Their field types carry their constraints, which hold where events are decoded
+    (``msgspec.convert(data, Usage)``); built in Python on the hot path they are not
+    re-checked — the providers that build them read checked upstream data.
+    """
+
+
+class Origin(_Event, frozen=True, gc=False):
     """Which attempt the first content a caller receives came from (the commit point).
 
     An HTTP server sends its headers with that content, before ``Done`` names the
@@ -388,45 +398,63 @@ class Origin:
 
     provider: str
     model: str
-    attempt: int
+    attempt: Annotated[int, msgspec.Meta(ge=1)]
     """How many attempts the request had made, this one included."""
 
 
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    """A piece of the answer's text."""
+class TextDelta(_Event, frozen=True, gc=False):
+    """A piece of the answer's text. Equal pieces are equal whatever their origin."""
 
     text: str
-    origin: Origin | None = field(default=None, compare=False, repr=False)
+    origin: Origin | None = None
     """Set on the request's first content only (see :class:`Origin`)."""
 
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not TextDelta:
+            return NotImplemented
+        return self.text == other.text
 
-@dataclass(frozen=True, slots=True)
-class ToolCallDelta:
-    """A piece of tool call ``index``: ``id`` and ``name`` come with its first piece."""
+    def __hash__(self) -> int:
+        return hash((TextDelta, self.text))
 
-    index: int
+
+class ToolCallDelta(_Event, frozen=True, gc=False):
+    """A piece of tool call ``index``: ``id`` and ``name`` come with its first piece.
+    Equal pieces are equal whatever their origin."""
+
+    index: Annotated[int, msgspec.Meta(ge=0)]
     id: str | None = None
     name: str | None = None
     arguments: str = ""
-    origin: Origin | None = field(default=None, compare=False, repr=False)
+    origin: Origin | None = None
     """Set on the request's first content only (see :class:`Origin`)."""
 
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not ToolCallDelta:
+            return NotImplemented
+        return (self.index, self.id, self.name, self.arguments) == (
+            other.index,
+            other.id,
+            other.name,
+            other.arguments,
+        )
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+    def __hash__(self) -> int:
+        return hash((ToolCallDelta, self.index, self.id, self.name, self.arguments))
+
+
+class Usage(_Event, frozen=True, gc=False):
     """Token counts of one answer."""
 
-    prompt_tokens: int
-    completion_tokens: int
+    prompt_tokens: Annotated[int, msgspec.Meta(ge=0)]
+    completion_tokens: Annotated[int, msgspec.Meta(ge=0)]
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
 
-@dataclass(frozen=True, slots=True)
-class Done:
+class Done(_Event, frozen=True):
     """The answer is complete. ``finish_reason`` is a :class:`FinishReason` value."""
 
     finish_reason: str
@@ -435,7 +463,7 @@ class Done:
     usage: Usage | None = None
     attempts: tuple[Any, ...] = ()
     """Every attempt the request made (set on the final event a caller receives)."""
-    cost: float | None = None
+    cost: Annotated[float, msgspec.Meta(ge=0)] | None = None
     """What the answer cost on the provider that answered, when its prices are known."""
 
 
@@ -458,8 +486,7 @@ _ERROR_TYPES: Final[Mapping[ErrorClass, type[ProviderError]]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class StreamError:
+class StreamError(_Event, frozen=True):
     """The in-band terminal event of a failed stream."""
 
     error_class: ErrorClass
@@ -479,7 +506,7 @@ class StreamError:
     def __post_init__(self) -> None:
         kind: object = self.kind
         if isinstance(kind, str) and not isinstance(kind, ErrorKind):
-            object.__setattr__(self, "kind", ErrorKind(kind) if kind else None)
+            msgspec.structs.force_setattr(self, "kind", ErrorKind(kind) if kind else None)
 
     @classmethod
     def from_exception(

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import msgspec
 import structlog
 
 from runestone.actors.provider import Acquire, Refused, Release
@@ -66,6 +67,7 @@ __all__ = [
     "emit_events",
     "end_unstarted",
     "expire",
+    "terminal_error",
 ]
 
 log = structlog.get_logger(__name__)
@@ -558,7 +560,7 @@ class StreamTask(LoopActor):
         self._finish([], RequestOutcome.OK, route)
 
     def _fail(self, error: BaseException) -> None:
-        self._finish([_terminal_error(self.ctx, error)], RequestOutcome.ERROR, None)
+        self._finish([terminal_error(self.ctx, error)], RequestOutcome.ERROR, None)
 
     def _finish(self, events: list[Event], outcome: RequestOutcome, route: Route | None) -> None:
         """End the request: send ``events`` (the terminal one last) unless sent already."""
@@ -655,7 +657,7 @@ class StreamTask(LoopActor):
 def end_unstarted(ctx: RequestContext, env: TaskEnv, error: RunestoneError) -> None:
     """End a request whose task never started: its one terminal event, and its slot freed."""
     if ctx.claim_terminal():
-        emit_events(ctx.sink, [_terminal_error(ctx, error)])
+        emit_events(ctx.sink, [terminal_error(ctx, error)])
     env.task_finished(ctx.id)
 
 
@@ -692,16 +694,30 @@ def _tell(target: Any, message: Any) -> bool:
     return True
 
 
-def _terminal_error(ctx: RequestContext, error: BaseException) -> StreamError:
+def terminal_error(ctx: RequestContext, error: BaseException) -> StreamError:
     """The request's one terminal event for ``error``: its class, kind and reason, whether
-    content reached the caller, and every attempt made."""
-    event = StreamError.from_exception(error, error_class=_error_class_of(error))
-    return replace(
-        event,
-        content_delivered=ctx.committed,
-        attempts=tuple(ctx.attempts),
-        kind=ErrorKind.of(error),
-    )
+    content reached the caller, and every attempt made.
+
+    It never raises: it is the last thing a failing request does, and a crash here would
+    leave its caller waiting for the deadline guard (each restart would crash again).
+    """
+    try:
+        event = StreamError.from_exception(error, error_class=_error_class_of(error))
+        return msgspec.structs.replace(
+            event,
+            content_delivered=ctx.committed,
+            attempts=tuple(ctx.attempts),
+            kind=ErrorKind.of(error),
+        )
+    except Exception:  # the caller gets an answer whatever failed here (logged)
+        log.exception("terminal_error_unreportable", request_id=ctx.id)
+        return StreamError(
+            ErrorClass.INTERNAL,
+            f"the request failed with a {type(error).__name__} that could not be reported",
+            content_delivered=ctx.committed,
+            attempts=tuple(ctx.attempts),
+            kind=ErrorKind.SUPERVISION_ERROR,
+        )
 
 
 def _error_class_of(error: BaseException) -> ErrorClass:

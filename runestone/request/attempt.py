@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import msgspec
 import structlog
 
 from runestone.exceptions import ErrorClass, InternalProviderError, ProviderError, StreamCutError
@@ -209,7 +210,7 @@ async def run_attempt(
                     if first_token is None:
                         first_token = loop.time() - started
                     if not ctx.committed:
-                        event = replace(event, origin=_origin(provider, ctx, model))
+                        event = msgspec.structs.replace(event, origin=_origin(provider, ctx, model))
                     if not ctx.deliver(token, None):
                         raise asyncio.CancelledError  # fenced off: its task moved on
                     await sink.send(event)
