@@ -121,11 +121,21 @@ def _parser() -> argparse.ArgumentParser:
 
     config = commands.add_parser(
         "config",
-        help="print the config's JSON Schema or its reference",
-        description="Print the config file's JSON Schema (for editors and CI checks) or "
-        "the reference of every key, its type, default and meaning (Markdown).",
+        help="print the config's JSON Schema, its reference, or a config as it is loaded",
+        description="Print the config file's JSON Schema (for editors and CI checks), "
+        "the reference of every key, its type, default and meaning (Markdown), or "
+        "(dump [PATH]) a config as the gateway runs it: defaults spelled out, "
+        "references resolved, secrets as ${VAR} references.",
     )
-    config.add_argument("what", choices=("schema", "reference"), help="what to print")
+    config.add_argument("what", choices=("schema", "reference", "dump"), help="what to print")
+    config.add_argument(
+        "path", nargs="?", default=None, help="the config to dump (default: the bundled one)"
+    )
+    config.add_argument(
+        "--reveal-secrets",
+        action="store_true",
+        help="dump: write API keys as they are instead of ${VAR} references",
+    )
 
     health = commands.add_parser(
         "health",
@@ -159,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "import-litellm":
         return _import_litellm(args.source, args.output, force=args.force)
     if args.command == "config":
-        return _config(args.what)
+        return _config(args.what, args.path, reveal_secrets=args.reveal_secrets)
     if args.command == "init":
         return _init(args.path, force=args.force)
     if args.command == "health":
@@ -197,10 +207,20 @@ def _write_new(path: str, text: str, *, force: bool) -> bool:
     return True
 
 
-def _config(what: str) -> int:
+def _config(what: str, path: str | None, *, reveal_secrets: bool) -> int:
+    from runestone.config.dump import dump_yaml
     from runestone.config.reference import reference
     from runestone.config.schema import schema_text
 
+    if what != "dump" and (path is not None or reveal_secrets):
+        print(f"runestone: config {what} takes no path or --reveal-secrets", file=sys.stderr)
+        return 2
+    if what == "dump":
+        config = _load(path)
+        if config is None:
+            return 1
+        print(dump_yaml(config, reveal_secrets=reveal_secrets), end="")
+        return 0
     print(schema_text() if what == "schema" else reference(), end="")
     return 0
 

@@ -71,6 +71,29 @@ def test_config_schema_prints_the_json_schema_and_reference_prints_the_reference
     assert capsys.readouterr().out == reference()
 
 
+def test_config_dump_prints_the_loaded_config_without_its_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "providers:\n  openai: {type: openai, api_key: sk-secret-1, models: {m: {}}}\n",
+        encoding="utf-8",
+    )
+    assert main(["config", "dump", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "sk-secret-1" not in out
+    assert yaml.safe_load(out)["providers"]["openai"]["api_key"] == "${OPENAI_API_KEY}"
+    assert main(["config", "dump", str(path), "--reveal-secrets"]) == 0
+    assert (
+        yaml.safe_load(capsys.readouterr().out)["providers"]["openai"]["api_key"] == "sk-secret-1"
+    )
+
+
+def test_config_schema_takes_no_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "schema", "x.yaml"]) == 2
+    assert "config schema takes no path" in capsys.readouterr().err
+
+
 def test_config_with_an_unknown_subject_is_a_usage_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
