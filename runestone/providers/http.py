@@ -23,9 +23,8 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-import aiohttp
 import structlog
 
 from runestone import jsonio
@@ -47,11 +46,15 @@ from runestone.providers.errors import (
     classify_response,
     redact,
     translate_exception,
+    transport_errors,
 )
 from runestone.providers.settings import ProviderSettings
 from runestone.providers.sse import SSEEvent, SSEParser
 from runestone.providers.watchdog import StreamWatchdog, WatchPhase
 from runestone.resilience.failure_policy import CircuitEffect, failure_policy
+
+if TYPE_CHECKING:
+    import aiohttp
 
 dumps = jsonio.dumps
 loads = jsonio.loads
@@ -79,7 +82,6 @@ _ENDS_AFTER_FINISH: Final = frozenset(
         ErrorClass.TOTAL_TIMEOUT,
     }
 )
-_TRANSPORT_ERRORS: Final = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 class StreamDecoder(abc.ABC):
@@ -188,6 +190,8 @@ class HttpProvider(Provider):
         if session is None:
             if self._closed:
                 raise RuntimeError(f"provider {self.name!r} is closed")
+            import aiohttp  # deferred to the first call (see transport_errors)
+
             connector = aiohttp.TCPConnector(
                 limit=self.settings.max_connections,
                 limit_per_host=0,  # the pool is per provider; no hidden per-host cap below it
@@ -288,7 +292,7 @@ class HttpProvider(Provider):
                 failure, cause = self._timeout(state, expired), exc
             except ProviderError:
                 raise
-            except _TRANSPORT_ERRORS as exc:
+            except transport_errors() as exc:
                 failure, cause = translate_exception(exc, state), exc
             watchdog.cancel()
             if failure is not None:
@@ -346,7 +350,7 @@ class HttpProvider(Provider):
         body = b""
         try:
             body = await _read_capped(response, _ERROR_BODY_LIMIT)
-        except _TRANSPORT_ERRORS as exc:
+        except transport_errors() as exc:
             log.debug("error_body_unreadable", provider=self.name, error=type(exc).__name__)
         return classify_response(
             response.status,
@@ -420,7 +424,7 @@ class HttpProvider(Provider):
                 raise self._timeout(state, expired) from exc
             except ProviderError:
                 raise
-            except _TRANSPORT_ERRORS as exc:
+            except transport_errors() as exc:
                 raise translate_exception(exc, state) from exc
         finally:
             watchdog.cancel()
@@ -453,7 +457,9 @@ class HttpProvider(Provider):
                     error = await self._probe_models(session, state)
                 if error is None:
                     return HealthCheck(healthy=True, latency=loop.time() - start)
-        except _TRANSPORT_ERRORS as exc:
+        except transport_errors() as exc:
+            import aiohttp  # loaded by now (see transport_errors)
+
             if isinstance(exc, aiohttp.ClientError):
                 error = translate_exception(exc, state)
             else:  # our asyncio.timeout
@@ -508,7 +514,7 @@ async def _drain(response: aiohttp.ClientResponse) -> None:
         async with asyncio.timeout(_DRAIN_SECONDS):
             while await response.content.readany():
                 pass
-    except _TRANSPORT_ERRORS:
+    except transport_errors():
         response.close()  # not reusable; nothing else to do: the answer was already complete
         return
     except asyncio.CancelledError:

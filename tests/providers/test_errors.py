@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import aiohttp
 import pytest
@@ -280,3 +282,23 @@ def test_translated_messages_are_redacted() -> None:
     state = AttemptState("p", "m", secrets=("hunter2-hunter2",))
     error = translate_exception(OSError("failed for key hunter2-hunter2"), state)
     assert "hunter2" not in str(error)
+
+
+def test_a_gateway_of_local_providers_never_imports_aiohttp() -> None:
+    # Its import loads the CA bundle: a tenth of `runestone serve`'s start-up.
+    script = (
+        "import sys, runestone, runestone.cli, runestone.server\n"
+        "system = runestone.start({'providers': {'s': {'type': 'simulated', "
+        "'token_rate': 0, 'first_token_delay': 0, 'models': {'m': {}}}}})\n"
+        "try:\n"
+        "    hi = [{'role': 'user', 'content': 'hi'}]\n"
+        "    answer = system.complete({'model': 's/m', 'messages': hi})\n"
+        "    assert answer.text\n"
+        "finally:\n"
+        "    system.stop()\n"
+        "print('aiohttp' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "False"
