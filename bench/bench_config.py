@@ -59,9 +59,15 @@ def _free_port() -> int:
 
 
 def startup(tree: Path) -> float:
-    """Seconds from spawning ``runestone serve`` (no config path) to /health/ready answering."""
+    """Seconds from spawning ``runestone serve`` (no config path) to /health/ready answering.
+
+    With bytecode cached, as an installed wheel has it (pip compiles at install): a
+    machine that sets PYTHONDONTWRITEBYTECODE would otherwise compile every module of
+    ours at every start, a quarter of a second that no deployment pays.
+    """
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     start = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "runestone", "serve", "--port", str(port)],
@@ -96,6 +102,8 @@ def main() -> None:
     loads: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
     starts: dict[str, list[float]] = {"before": [], "after": []}
     with checkout_of(args.before) as before:
+        for tree in (before, ROOT):
+            startup(tree)  # writes the bytecode cache: every timed start reads it
         for _ in range(args.rounds):  # interleaved: drift hits both sides alike
             for side, tree in (("before", before), ("after", ROOT)):
                 loads[side].append(run_worker(__file__, tree, args.number))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Literal
 
 import pytest
@@ -16,6 +17,7 @@ from runestone.schema import (
     FieldError,
     Positive,
     Shape,
+    check,
     convert,
     not_below,
     without_nulls,
@@ -101,3 +103,27 @@ def test_finite_bounds_are_not_shown_as_numbers() -> None:
 def test_any_valid_value_converts_to_what_python_builds(limit: int, low: float) -> None:
     converted = convert({"limit": limit, "low": low, "high": low * 2}, Inner)
     assert converted == Inner(limit=limit, low=low, high=low * 2)
+
+
+class Mode(enum.StrEnum):
+    ON = "on"
+    OFF = "off"
+
+
+class Switch(Shape, frozen=True):
+    mode: Mode = Mode.ON
+
+
+def test_a_shape_built_with_an_enums_value_holds_its_member() -> None:
+    assert Switch(mode="off").mode is Mode.OFF  # type: ignore[arg-type]
+    with pytest.raises(FieldError, match=r"^mode: expected one of: on, off, got 'dim'$"):
+        Switch(mode="dim")  # type: ignore[arg-type]
+
+
+def test_check_gives_an_argument_as_its_type_or_a_field_error_naming_it() -> None:
+    assert check(3, Count | None, "max_children") == 3
+    assert check(None, Count | None, "max_children") is None
+    with pytest.raises(FieldError) as caught:
+        check(0, Count | None, "max_children")
+    assert caught.value.path == "max_children"
+    assert str(caught.value) == "max_children: expected an integer >= 1, got 0"
