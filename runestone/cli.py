@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         "which answers through the simulated provider)",
     )
     serve.add_argument(
+        "path", nargs="?", default=None, metavar="PATH", help="the config file, as --config"
+    )
+    serve.add_argument(
         "--watch",
         action="store_true",
         help="reload the config whenever its file changes (SIGHUP always reloads it)",
@@ -174,7 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _init(args.path, force=args.force)
     if args.command == "health":
         return _health(args.url, args.key, as_json=args.json)
-    return _serve(args.config, args.host, args.port, watch=args.watch)
+    if args.path is not None and args.config is not None and args.path != args.config:
+        print("runestone: serve takes one config: PATH or --config, not both", file=sys.stderr)
+        return 2
+    return _serve(args.config or args.path, args.host, args.port, watch=args.watch)
 
 
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:

@@ -162,6 +162,17 @@ def test_serve_reports_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "no usable provider" in capsys.readouterr().err
 
 
+def test_serve_takes_the_config_as_a_path_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, {"providers": {}})
+    assert main(["serve", str(path)]) == 1
+    assert "no usable provider" in capsys.readouterr().err
+    other = tmp_path / "other.yaml"
+    assert main(["serve", str(path), "--config", str(other)]) == 2
+    assert "PATH or --config, not both" in capsys.readouterr().err
+
+
 def test_a_command_is_required() -> None:
     with pytest.raises(SystemExit) as caught:
         main([])
