@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 import yaml
 
 import runestone
@@ -18,6 +20,15 @@ from runestone.testing.upstream import FakeUpstream
 from tests.server.serving import RunningServer
 
 SIMULATED = {"providers": {"sim": {"type": "simulated", "models": {"sim-fast": {}}}}}
+
+
+@pytest.fixture(autouse=True)
+def unconfigured_logging() -> Iterator[None]:
+    # main() routes warnings to stderr only when nothing configured structlog before it;
+    # a test run earlier in the process may have, which would put them on stdout.
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 def write(tmp_path: Path, config: object) -> Path:

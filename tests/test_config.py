@@ -851,7 +851,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
         "unknown server key",
         _with("server", {"address": "127.0.0.1"}),
         "server.address: unknown key; expected one of: host, port, max_body_bytes, shutdown_grace, "
-        "admin_port",
+        "admin_port, include_usage",
     ),
     (
         "admin port the same as the main port",

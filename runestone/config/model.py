@@ -121,6 +121,10 @@ class ServerConfig(Shape, frozen=True):
     """Seconds requests in flight get to finish when the server stops."""
     admin_port: Port | None = None
     """A port of its own for ``/health`` and ``/metrics`` (same host)."""
+    include_usage: bool = False
+    """Add the usage chunk to every streamed OpenAI chat answer, whether the client asked
+    for it (``stream_options.include_usage``) or not: many clients never ask, and a
+    gateway that bills needs the counts anyway."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -260,6 +261,8 @@ class Gateway:
             self.limits.count(key)
             raw = await read_body(request, self.config.server.max_body_bytes)
             call = decode_body(raw, dialect.decode)
+            if self.config.server.include_usage and not call.include_usage:
+                call = dataclasses.replace(call, include_usage=True)
             if call.request.model not in self.catalog:
                 raise model_not_found(call.request.model)
             system = self.system

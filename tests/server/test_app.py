@@ -613,3 +613,28 @@ def test_metrics_are_prometheus_text(server: RunningServer, client: openai.OpenA
     text = response.body.decode()
     assert 'runestone_requests_total{model="healthy",outcome="ok",provider="main"}' in text
     assert 'runestone_http_responses_total{route="/v1/chat/completions",status="200"}' in text
+
+
+def test_server_include_usage_adds_the_usage_chunk_to_every_stream(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    config = {
+        "providers": {
+            "sim": {
+                "type": "simulated",
+                "token_rate": 0,
+                "first_token_delay": 0,
+                "models": {"m": {}},
+            }
+        },
+        "server": {"include_usage": True},
+    }
+    with (
+        RunningServer(config, tmp_path_factory.mktemp("usage")) as running,
+        openai.OpenAI(base_url=running.base_url, api_key="unused", max_retries=0) as sdk,
+    ):
+        chunks = list(sdk.chat.completions.create(model="sim/m", messages=USER, stream=True))
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == sum(1 for c in chunks if c.choices) - 2
+    assert all(c.usage is None for c in chunks[:-1])
