@@ -53,6 +53,7 @@ from runestone.exceptions import (
     NoCandidatesReason,
     NoHealthyUpstreamError,
     OverloadedError,
+    RequestValidationError,
     RunestoneError,
     SupervisionError,
     SupervisionReason,
@@ -64,6 +65,8 @@ from runestone.messages import (
     CompletionBuilder,
     Done,
     Event,
+    Message,
+    Role,
     StreamError,
     ToolCall,
     Usage,
@@ -72,6 +75,7 @@ from runestone.metrics import CIRCUIT_STATE_VALUES, Metrics
 from runestone.request import AttemptOutcome, RequestContext
 from runestone.resilience import StateChange
 from runestone.routing import RoutingBoard
+from runestone.routing.routes import Route, plan_routes
 from runestone.sinks import AsyncSink, ThreadSink
 from runestone.supervisors import (
     ActorHandle,
@@ -87,6 +91,7 @@ from runestone.supervisors import (
     start_supervisor,
     supervisor_spec,
 )
+from runestone.token_count import TokenCount, count_tokens
 
 __all__ = ["EventStream", "LoopClock", "Response", "System", "start"]
 
@@ -577,6 +582,40 @@ class System:
         stream = await self.astream(chat, request_id=request_id)
         events = [event async for event in stream]
         return _response(request_id or "", events)
+
+    # -- token counting ---------------------------------------------------------------------
+
+    async def acount_tokens(self, body: Mapping[str, Any]) -> TokenCount:
+        """The input tokens of an Anthropic messages ``body`` (its ``model`` an alias or a
+        ``provider/model``): counted by the first routable candidate whose upstream counts
+        tokens, else estimated, and labelled so (:mod:`runestone.token_count`).
+
+        Raises :class:`NoCandidatesError` for a model nothing serves.
+        """
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise RequestValidationError("required: a non-empty string", field="model")
+        snapshot = self._task_env.routing.snapshot if self._task_env.routing else None
+        routes: list[Route] = []
+        if snapshot is not None:
+            probe = ChatRequest(model, (Message(Role.USER, ""),))
+            try:
+                routes = plan_routes(snapshot, self.directory, probe, now=self.clock.monotonic())
+            except NoHealthyUpstreamError:
+                routes = []  # nothing routable now: the estimate answers
+        coro = count_tokens(body, routes, self.directory)
+        if self.data_plane.in_loop_thread():
+            return await coro
+        future = asyncio.run_coroutine_threadsafe(coro, self.data_plane.loop)
+        return await asyncio.wrap_future(future)
+
+    def count_tokens(self, body: Mapping[str, Any], *, timeout: float = 30.0) -> TokenCount:
+        """:meth:`acount_tokens` for threads."""
+
+        async def run() -> TokenCount:
+            return await self.acount_tokens(body)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.data_plane.loop).result(timeout)
 
     # -- health and reload ------------------------------------------------------------------
 

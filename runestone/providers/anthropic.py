@@ -26,7 +26,7 @@ from typing import Annotated, Any, ClassVar, Final, cast
 from msgspec import Meta
 
 from runestone.clock import SYSTEM_CLOCK, Clock
-from runestone.exceptions import BadRequestError
+from runestone.exceptions import BadRequestError, MalformedResponseError
 from runestone.messages import (
     ChatRequest,
     Completion,
@@ -189,6 +189,8 @@ class AnthropicProvider(HttpProvider):
     type_name = "anthropic"
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
     chat_path = "/v1/messages"
+    count_tokens_path = "/v1/messages/count_tokens"
+    counts_tokens = True
     models_path = "/v1/models"
     requires_api_key = True
     options_type = AnthropicOptions
@@ -357,6 +359,19 @@ class AnthropicProvider(HttpProvider):
         return blocks
 
     # ---- response
+
+    async def count_tokens(self, body: Mapping[str, Any], model: str) -> int:
+        """``POST /v1/messages/count_tokens`` with ``body`` as the client sent it, for
+        ``model``."""
+        answer = await self.post_json(self.count_tokens_path, {**body, "model": model}, model)
+        tokens = answer.get("input_tokens") if isinstance(answer, Mapping) else None
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            raise MalformedResponseError(
+                f"count_tokens answered without a token count: {str(answer)[:200]}",
+                provider=self.name,
+                model=model,
+            )
+        return tokens
 
     def new_decoder(self, request: ChatRequest, state: AttemptState) -> StreamDecoder:
         trim = ""

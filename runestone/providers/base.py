@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.exceptions import ConfigError, ErrorClass
@@ -67,6 +67,8 @@ class Provider(abc.ABC):
     requires_api_key: ClassVar[bool] = False
     requires_base_url: ClassVar[bool] = False
     has_health_probe: ClassVar[bool] = False
+    counts_tokens: ClassVar[bool] = False
+    """It implements :meth:`count_tokens` (its upstream counts a prompt's tokens)."""
     """True when :meth:`check_health` really asks the upstream; only then is an open
     circuit probed out of band (an always-healthy answer would reopen it at once)."""
     default_probe_method: ClassVar[ProbeMethod] = ProbeMethod.MODELS
@@ -120,6 +122,12 @@ class Provider(abc.ABC):
         finally:
             await _aclose(stream)
         return builder.build()
+
+    async def count_tokens(self, body: Mapping[str, Any], model: str) -> int:
+        """The input tokens of ``body`` (a request in this provider's own wire format) on
+        ``model``, counted by the upstream. Only types with :attr:`counts_tokens` do;
+        a failure raises a :class:`~runestone.exceptions.ProviderError`."""
+        raise NotImplementedError(f"provider type {self.type_name!r} cannot count tokens")
 
     def list_models(self) -> tuple[ModelInfo, ...]:
         """The configured models, by name."""

@@ -431,6 +431,38 @@ class HttpProvider(Provider):
             if response is not None:
                 response.release()
 
+    async def post_json(self, path: str, payload: Mapping[str, Any], model: str) -> Any:
+        """POST ``payload`` to ``base_url + path`` and return the decoded JSON answer, within
+        the whole-answer timeouts; any failure raises a classified ``ProviderError``."""
+        session = self._get_session()
+        state = AttemptState(self.name, model, self._secrets)
+        watchdog = StreamWatchdog(self.settings.timeouts, phase=WatchPhase.WHOLE)
+        response: aiohttp.ClientResponse | None = None
+        try:
+            try:
+                response = await session.post(self.base_url + path, data=dumps(payload))
+                state.phase = Phase.BODY
+                if not 200 <= response.status < 300:
+                    raise await self._error_from(response, state)
+                body = await _read_body(response, watchdog)
+            except asyncio.CancelledError as exc:
+                expired = watchdog.claim()
+                if expired is None:
+                    raise
+                raise self._timeout(state, expired) from exc
+            except ProviderError:
+                raise
+            except transport_errors() as exc:
+                raise translate_exception(exc, state) from exc
+        finally:
+            watchdog.cancel()
+            if response is not None:
+                response.release()
+        try:
+            return loads(body)
+        except ValueError as exc:
+            raise state.error(MalformedResponseError, f"the answer is not JSON ({exc})") from exc
+
     # ---- health
 
     async def check_health(

@@ -9,6 +9,8 @@ Routes::
 
     POST /v1/chat/completions    OpenAI chat completions, streamed or whole
     POST /v1/messages            Anthropic messages, streamed or whole
+    POST /v1/messages/count_tokens  a prompt's tokens: an Anthropic upstream's count, or
+                                 the gateway's estimate (``x-runestone-token-count``)
     GET  /v1/models              every alias, provider/model and model name
     GET  /v1/models/{id}
     GET  /health                 the supervision tree and every provider: 200 when it can serve
@@ -63,12 +65,13 @@ from runestone.server.auth import Access, access_for, authenticate, authorize, s
 from runestone.server.body import ClientGoneError, decode_body, read_body
 from runestone.server.catalog import ModelCatalog
 from runestone.server.dialect import Dialect
-from runestone.server.errors import ApiError, model_not_found, shutting_down
+from runestone.server.errors import ApiError, from_exception, model_not_found, shutting_down
 from runestone.server.exchange import Exchange
 from runestone.server.limits import KeyLimits
 from runestone.server.openai_schema import OpenAIDialect
 from runestone.server.reload import ConfigReloader, ReloadFailedError
 from runestone.system import System
+from runestone.wire.anthropic_messages import decode_count_tokens_body
 
 __all__ = ["REQUEST_ID_HEADER", "Gateway", "GatewayApp", "create_app"]
 
@@ -251,6 +254,30 @@ class Gateway:
 
     async def messages(self, request: Request) -> Response | Exchange:
         return await self.chat(request, _ANTHROPIC)
+
+    async def count_tokens(self, request: Request) -> Response:
+        """``POST /v1/messages/count_tokens``: counted by an upstream that counts them,
+        else estimated; ``x-runestone-token-count`` says which (``upstream``/``estimate``)."""
+        try:
+            if self.draining:
+                raise shutting_down(retry_after=None)
+            key = authenticate(self.config.auth, request.headers)
+            self.limits.count(key)
+            raw = await read_body(request, self.config.server.max_body_bytes)
+            body = decode_body(raw, decode_count_tokens_body)
+            if body["model"] not in self.catalog:
+                raise model_not_found(body["model"])
+            counted = await self.system.acount_tokens(body)
+        except ApiError as error:
+            return _error_response(error, _ANTHROPIC)
+        except ClientGoneError:
+            return Response(status_code=400)
+        except RunestoneError as exc:
+            return _error_response(from_exception(exc), _ANTHROPIC)
+        headers = {"x-runestone-token-count": "estimate" if counted.estimated else "upstream"}
+        if not counted.estimated:
+            headers["x-runestone-provider"] = counted.provider
+        return JSONResponse({"input_tokens": counted.input_tokens}, headers=headers)
 
     async def chat(self, request: Request, dialect: Dialect) -> Response | Exchange:
         """The response to a chat request in ``dialect``: an error, or the exchange."""
@@ -492,6 +519,7 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
         Route("/v1/messages", gateway.messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", gateway.count_tokens, methods=["POST"]),
         Route("/v1/models", gateway.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", gateway.get_model, methods=["GET"]),
         Route("/health", gateway.health, methods=["GET"]),

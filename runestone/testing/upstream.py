@@ -199,6 +199,8 @@ class FakeUpstream:
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._seen_models: set[str] = set()
         self._listings: list[float] = []
+        self.count_tokens_bodies: list[dict[str, Any]] = []
+        """Every body ``POST /v1/messages/count_tokens`` counted, as received."""
         self._epoch = self._clock.monotonic()
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -406,6 +408,7 @@ class FakeUpstream:
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/v1/messages", self._anthropic_chat)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         # handler_cancellation: a held (blackhole/stall) handler ends when its client leaves.
@@ -571,6 +574,35 @@ class FakeUpstream:
             return _json_script_response(error_script(wire, ErrorKind.UNAVAILABLE, Outcome.DOWN))
         names = [behaviour.value for behaviour in Behaviour]
         return web.json_response(wire.models(names, int(self._clock.time())))
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's token counting: one token per four characters of the body's
+        ``system``, ``messages`` and ``tools`` JSON, plus one (deterministic, so a test
+        can tell an upstream's count from the gateway's estimate). A model named
+        ``unavailable`` answers 503."""
+        wire = _WIRES["anthropic"]
+        if not self._authorized(wire, request.headers):
+            refusal = error_script(wire, ErrorKind.UNAUTHORIZED, Outcome.UNAUTHORIZED)
+            return _json_script_response(refusal)
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            body = None
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("model"), str)
+            or not isinstance(body.get("messages"), list)
+        ):
+            detail = "fake upstream: count_tokens needs a JSON object with model and messages"
+            script = error_script(wire, ErrorKind.BAD_REQUEST, Outcome.BAD_REQUEST, detail=detail)
+            return _json_script_response(script)
+        if body["model"] == "unavailable":
+            script = error_script(wire, ErrorKind.UNAVAILABLE, Outcome.UNAVAILABLE)
+            return _json_script_response(script)
+        with self._lock:
+            self.count_tokens_bodies.append(body)
+        counted = [body.get(key) for key in ("system", "messages", "tools")]
+        return web.json_response({"input_tokens": len(json.dumps(counted)) // 4 + 1})
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
         wire = _wire_by_headers(request.headers)

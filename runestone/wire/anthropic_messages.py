@@ -22,6 +22,7 @@ from typing import Annotated, Any, Final, Literal, TypeAlias
 
 from msgspec import Meta
 
+from runestone import jsonio
 from runestone.exceptions import RequestValidationError
 from runestone.messages import (
     MAX_NESTING,
@@ -41,12 +42,14 @@ from runestone.wire.schema import Wire, convert, decoder
 
 __all__ = [
     "AssistantTurn",
+    "CountTokensBody",
     "MessagesBody",
     "TextBlock",
     "ToolResultBlock",
     "ToolUseBlock",
     "UserTurn",
     "convert_messages_body",
+    "decode_count_tokens_body",
     "decode_messages_body",
 ]
 
@@ -280,6 +283,31 @@ def convert_messages_body(data: object) -> MessagesBody:
     """
     # msgspec passes free-form values (dict[str, Any]) through as they are.
     return convert(copy.deepcopy(data), MessagesBody, dotted=True)
+
+
+class CountTokensBody(Wire):
+    """A ``/v1/messages/count_tokens`` body: only what the gateway reads is checked (the
+    model, to route it; the messages, to estimate them); every other key goes to the
+    upstream as the client sent it."""
+
+    model: Annotated[str, Meta(pattern=r"\S", extra={"expected": _MODEL})]
+    messages: Annotated[
+        list[Any], Meta(min_length=1, extra={"expected": "a non-empty list of messages"})
+    ]
+
+
+_decode_count: Final = decoder(CountTokensBody, dotted=True)
+
+
+def decode_count_tokens_body(body: bytes) -> dict[str, Any]:
+    """A count_tokens body, checked as :class:`CountTokensBody`, as the dict it was.
+
+    Raises :class:`runestone.wire.schema.BodyError` for a body that is no JSON object
+    and :class:`RequestValidationError` naming the first bad field.
+    """
+    _decode_count(body)
+    data: dict[str, Any] = jsonio.loads(body)
+    return data
 
 
 # --------------------------------------------------------------------------- to the model
