@@ -87,7 +87,8 @@ class SimulatedOptions(ProviderOptions, frozen=True):
 
 class SimulatedProvider(Provider):
     """``type: simulated``. Options: ``token_rate`` (tokens/s; 0 = unpaced),
-    ``first_token_delay`` (s), ``text``."""
+    ``first_token_delay`` (s), ``text``. How it answers tools and structured output:
+    the module docstring."""
 
     type_name = "simulated"
     has_health_probe = True  # nothing to reach: its probe answers healthy, trivially
