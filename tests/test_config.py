@@ -125,11 +125,11 @@ def test_setting_the_keys_switches_openai_and_anthropic_on_and_puts_them_first()
     assert list(config.providers) == ["simulated", "openai", "anthropic"]
     assert config.skipped == ()
     assert config.routing.aliases["fast"] == (
-        "openai/gpt-4o-mini",
-        "anthropic/claude-3-5-haiku-latest",
+        "openai/gpt-5-mini",
+        "anthropic/claude-haiku-4-5",
         "simulated/sim-fast",
     )
-    assert config.routing.fallbacks["openai/gpt-4o"] == ("anthropic/claude-sonnet-4-0",)
+    assert config.routing.fallbacks["openai/gpt-5"] == ("anthropic/claude-sonnet-4-5",)
     openai = config.providers["openai"]
     assert openai.settings.api_key == Secret(OPENAI_KEY)
     assert openai.settings.base_url == "https://api.openai.com/v1"

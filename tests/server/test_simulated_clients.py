@@ -1,0 +1,211 @@
+"""Structured-output and agent clients against ``runestone serve`` with the bundled config
+and no keys: the simulated provider answers every part of the protocol (official SDKs)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import anthropic
+import openai
+import pydantic
+import pytest
+import yaml
+
+from runestone.config import BUNDLED_CONFIG
+from tests.server.serving import RunningServer
+
+MAX_ROUNDS = 5
+
+
+class Address(pydantic.BaseModel):
+    street: str
+    city: str
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int = pydantic.Field(ge=0, le=150)
+    email: str
+    role: Literal["admin", "member"]
+    address: Address
+    nickname: str | None
+    friends: list[Person]
+
+
+class GetWeather(pydantic.BaseModel):
+    """The weather in a city."""
+
+    city: str
+    unit: Literal["celsius", "fahrenheit"]
+
+
+WEATHER: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The bundled config as shipped (its ${VAR}s unexpanded), on a fresh machine: no keys."""
+    config = yaml.safe_load(BUNDLED_CONFIG.read_text(encoding="utf-8"))
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+            env.delenv(name, raising=False)
+        env.setenv("RUNESTONE_PORT", "0")
+        env.setenv("RUNESTONE_SIM_TOKEN_RATE", "0")
+        env.setenv("RUNESTONE_LOG_LEVEL", "WARNING")
+        directory: Path = tmp_path_factory.mktemp("bundled")
+        with RunningServer(config, directory, name="bundled") as running:
+            yield running
+
+
+@pytest.fixture
+def client(server: RunningServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=server.base_url, api_key="no-key", max_retries=0) as sdk:
+        yield sdk
+
+
+def test_parse_with_a_pydantic_model_returns_a_parsed_object(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.parse(
+        model="smart",
+        messages=[{"role": "user", "content": "Make up a person."}],
+        response_format=Person,
+    )
+    message = completion.choices[0].message
+    assert isinstance(message.parsed, Person)
+    assert message.parsed.name == "Ada Lovelace"
+    assert message.parsed.address.city == "London"
+    assert completion.choices[0].finish_reason == "stop"
+
+
+def test_a_streamed_parse_returns_the_same_parsed_object(client: openai.OpenAI) -> None:
+    messages: Any = [{"role": "user", "content": "Make up a person."}]
+    whole = client.chat.completions.parse(model="fast", messages=messages, response_format=Person)
+    pieces = []
+    with client.chat.completions.stream(
+        model="fast", messages=messages, response_format=Person
+    ) as stream:
+        for event in stream:
+            if event.type == "content.delta":
+                pieces.append(event.delta)
+        final = stream.get_final_completion()
+    assert len(pieces) > 1
+    assert final.choices[0].message.parsed == whole.choices[0].message.parsed
+
+
+def test_a_json_schema_response_format_is_valid_json_for_the_schema(
+    client: openai.OpenAI,
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": {"type": "integer"}, "minItems": 3}},
+        "required": ["items"],
+        "additionalProperties": False,
+    }
+    completion = client.chat.completions.create(
+        model="fast",
+        messages=[{"role": "user", "content": "Three numbers."}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "numbers", "schema": schema, "strict": True},
+        },
+    )
+    assert json.loads(completion.choices[0].message.content or "") == {"items": [1, 2, 3]}
+
+
+def test_a_forced_tool_call_has_arguments_that_parse_and_validate(
+    client: openai.OpenAI,
+) -> None:
+    completion = client.chat.completions.parse(
+        model="fast",
+        messages=[{"role": "user", "content": "How warm is it?"}],
+        tools=[openai.pydantic_function_tool(GetWeather)],
+        tool_choice={"type": "function", "function": {"name": "GetWeather"}},
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    [call] = choice.message.tool_calls or []
+    assert call.function.name == "GetWeather"
+    assert call.function.parsed_arguments == GetWeather(city="London", unit="celsius")
+
+
+def run_agent(client: openai.OpenAI, question: str, *, stream: bool) -> list[Any]:
+    """A minimal agent loop: answer tool calls with a canned result until the model answers
+    in text. The messages it ends with."""
+    messages: list[Any] = [{"role": "user", "content": question}]
+    for _ in range(MAX_ROUNDS):
+        if stream:
+            with client.chat.completions.stream(
+                model="fast", messages=messages, tools=[WEATHER]
+            ) as events:
+                message = events.get_final_completion().choices[0].message
+        else:
+            completion = client.chat.completions.create(
+                model="fast", messages=messages, tools=[WEATHER]
+            )
+            message = completion.choices[0].message
+        messages.append(message.model_dump(exclude_none=True, exclude={"parsed"}))
+        if not message.tool_calls:
+            return messages
+        for call in message.tool_calls:
+            assert call.type == "function"
+            arguments = json.loads(call.function.arguments)
+            result = {"city": arguments["city"], "temperature": 18}
+            messages.append(
+                {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}
+            )
+    raise AssertionError(f"the agent loop did not end in {MAX_ROUNDS} rounds: {messages}")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_an_agent_loop_calls_the_tool_then_answers_and_ends(
+    client: openai.OpenAI, stream: bool
+) -> None:
+    messages = run_agent(client, "Use get_weather for the weather, please.", stream=stream)
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
+    assert messages[1]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert messages[-1]["content"] == (
+        'The get_weather tool returned: {"city": "London", "temperature": 18}'
+    )
+
+
+def test_a_question_naming_no_tool_is_answered_in_text(client: openai.OpenAI) -> None:
+    messages = run_agent(client, "Hello there!", stream=False)
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+
+
+def test_the_anthropic_sdk_gets_tool_use_then_a_text_answer(server: RunningServer) -> None:
+    tool: Any = {"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}
+    with anthropic.Anthropic(base_url=server.url, api_key="no-key", max_retries=0) as sdk:
+        question: Any = {"role": "user", "content": "Call get_weather, please."}
+        first = sdk.messages.create(model="fast", max_tokens=500, tools=[tool], messages=[question])
+        assert first.stop_reason == "tool_use"
+        [use] = [block for block in first.content if block.type == "tool_use"]
+        assert use.name == "get_weather"
+        assert use.input == {"city": "London"}
+        result: Any = {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "18 C, clear"}],
+        }
+        second = sdk.messages.create(
+            model="fast",
+            max_tokens=500,
+            tools=[tool],
+            messages=[question, {"role": "assistant", "content": first.content}, result],
+        )
+    assert second.stop_reason == "end_turn"
+    [text] = second.content
+    assert text.type == "text"
+    assert text.text == "The get_weather tool returned: 18 C, clear"
