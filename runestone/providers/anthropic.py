@@ -10,7 +10,12 @@ Mapping from the OpenAI shape:
 - images: ``data:`` URLs → base64 sources, http(s) URLs → url sources;
 - a final assistant message is a prefill. Anthropic refuses one that ends in
   whitespace, so that whitespace is trimmed on the wire and dropped again from
-  the front of the continuation, keeping ``prefill + answer`` exact.
+  the front of the continuation, keeping ``prefill + answer`` exact;
+- ``reasoning_effort`` → a ``thinking`` budget (:data:`THINKING_BUDGETS`; the
+  request's ``max_tokens`` bounds it, or the budget is added to the default), and
+  refused with a 400 naming the field where Anthropic has no counterpart (an
+  unknown effort, a ``max_tokens`` too small to think, a ``temperature`` other
+  than 1); ``parallel_tool_calls: false`` → ``disable_parallel_tool_use``.
 
 Streams: ``message_start`` (input usage), ``content_block_start``/``_delta``
 (``text_delta``, ``input_json_delta``), ``message_delta`` (``stop_reason``,
@@ -50,7 +55,12 @@ from runestone.providers.settings import ProviderSettings
 from runestone.providers.sse import SSEEvent
 from runestone.schema import Count
 
-__all__ = ["AnthropicProvider", "AnthropicStreamDecoder", "map_anthropic_stop_reason"]
+__all__ = [
+    "THINKING_BUDGETS",
+    "AnthropicProvider",
+    "AnthropicStreamDecoder",
+    "map_anthropic_stop_reason",
+]
 
 DEFAULT_VERSION: Final = "2023-06-01"
 DEFAULT_MAX_TOKENS: Final = 4096
@@ -66,6 +76,16 @@ _STOP_REASONS: Final[Mapping[str, str]] = {
 }
 # Request fields we do not model that Anthropic accepts as they are.
 _PASSTHROUGH: Final = frozenset({"top_k", "thinking", "service_tier"})
+
+THINKING_BUDGETS: Final[Mapping[str, int | None]] = {
+    "minimal": None,
+    "low": 1024,
+    "medium": 4096,
+    "high": 16384,
+}
+"""OpenAI's ``reasoning_effort`` as Anthropic's thinking budget (``minimal``: no thinking;
+1024 is the smallest budget Anthropic takes)."""
+_MIN_BUDGET: Final = 1024
 
 
 def map_anthropic_stop_reason(reason: str) -> str:
@@ -278,7 +298,44 @@ class AnthropicProvider(HttpProvider):
             body["stop_sequences"] = list(request.stop)
         if request.user is not None:
             body["metadata"] = {"user_id": request.user}
+        effort = request.extra.get("reasoning_effort")
+        if effort is not None and "thinking" not in body:
+            self._think(body, effort, explicit_max=request.max_tokens is not None)
         return body, trim
+
+    def _think(self, body: dict[str, Any], effort: object, *, explicit_max: bool) -> None:
+        """Map ``reasoning_effort`` onto a thinking budget, or refuse it naming the field."""
+        if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
+            raise BadRequestError(
+                f"reasoning_effort: expected one of {', '.join(THINKING_BUDGETS)}, got {effort!r}",
+                provider=self.name,
+                model=body["model"],
+            )
+        budget = THINKING_BUDGETS[effort]
+        if budget is None:
+            return
+        temperature = body.get("temperature")
+        if temperature is not None and temperature != 1.0:
+            raise BadRequestError(
+                "temperature: Anthropic takes none while thinking (reasoning_effort="
+                f"{effort!r}); leave it out",
+                provider=self.name,
+                model=body["model"],
+            )
+        max_tokens = body["max_tokens"]
+        if explicit_max:
+            # The answer's limit is the caller's: the thinking fits under it, or is refused.
+            if max_tokens <= _MIN_BUDGET:
+                raise BadRequestError(
+                    f"reasoning_effort: thinking needs max_tokens above {_MIN_BUDGET} on "
+                    f"Anthropic, got max_tokens={max_tokens}",
+                    provider=self.name,
+                    model=body["model"],
+                )
+            budget = min(budget, max_tokens - 1)
+        else:
+            body["max_tokens"] = max_tokens + budget  # room for the answer after thinking
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
     def _default_max_tokens(self, model: str) -> int:
         info = self.settings.models.get(model)

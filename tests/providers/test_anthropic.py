@@ -338,6 +338,61 @@ def test_an_anthropic_provider_checks_its_options() -> None:
     assert bad.value.path == "providers.a.max_tokens"
 
 
+def _encoded(extra: dict[str, Any]) -> dict[str, Any]:
+    provider = AnthropicProvider(
+        ProviderSettings.from_dict(
+            "a", {"type": "anthropic", "api_key": "k", "models": {"m": {}}, "max_tokens": 2000}
+        )
+    )
+    data = {"model": "m", "messages": [{"role": "user", "content": "Think."}], **extra}
+    return provider.encode_request(ChatRequest.from_dict(data), stream=True)
+
+
+@pytest.mark.parametrize(("effort", "budget"), [("low", 1024), ("medium", 4096), ("high", 16384)])
+def test_reasoning_effort_becomes_a_thinking_budget_with_room_for_the_answer(
+    effort: str, budget: int
+) -> None:
+    body = _encoded({"reasoning_effort": effort})
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": budget}
+    assert body["max_tokens"] == 2000 + budget
+    assert "reasoning_effort" not in body
+
+
+def test_minimal_reasoning_effort_is_no_thinking() -> None:
+    body = _encoded({"reasoning_effort": "minimal"})
+    assert "thinking" not in body
+    assert "reasoning_effort" not in body
+
+
+def test_a_callers_max_tokens_bounds_the_thinking_budget() -> None:
+    body = _encoded({"reasoning_effort": "high", "max_tokens": 5000})
+    assert body["max_tokens"] == 5000
+    assert body["thinking"]["budget_tokens"] == 4999
+
+
+def test_an_anthropic_thinking_field_is_kept_over_reasoning_effort() -> None:
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    body = _encoded({"reasoning_effort": "high", "thinking": thinking})
+    assert body["thinking"] == thinking
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"reasoning_effort": "extreme"}, "reasoning_effort: expected one of minimal, low"),
+        ({"reasoning_effort": "low", "max_tokens": 1000}, "reasoning_effort: thinking needs"),
+        ({"reasoning_effort": "low", "temperature": 0.2}, "temperature: Anthropic takes none"),
+    ],
+)
+def test_reasoning_effort_without_a_counterpart_is_refused_naming_the_field(
+    extra: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(BadRequestError) as refused:
+        _encoded(extra)
+    assert refused.value.message.startswith(field)
+    assert refused.value.error_class is ErrorClass.BAD_REQUEST
+
+
 # --------------------------------------------------------------------------- decoding
 
 
