@@ -57,6 +57,8 @@ __all__ = [
     "CompletionBuilder",
     "ContentPart",
     "Done",
+    "EmbeddingAnswer",
+    "EmbeddingRequest",
     "Event",
     "FinishReason",
     "ImagePart",
@@ -544,6 +546,26 @@ StreamEvent: TypeAlias = TextDelta | ToolCallDelta | Usage | Done
 
 Event: TypeAlias = TextDelta | ToolCallDelta | Usage | Done | StreamError
 """What a caller receives: stream events, then ``Done`` or ``StreamError``."""
+
+
+class EmbeddingRequest(_Event, frozen=True):
+    """One embeddings request: the texts to embed, on ``model`` (an alias, a
+    ``provider/model``, or, handed to a provider, its own model name)."""
+
+    model: str
+    inputs: tuple[str, ...]
+    dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """The vector length asked for (models that can shorten theirs); None: the model's."""
+    user: str | None = None
+
+
+class EmbeddingAnswer(_Event, frozen=True):
+    """A provider's embeddings: one vector per input, in order, and what they cost."""
+
+    vectors: tuple[tuple[float, ...], ...]
+    prompt_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
+    provider: str = ""
+    model: str = ""
 
 
 @dataclass(frozen=True, slots=True)

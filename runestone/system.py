@@ -46,6 +46,7 @@ from runestone.actors.stream_task import TaskEnv
 from runestone.clock import Cancellable, Clock
 from runestone.config import Config, load_config
 from runestone.directory import Directory
+from runestone.embeddings import run_embeddings
 from runestone.exceptions import (
     ErrorKind,
     EscalationError,
@@ -64,6 +65,8 @@ from runestone.messages import (
     ChatRequest,
     CompletionBuilder,
     Done,
+    EmbeddingAnswer,
+    EmbeddingRequest,
     Event,
     Message,
     Role,
@@ -74,7 +77,7 @@ from runestone.messages import (
 from runestone.metrics import CIRCUIT_STATE_VALUES, Metrics
 from runestone.request import AttemptOutcome, RequestContext
 from runestone.resilience import StateChange
-from runestone.routing import RoutingBoard
+from runestone.routing import Requirements, RoutingBoard
 from runestone.routing.routes import Route, plan_routes
 from runestone.sinks import AsyncSink, ThreadSink
 from runestone.supervisors import (
@@ -582,6 +585,52 @@ class System:
         stream = await self.astream(chat, request_id=request_id)
         events = [event async for event in stream]
         return _response(request_id or "", events)
+
+    # -- embeddings ---------------------------------------------------------------------------
+
+    async def aembed(self, request: EmbeddingRequest) -> EmbeddingAnswer:
+        """Embed ``request.inputs`` on ``request.model`` (an alias or ``provider/model``) with
+        the chat path's routing, breakers, retries and failover (:mod:`runestone.embeddings`).
+
+        Raises :class:`NoCandidatesError` when no embedding model serves the name, and the
+        last failure when every candidate failed.
+        """
+        snapshot = self._task_env.routing.snapshot if self._task_env.routing else None
+        if snapshot is None:
+            raise NoHealthyUpstreamError(
+                "routing is not ready yet: the Router has not started",
+                reason=NoCandidatesReason.NOT_READY,
+            )
+        probe = ChatRequest(request.model, (Message(Role.USER, ""),))
+        routes = plan_routes(
+            snapshot,
+            self.directory,
+            probe,
+            now=self.clock.monotonic(),
+            requirements=Requirements(embeddings=True),
+        )
+        coro = run_embeddings(
+            request,
+            routes,
+            self.directory,
+            clock=self.clock,
+            deadline=self.clock.monotonic() + self.config.pool.request_timeout,
+            rng=self._task_env.rng,
+        )
+        if self.data_plane.in_loop_thread():
+            return await coro
+        return await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(coro, self.data_plane.loop)
+        )
+
+    def embed(self, request: EmbeddingRequest, *, timeout: float | None = None) -> EmbeddingAnswer:
+        """:meth:`aembed` for threads."""
+
+        async def run() -> EmbeddingAnswer:
+            return await self.aembed(request)
+
+        future = asyncio.run_coroutine_threadsafe(run(), self.data_plane.loop)
+        return future.result(timeout or self.config.pool.request_timeout + 5.0)
 
     # -- token counting ---------------------------------------------------------------------
 

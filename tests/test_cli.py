@@ -25,10 +25,12 @@ SIMULATED = {"providers": {"sim": {"type": "simulated", "models": {"sim-fast": {
 @pytest.fixture(autouse=True)
 def unconfigured_logging() -> Iterator[None]:
     # main() routes warnings to stderr only when nothing configured structlog before it;
-    # a test run earlier in the process may have, which would put them on stdout.
+    # a test run earlier in the process may have, which would put them on stdout. What
+    # was configured is put back afterwards, for the tests that run next.
+    saved = structlog.get_config()
     structlog.reset_defaults()
     yield
-    structlog.reset_defaults()
+    structlog.configure(**saved)
 
 
 def write(tmp_path: Path, config: object) -> Path:

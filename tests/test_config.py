@@ -105,12 +105,17 @@ def test_the_bundled_config_answers_through_the_simulated_provider_with_no_keys_
         "default": ("simulated/sim-fast",),
         "fast": ("simulated/sim-fast",),
         "smart": ("simulated/sim-smart",),
+        "embed": ("simulated/sim-embed",),
     }
     assert config.routing.fallbacks == {"simulated/sim-smart": ("simulated/sim-fast",)}
     assert config.routing.context_window_fallbacks == {
         "simulated/sim-fast": ("simulated/sim-smart",)
     }
-    assert config.model_refs() == ("simulated/sim-fast", "simulated/sim-smart")
+    assert config.model_refs() == (
+        "simulated/sim-fast",
+        "simulated/sim-smart",
+        "simulated/sim-embed",
+    )
     smart = config.model("simulated/sim-smart")
     assert smart is not None
     assert {Capability.TOOLS, Capability.PREFILL} <= smart.capabilities
@@ -687,7 +692,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
         "unknown model capability",
         _with("providers.sim.models.m1", {"capabilities": ["telepathy"]}),
         "providers.sim.models.m1.capabilities[0]: expected one of: tools, vision, json, prefill, "
-        "got 'telepathy'",
+        "embeddings, got 'telepathy'",
     ),
     (
         "compatible server without a URL",

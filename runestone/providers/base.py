@@ -20,7 +20,15 @@ from typing import Any, ClassVar
 
 from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.exceptions import ConfigError, ErrorClass
-from runestone.messages import ChatRequest, Completion, CompletionBuilder, StreamEvent, Usage
+from runestone.messages import (
+    ChatRequest,
+    Completion,
+    CompletionBuilder,
+    EmbeddingAnswer,
+    EmbeddingRequest,
+    StreamEvent,
+    Usage,
+)
 from runestone.providers.settings import ModelInfo, ProviderSettings
 from runestone.schema import Shape, convert
 
@@ -68,6 +76,9 @@ class Provider(abc.ABC):
     requires_base_url: ClassVar[bool] = False
     has_health_probe: ClassVar[bool] = False
     counts_tokens: ClassVar[bool] = False
+    """It implements :meth:`count_tokens` (its upstream counts a prompt's tokens)."""
+    embeds: ClassVar[bool] = False
+    """It implements :meth:`embed` (for the models configured with ``embeddings``)."""
     """It implements :meth:`count_tokens` (its upstream counts a prompt's tokens)."""
     """True when :meth:`check_health` really asks the upstream; only then is an open
     circuit probed out of band (an always-healthy answer would reopen it at once)."""
@@ -128,6 +139,11 @@ class Provider(abc.ABC):
         ``model``, counted by the upstream. Only types with :attr:`counts_tokens` do;
         a failure raises a :class:`~runestone.exceptions.ProviderError`."""
         raise NotImplementedError(f"provider type {self.type_name!r} cannot count tokens")
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingAnswer:
+        """Embed ``request.inputs`` on ``request.model`` (this provider's own name for it).
+        Only types with :attr:`embeds` do; a failure raises a ``ProviderError``."""
+        raise NotImplementedError(f"provider type {self.type_name!r} has no embeddings")
 
     def list_models(self) -> tuple[ModelInfo, ...]:
         """The configured models, by name."""

@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Final, Literal, cast
 
 from runestone.clock import SYSTEM_CLOCK, Clock
+from runestone.exceptions import MalformedResponseError
 from runestone.messages import (
     ChatRequest,
     Completion,
+    EmbeddingAnswer,
+    EmbeddingRequest,
     FinishReason,
     StreamEvent,
     TextDelta,
@@ -138,6 +141,8 @@ class OpenAIProvider(HttpProvider):
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     chat_path = "/chat/completions"
     models_path = "/models"
+    embeddings_path = "/embeddings"
+    embeds = True
     requires_api_key = True
     options_type = OpenAIOptions
     # Current OpenAI models take max_completion_tokens; o-series models reject max_tokens.
@@ -157,6 +162,37 @@ class OpenAIProvider(HttpProvider):
         if self.options.project:
             headers["OpenAI-Project"] = self.options.project
         return headers
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingAnswer:
+        """``POST {base_url}/embeddings``, floats asked for (the gateway re-encodes them)."""
+        body: dict[str, Any] = {
+            "model": request.model,
+            "input": list(request.inputs),
+            "encoding_format": "float",
+        }
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        if request.user is not None:
+            body["user"] = request.user
+        answer = await self.post_json(self.embeddings_path, body, request.model)
+        try:
+            rows = sorted(answer["data"], key=lambda row: row["index"])
+            vectors = tuple(tuple(float(x) for x in row["embedding"]) for row in rows)
+            usage = answer.get("usage") or {}
+            tokens = int(usage.get("prompt_tokens") or 0)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedResponseError(
+                f"unreadable embeddings answer ({type(exc).__name__}: {exc})",
+                provider=self.name,
+                model=request.model,
+            ) from exc
+        if len(vectors) != len(request.inputs):
+            raise MalformedResponseError(
+                f"{len(vectors)} embeddings for {len(request.inputs)} inputs",
+                provider=self.name,
+                model=request.model,
+            )
+        return EmbeddingAnswer(vectors, tokens, self.name, request.model)
 
     def encode_request(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = dict(request.extra)

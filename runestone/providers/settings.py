@@ -42,6 +42,8 @@ class Capability(enum.StrEnum):
     VISION = "vision"
     JSON = "json"
     PREFILL = "prefill"
+    EMBEDDINGS = "embeddings"
+    """An embedding model: it serves ``/v1/embeddings`` (and no chat)."""
 
 
 class Secret:
@@ -128,9 +130,12 @@ class ModelSpec(Shape, frozen=True):
     context_window: Count | None = None
     """Prompt plus completion tokens the model takes; a longer request goes elsewhere."""
     capabilities: frozenset[Capability] = frozenset()
-    """What it can do beyond plain chat: tools, vision, json, prefill."""
+    """What it can do beyond plain chat: tools, vision, json, prefill; embeddings for an
+    embedding model."""
     max_output_tokens: Count | None = None
     """The most completion tokens it writes."""
+    dimensions: Count | None = None
+    """An embedding model's vector length; a fallback goes only to one of the same."""
 
 
 class ModelInfo(ModelSpec, frozen=True, kw_only=True):

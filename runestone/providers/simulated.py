@@ -29,7 +29,10 @@ Tool calls are not paced and come whole in one delta; call ids are
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import math
+import random
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Final, cast
@@ -40,6 +43,8 @@ from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.messages import (
     ChatRequest,
     Done,
+    EmbeddingAnswer,
+    EmbeddingRequest,
     FinishReason,
     Message,
     Role,
@@ -55,7 +60,13 @@ from runestone.providers.json_example import UnsatisfiableSchemaError, example_j
 from runestone.providers.settings import ProviderSettings
 from runestone.schema import NonNegative
 
-__all__ = ["DEFAULT_TEXT", "SimulatedProvider", "split_tokens"]
+__all__ = [
+    "DEFAULT_DIMENSIONS",
+    "DEFAULT_TEXT",
+    "SimulatedProvider",
+    "embedding_of",
+    "split_tokens",
+]
 
 DEFAULT_TEXT: Final = (
     "This answer comes from Runestone's simulated provider: no network and no API key, "
@@ -64,6 +75,20 @@ DEFAULT_TEXT: Final = (
 )
 DEFAULT_TOKEN_RATE: Final = 50.0
 DEFAULT_FIRST_TOKEN_DELAY: Final = 0.05
+
+
+DEFAULT_DIMENSIONS: Final = 256
+"""The vector length of a simulated embedding model that names none."""
+
+
+def embedding_of(text: str, dimensions: int) -> tuple[float, ...]:
+    """``text``'s simulated embedding: ``dimensions`` numbers drawn from a generator seeded
+    by the text's hash, scaled to length 1."""
+    seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+    rng = random.Random(seed)
+    raw = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return tuple(x / norm for x in raw)
 
 
 def split_tokens(text: str) -> tuple[str, ...]:
@@ -92,6 +117,7 @@ class SimulatedProvider(Provider):
 
     type_name = "simulated"
     has_health_probe = True  # nothing to reach: its probe answers healthy, trivially
+    embeds = True
     options_type = SimulatedOptions
 
     def __init__(self, settings: ProviderSettings, *, clock: Clock = SYSTEM_CLOCK) -> None:
@@ -101,6 +127,15 @@ class SimulatedProvider(Provider):
         self.tokens = split_tokens(self.text)
         self.interval = 1.0 / options.token_rate if options.token_rate > 0 else 0.0
         self.first_token_delay = options.first_token_delay
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingAnswer:
+        """Deterministic unit-length vectors: the same text gives the same vector, of the
+        model's ``dimensions`` (or the request's, or :data:`DEFAULT_DIMENSIONS`)."""
+        info = self.settings.models.get(request.model)
+        size = request.dimensions or (info.dimensions if info else None) or DEFAULT_DIMENSIONS
+        vectors = tuple(embedding_of(text, size) for text in request.inputs)
+        tokens = sum(len(text.split()) for text in request.inputs)
+        return EmbeddingAnswer(vectors, tokens, self.name, request.model)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         prompt_tokens = max(1, sum(len(m.text.split()) for m in request.messages))

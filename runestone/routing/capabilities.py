@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from runestone.providers.settings import Capability
 from runestone.routing.candidate import Candidate
 from runestone.routing.requirements import Requirements
 
-__all__ = ["capable", "unmet_requirement"]
+__all__ = ["capable", "serves_kind", "unmet_requirement"]
+
+
+def serves_kind(candidate: Candidate, requirements: Requirements) -> bool:
+    """An embedding model serves embeddings requests only, a chat model chat only."""
+    return (Capability.EMBEDDINGS in candidate.capabilities) == requirements.embeddings
 
 
 def unmet_requirement(candidate: Candidate, requirements: Requirements) -> str | None:
@@ -17,6 +23,8 @@ def unmet_requirement(candidate: Candidate, requirements: Requirements) -> str |
     context window of at least the estimated prompt plus ``max_tokens``, and
     allow ``max_tokens`` of output. An unknown window or output limit passes.
     """
+    if not serves_kind(candidate, requirements):
+        return "not an embedding model" if requirements.embeddings else "an embedding model"
     missing = requirements.capabilities - candidate.capabilities
     if missing:
         return "lacks " + ", ".join(sorted(missing))

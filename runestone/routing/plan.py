@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from runestone.exceptions import NoCandidatesError, NoCandidatesReason
 from runestone.resilience import CircuitState
 from runestone.routing.candidate import Candidate
-from runestone.routing.capabilities import unmet_requirement
+from runestone.routing.capabilities import serves_kind, unmet_requirement
 from runestone.routing.policies import RoutingPolicy
 from runestone.routing.requirements import Requirements
 from runestone.routing.table import RoutingTable
@@ -171,13 +171,15 @@ class _Planner:
                 continue
             window, limit = candidate.context_window, candidate.max_output_tokens
             # The common case inline; unmet_requirement words the reason otherwise.
+            kind = serves_kind(candidate, self.requirements)
             fits = (
-                needed <= candidate.capabilities
+                kind
+                and needed <= candidate.capabilities
                 and (window is None or window >= room)
                 and (limit is None or limit >= max_tokens)
             )
             reason = None if fits else unmet_requirement(candidate, self.requirements)
-            if reason is not None and needed <= candidate.capabilities:
+            if reason is not None and kind and needed <= candidate.capabilities:
                 self.too_small = True
             if reason is None and floor is not None and window is not None and window <= floor:
                 reason = f"context window {window} not larger than the {floor} exceeded"

@@ -41,7 +41,13 @@ DEFAULT_OUTPUT_TOKENS: Final = 512
 """Answer length assumed for cost estimates when the request sets no ``max_tokens``."""
 
 _JSON_FORMATS: Final = frozenset({"json_object", "json_schema"})
-_WANTED: Final = (Capability.TOOLS, Capability.VISION, Capability.JSON, Capability.PREFILL)
+_WANTED: Final = (
+    Capability.TOOLS,
+    Capability.VISION,
+    Capability.JSON,
+    Capability.PREFILL,
+    Capability.EMBEDDINGS,
+)
 _NEEDED: Final = {
     flags: frozenset(c for c, wanted in zip(_WANTED, flags, strict=True) if wanted)
     for flags in itertools.product((False, True), repeat=len(_WANTED))
@@ -59,14 +65,16 @@ class Requirements(Shape, frozen=True):
     vision: bool = False
     json: bool = False
     prefill: bool = False
+    embeddings: bool = False
+    """An embeddings request: only embedding models serve it."""
     prompt_tokens: Annotated[int, Meta(ge=0)] = 0
     max_tokens: Count | None = None
 
     @property
     def capabilities(self) -> frozenset[Capability]:
         """The capabilities a candidate must list."""
-        # The planner asks once per candidate: sixteen sets, made once.
-        return _NEEDED[self.tools, self.vision, self.json, self.prefill]
+        # The planner asks once per candidate: the 32 possible sets, made once.
+        return _NEEDED[self.tools, self.vision, self.json, self.prefill, self.embeddings]
 
     @property
     def context_tokens(self) -> int:

@@ -97,11 +97,13 @@ def plan_routes(
     *,
     now: float,
     after_context_error: Route | None = None,
+    requirements: Requirements | None = None,
 ) -> list[Route]:
-    """The routes of ``request`` (raises :class:`NoCandidatesError` when none can serve it)."""
+    """The routes of ``request`` (raises :class:`NoCandidatesError` when none can serve it);
+    ``requirements`` stand for the request's own (an embeddings request's, say)."""
     chosen = plan(
         request.model,
-        Requirements.from_request(request),
+        Requirements.from_request(request) if requirements is None else requirements,
         _candidates(snapshot, directory),
         snapshot.table,
         snapshot.policy,

@@ -9,6 +9,7 @@ Routes::
 
     POST /v1/chat/completions    OpenAI chat completions, streamed or whole
     POST /v1/messages            Anthropic messages, streamed or whole
+    POST /v1/embeddings          OpenAI embeddings, routed to embedding models only
     POST /v1/messages/count_tokens  a prompt's tokens: an Anthropic upstream's count, or
                                  the gateway's estimate (``x-runestone-token-count``)
     GET  /v1/models              every alias, provider/model and model name
@@ -68,10 +69,11 @@ from runestone.server.dialect import Dialect
 from runestone.server.errors import ApiError, from_exception, model_not_found, shutting_down
 from runestone.server.exchange import Exchange
 from runestone.server.limits import KeyLimits
-from runestone.server.openai_schema import OpenAIDialect
+from runestone.server.openai_schema import OpenAIDialect, embeddings_body
 from runestone.server.reload import ConfigReloader, ReloadFailedError
 from runestone.system import System
 from runestone.wire.anthropic_messages import decode_count_tokens_body
+from runestone.wire.openai_embeddings import decode_embeddings_body
 
 __all__ = ["REQUEST_ID_HEADER", "Gateway", "GatewayApp", "create_app"]
 
@@ -254,6 +256,28 @@ class Gateway:
 
     async def messages(self, request: Request) -> Response | Exchange:
         return await self.chat(request, _ANTHROPIC)
+
+    async def embeddings(self, request: Request) -> Response:
+        """``POST /v1/embeddings``: routed like chat, to embedding models only."""
+        try:
+            if self.draining:
+                raise shutting_down(retry_after=None)
+            key = authenticate(self.config.auth, request.headers)
+            self.limits.count(key)
+            raw = await read_body(request, self.config.server.max_body_bytes)
+            body = decode_body(raw, decode_embeddings_body)
+            if body.model not in self.catalog:
+                raise model_not_found(body.model)
+            answer = await self.system.aembed(body.to_request())
+        except ApiError as error:
+            return _error_response(error, _OPENAI)
+        except ClientGoneError:
+            return Response(status_code=400)
+        except RunestoneError as exc:
+            return _error_response(from_exception(exc), _OPENAI)
+        headers = {"x-runestone-provider": answer.provider}
+        content = embeddings_body(answer, answer.model, encoding_format=body.encoding_format)
+        return JSONResponse(content, headers=headers)
 
     async def count_tokens(self, request: Request) -> Response:
         """``POST /v1/messages/count_tokens``: counted by an upstream that counts them,
@@ -520,6 +544,7 @@ def create_app(
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
         Route("/v1/messages", gateway.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", gateway.count_tokens, methods=["POST"]),
+        Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),
         Route("/v1/models", gateway.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", gateway.get_model, methods=["GET"]),
         Route("/health", gateway.health, methods=["GET"]),

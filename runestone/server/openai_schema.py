@@ -15,13 +15,15 @@ the SDKs raise it, so a cut answer never reads as a short, finished one.
 
 from __future__ import annotations
 
+import base64
+import struct
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
 from runestone import jsonio
-from runestone.messages import Completion, ToolCall, ToolCallDelta, Usage
+from runestone.messages import Completion, EmbeddingAnswer, ToolCall, ToolCallDelta, Usage
 from runestone.server.dialect import ChatCall
 from runestone.server.errors import ApiError
 from runestone.wire.openai_chat import convert_chat, decode_chat
@@ -32,6 +34,7 @@ __all__ = [
     "OpenAIDialect",
     "completion_body",
     "decode_chat_call",
+    "embeddings_body",
     "new_completion_id",
     "parse_chat",
     "usage_body",
@@ -52,6 +55,28 @@ def decode_chat_call(raw: bytes) -> ChatCall:
     :func:`runestone.wire.openai_chat.decode_chat`)."""
     decoded = decode_chat(raw)
     return ChatCall(decoded.to_request(), decoded.body.include_usage)
+
+
+def embeddings_body(
+    answer: EmbeddingAnswer, model: str, *, encoding_format: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's embeddings answer; ``base64`` vectors are little-endian float32, as
+    OpenAI sends them (the SDKs ask for base64 by default)."""
+    data: list[dict[str, Any]] = []
+    for index, vector in enumerate(answer.vectors):
+        embedding: Any = (
+            base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            if encoding_format == "base64"
+            else list(vector)
+        )
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    tokens = answer.prompt_tokens
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def new_completion_id() -> str:

@@ -201,6 +201,8 @@ class FakeUpstream:
         self._listings: list[float] = []
         self.count_tokens_bodies: list[dict[str, Any]] = []
         """Every body ``POST /v1/messages/count_tokens`` counted, as received."""
+        self.embedding_bodies: list[dict[str, Any]] = []
+        """Every body ``POST /v1/embeddings`` answered, as received."""
         self._epoch = self._clock.monotonic()
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -409,6 +411,7 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/v1/messages", self._anthropic_chat)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         # handler_cancellation: a held (blackhole/stall) handler ends when its client leaves.
@@ -603,6 +606,48 @@ class FakeUpstream:
             self.count_tokens_bodies.append(body)
         counted = [body.get(key) for key in ("system", "messages", "tools")]
         return web.json_response({"input_tokens": len(json.dumps(counted)) // 4 + 1})
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's embeddings: for each input, ``dimensions`` (default 8) numbers made
+        from its text, the same every time. A model named ``unavailable`` answers 503."""
+        wire = _WIRES["openai"]
+        if not self._authorized(wire, request.headers):
+            refusal = error_script(wire, ErrorKind.UNAUTHORIZED, Outcome.UNAUTHORIZED)
+            return _json_script_response(refusal)
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            body = None
+        inputs = body.get("input") if isinstance(body, dict) else None
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(body, dict) or not isinstance(inputs, list) or not inputs:
+            detail = "fake upstream: embeddings need a JSON object with model and input"
+            script = error_script(wire, ErrorKind.BAD_REQUEST, Outcome.BAD_REQUEST, detail=detail)
+            return _json_script_response(script)
+        if body.get("model") == "unavailable":
+            script = error_script(wire, ErrorKind.UNAVAILABLE, Outcome.UNAVAILABLE)
+            return _json_script_response(script)
+        with self._lock:
+            self.embedding_bodies.append(body)
+        size = body.get("dimensions") or 8
+        data = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": [((len(str(text)) + k) % 7) / 7 for k in range(size)],
+            }
+            for i, text in enumerate(inputs)
+        ]
+        tokens = sum(len(str(text).split()) for text in inputs)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
         wire = _wire_by_headers(request.headers)

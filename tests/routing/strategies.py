@@ -60,6 +60,7 @@ requirements = st.builds(
     vision=st.booleans(),
     json=st.booleans(),
     prefill=st.booleans(),
+    embeddings=st.booleans(),
     prompt_tokens=st.integers(0, 150_000),
     max_tokens=st.one_of(st.none(), st.integers(1, 50_000)),
 )

@@ -18,7 +18,9 @@ def test_the_filter_keeps_exactly_the_candidates_that_have_what_is_needed(
     kept = capable(pool, needs)
     for candidate in pool:
         fits = (
-            needs.capabilities <= candidate.capabilities
+            # An embedding model serves embeddings only, a chat model chat only.
+            (Capability.EMBEDDINGS in candidate.capabilities) == needs.embeddings
+            and needs.capabilities <= candidate.capabilities
             and (
                 candidate.context_window is None or candidate.context_window >= needs.context_tokens
             )
@@ -43,11 +45,15 @@ def test_the_reason_names_what_is_missing() -> None:
     assert unmet_requirement(text_only, Requirements(max_tokens=500)) == (
         "max output 100 < max_tokens 500"
     )
+    assert unmet_requirement(text_only, Requirements(embeddings=True)) == "not an embedding model"
+    embedder = Candidate("p", "e", capabilities=frozenset({Capability.EMBEDDINGS}))
+    assert unmet_requirement(embedder, Requirements()) == "an embedding model"
     assert unmet_requirement(text_only, Requirements(prompt_tokens=990)) is None
 
 
 def test_a_window_exactly_as_large_as_needed_fits() -> None:
-    candidate = Candidate("p", "m", context_window=1_000, capabilities=frozenset(Capability))
+    chat = frozenset(Capability) - {Capability.EMBEDDINGS}
+    candidate = Candidate("p", "m", context_window=1_000, capabilities=chat)
     needs = Requirements(prompt_tokens=600, max_tokens=400, tools=True, json=True)
     assert unmet_requirement(candidate, needs) is None
 

@@ -209,3 +209,31 @@ def test_the_anthropic_sdk_gets_tool_use_then_a_text_answer(server: RunningServe
     [text] = second.content
     assert text.type == "text"
     assert text.text == "The get_weather tool returned: 18 C, clear"
+
+
+def test_embeddings_on_the_bundled_config_are_unit_vectors_the_same_every_time(
+    client: openai.OpenAI,
+) -> None:
+    # The SDK asks for base64 by default and decodes it: both encodings must agree.
+    first = client.embeddings.create(model="embed", input=["a cat", "a dog"])
+    again = client.embeddings.create(model="embed", input="a cat", encoding_format="float")
+    assert [row.index for row in first.data] == [0, 1]
+    assert all(len(row.embedding) == 1536 for row in first.data)
+    norm = sum(x * x for x in first.data[0].embedding)
+    assert abs(norm - 1.0) < 1e-4
+    assert first.data[0].embedding != first.data[1].embedding
+    assert again.data[0].embedding == pytest.approx(first.data[0].embedding, abs=1e-6)
+    assert first.model == "sim-embed"
+    assert first.usage.prompt_tokens == 4
+
+
+def test_a_bad_embeddings_request_is_a_400_naming_the_field(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(model="embed", input=[])
+    assert caught.value.body is not None
+    assert "input" in str(caught.value)
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="no-such-model", input="x")
+    with pytest.raises(openai.BadRequestError):  # a chat model is no embedding model
+        client.embeddings.create(model="fast", input="x")
+    assert client.embeddings.create(model="embed", input="still up").data
