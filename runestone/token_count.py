@@ -22,7 +22,7 @@ import structlog
 from runestone import jsonio
 from runestone.directory import Directory
 from runestone.exceptions import ProviderError
-from runestone.routing.requirements import CHARS_PER_TOKEN, IMAGE_TOKENS, MESSAGE_OVERHEAD_TOKENS
+from runestone.routing.requirements import estimate_from_size
 from runestone.routing.routes import Route
 
 __all__ = ["TokenCount", "count_tokens", "estimate_tokens"]
@@ -71,9 +71,7 @@ def estimate_tokens(body: Mapping[str, Any]) -> int:
     messages = body.get("messages")
     count = len(messages) if isinstance(messages, list) else 0
     counted = [body.get(key) for key in _COUNTED]
-    chars = len(jsonio.dumps(counted))
-    images = _images(messages)
-    return chars // CHARS_PER_TOKEN + MESSAGE_OVERHEAD_TOKENS * count + IMAGE_TOKENS * images + 1
+    return estimate_from_size(len(jsonio.dumps(counted)), count, _images(messages))
 
 
 def _images(value: object) -> int:
