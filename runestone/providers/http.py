@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 import structlog
 
@@ -55,6 +55,8 @@ from runestone.resilience.failure_policy import CircuitEffect, failure_policy
 
 if TYPE_CHECKING:
     import aiohttp
+
+_T = TypeVar("_T")
 
 dumps = jsonio.dumps
 loads = jsonio.loads
@@ -405,46 +407,48 @@ class HttpProvider(Provider):
     # ---- non-streaming
 
     async def complete(self, request: ChatRequest) -> Completion:
-        session = self._get_session()
         state = AttemptState(self.name, request.model, self._secrets)
         payload = dumps(self.encode_request(request, stream=False))
-        watchdog = StreamWatchdog(self.settings.timeouts, phase=WatchPhase.WHOLE)
-        response: aiohttp.ClientResponse | None = None
-        try:
-            try:
-                response = await session.post(self._chat_url, data=payload)
-                state.phase = Phase.BODY
-                if not 200 <= response.status < 300:
-                    raise await self._error_from(response, state)
-                return await self._read_completion(response, request, state, watchdog)
-            except asyncio.CancelledError as exc:
-                expired = watchdog.claim()
-                if expired is None:
-                    raise
-                raise self._timeout(state, expired) from exc
-            except ProviderError:
-                raise
-            except transport_errors() as exc:
-                raise translate_exception(exc, state) from exc
-        finally:
-            watchdog.cancel()
-            if response is not None:
-                response.release()
+
+        async def read(response: aiohttp.ClientResponse, watchdog: StreamWatchdog) -> Completion:
+            return await self._read_completion(response, request, state, watchdog)
+
+        return await self._post_whole(self._chat_url, payload, state, read)
 
     async def post_json(self, path: str, payload: Mapping[str, Any], model: str) -> Any:
         """POST ``payload`` to ``base_url + path`` and return the decoded JSON answer, within
         the whole-answer timeouts; any failure raises a classified ``ProviderError``."""
-        session = self._get_session()
         state = AttemptState(self.name, model, self._secrets)
+
+        async def read(response: aiohttp.ClientResponse, watchdog: StreamWatchdog) -> Any:
+            body = await _read_body(response, watchdog)
+            try:
+                return loads(body)
+            except ValueError as exc:
+                problem = f"the answer is not JSON ({exc})"
+                raise state.error(MalformedResponseError, problem) from exc
+
+        return await self._post_whole(self.base_url + path, dumps(payload), state, read)
+
+    async def _post_whole(
+        self,
+        url: str,
+        payload: bytes,
+        state: AttemptState,
+        read: Callable[[aiohttp.ClientResponse, StreamWatchdog], Awaitable[_T]],
+    ) -> _T:
+        """One whole (unstreamed) POST: an error status classified, the body read by
+        ``read`` within the whole-answer timeouts, transport failures translated."""
+        session = self._get_session()
         watchdog = StreamWatchdog(self.settings.timeouts, phase=WatchPhase.WHOLE)
         response: aiohttp.ClientResponse | None = None
         try:
             try:
-                response = await session.post(self.base_url + path, data=dumps(payload))
+                response = await session.post(url, data=payload)
                 state.phase = Phase.BODY
                 if not 200 <= response.status < 300:
                     raise await self._error_from(response, state)
-                body = await _read_body(response, watchdog)
+                return await read(response, watchdog)
             except asyncio.CancelledError as exc:
                 expired = watchdog.claim()
                 if expired is None:
@@ -458,10 +462,6 @@ class HttpProvider(Provider):
             watchdog.cancel()
             if response is not None:
                 response.release()
-        try:
-            return loads(body)
-        except ValueError as exc:
-            raise state.error(MalformedResponseError, f"the answer is not JSON ({exc})") from exc
 
     # ---- health
 

@@ -39,8 +39,8 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Final, TypeVar
 
 import structlog
 from prometheus_client import Counter
@@ -73,7 +73,7 @@ from runestone.server.openai_schema import OpenAIDialect, embeddings_body
 from runestone.server.reload import ConfigReloader, ReloadFailedError
 from runestone.system import System
 from runestone.wire.anthropic_messages import decode_count_tokens_body
-from runestone.wire.openai_embeddings import decode_embeddings_body
+from runestone.wire.openai_embeddings import EmbeddingsBody, decode_embeddings_body
 
 __all__ = ["REQUEST_ID_HEADER", "Gateway", "GatewayApp", "create_app"]
 
@@ -81,6 +81,7 @@ log = structlog.get_logger(__name__)
 
 REQUEST_ID_HEADER: Final = "x-request-id"
 _MAX_REQUEST_ID = 128
+_Body = TypeVar("_Body")
 _OPENAI: Final = OpenAIDialect()
 _ANTHROPIC: Final = AnthropicDialect()
 _METRICS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -259,59 +260,69 @@ class Gateway:
 
     async def embeddings(self, request: Request) -> Response:
         """``POST /v1/embeddings``: routed like chat, to embedding models only."""
-        try:
-            if self.draining:
-                raise shutting_down(retry_after=None)
-            key = authenticate(self.config.auth, request.headers)
-            self.limits.count(key)
-            raw = await read_body(request, self.config.server.max_body_bytes)
-            body = decode_body(raw, decode_embeddings_body)
-            if body.model not in self.catalog:
-                raise model_not_found(body.model)
-            answer = await self.system.aembed(body.to_request())
-        except ApiError as error:
-            return _error_response(error, _OPENAI)
-        except ClientGoneError:
-            return Response(status_code=400)
-        except RunestoneError as exc:
-            return _error_response(from_exception(exc), _OPENAI)
-        headers = {"x-runestone-provider": answer.provider}
-        content = embeddings_body(answer, answer.model, encoding_format=body.encoding_format)
-        return JSONResponse(content, headers=headers)
+
+        async def answer(body: EmbeddingsBody) -> Response:
+            embedded = await self.system.aembed(body.to_request())
+            encoding = body.encoding_format
+            content = embeddings_body(embedded, embedded.model, encoding_format=encoding)
+            return JSONResponse(content, headers={"x-runestone-provider": embedded.provider})
+
+        return await self._whole(
+            request, _OPENAI, decode_embeddings_body, lambda body: body.model, answer
+        )
 
     async def count_tokens(self, request: Request) -> Response:
         """``POST /v1/messages/count_tokens``: counted by an upstream that counts them,
         else estimated; ``x-runestone-token-count`` says which (``upstream``/``estimate``)."""
-        try:
-            if self.draining:
-                raise shutting_down(retry_after=None)
-            key = authenticate(self.config.auth, request.headers)
-            self.limits.count(key)
-            raw = await read_body(request, self.config.server.max_body_bytes)
-            body = decode_body(raw, decode_count_tokens_body)
-            if body["model"] not in self.catalog:
-                raise model_not_found(body["model"])
+
+        async def answer(body: dict[str, Any]) -> Response:
             counted = await self.system.acount_tokens(body)
+            headers = {"x-runestone-token-count": "estimate" if counted.estimated else "upstream"}
+            if not counted.estimated:
+                headers["x-runestone-provider"] = counted.provider
+            return JSONResponse({"input_tokens": counted.input_tokens}, headers=headers)
+
+        return await self._whole(
+            request, _ANTHROPIC, decode_count_tokens_body, lambda body: body["model"], answer
+        )
+
+    async def _read(self, request: Request, decode: Callable[[bytes], _Body]) -> tuple[Any, _Body]:
+        """What every API route checks first, in this order: draining, the key, the key's
+        requests per minute, the body's size, the body. Returns the key and the body."""
+        if self.draining:
+            raise shutting_down(retry_after=None)
+        key = authenticate(self.config.auth, request.headers)
+        self.limits.count(key)
+        raw = await read_body(request, self.config.server.max_body_bytes)
+        return key, decode_body(raw, decode)
+
+    async def _whole(
+        self,
+        request: Request,
+        dialect: Dialect,
+        decode: Callable[[bytes], _Body],
+        model_of: Callable[[_Body], str],
+        answer: Callable[[_Body], Awaitable[Response]],
+    ) -> Response:
+        """A route answered whole (no stream): its checks, then ``answer``; every error
+        in ``dialect``'s shape."""
+        try:
+            _, body = await self._read(request, decode)
+            model = model_of(body)
+            if model not in self.catalog:
+                raise model_not_found(model)
+            return await answer(body)
         except ApiError as error:
-            return _error_response(error, _ANTHROPIC)
+            return _error_response(error, dialect)
         except ClientGoneError:
-            return Response(status_code=400)
+            return Response(status_code=400)  # nobody is listening any more
         except RunestoneError as exc:
-            return _error_response(from_exception(exc), _ANTHROPIC)
-        headers = {"x-runestone-token-count": "estimate" if counted.estimated else "upstream"}
-        if not counted.estimated:
-            headers["x-runestone-provider"] = counted.provider
-        return JSONResponse({"input_tokens": counted.input_tokens}, headers=headers)
+            return _error_response(from_exception(exc), dialect)
 
     async def chat(self, request: Request, dialect: Dialect) -> Response | Exchange:
         """The response to a chat request in ``dialect``: an error, or the exchange."""
         try:
-            if self.draining:
-                raise shutting_down(retry_after=None)
-            key = authenticate(self.config.auth, request.headers)
-            self.limits.count(key)
-            raw = await read_body(request, self.config.server.max_body_bytes)
-            call = decode_body(raw, dialect.decode)
+            key, call = await self._read(request, dialect.decode)
             if self.config.server.include_usage and not call.include_usage:
                 call = dataclasses.replace(call, include_usage=True)
             if call.request.model not in self.catalog:

@@ -578,19 +578,27 @@ class FakeUpstream:
         names = [behaviour.value for behaviour in Behaviour]
         return web.json_response(wire.models(names, int(self._clock.time())))
 
+    async def _json_body(
+        self, request: web.Request, wire: Wire
+    ) -> tuple[Any, web.StreamResponse | None]:
+        """The request's JSON (None when it is none), or the refusal of a bad key."""
+        if not self._authorized(wire, request.headers):
+            refusal = error_script(wire, ErrorKind.UNAUTHORIZED, Outcome.UNAUTHORIZED)
+            return None, _json_script_response(refusal)
+        try:
+            return json.loads(await request.read()), None
+        except ValueError:
+            return None, None
+
     async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
         """Anthropic's token counting: one token per four characters of the body's
         ``system``, ``messages`` and ``tools`` JSON, plus one (deterministic, so a test
         can tell an upstream's count from the gateway's estimate). A model named
         ``unavailable`` answers 503."""
         wire = _WIRES["anthropic"]
-        if not self._authorized(wire, request.headers):
-            refusal = error_script(wire, ErrorKind.UNAUTHORIZED, Outcome.UNAUTHORIZED)
-            return _json_script_response(refusal)
-        try:
-            body = json.loads(await request.read())
-        except ValueError:
-            body = None
+        body, refused = await self._json_body(request, wire)
+        if refused is not None:
+            return refused
         if (
             not isinstance(body, dict)
             or not isinstance(body.get("model"), str)
@@ -611,13 +619,9 @@ class FakeUpstream:
         """OpenAI's embeddings: for each input, ``dimensions`` (default 8) numbers made
         from its text, the same every time. A model named ``unavailable`` answers 503."""
         wire = _WIRES["openai"]
-        if not self._authorized(wire, request.headers):
-            refusal = error_script(wire, ErrorKind.UNAUTHORIZED, Outcome.UNAUTHORIZED)
-            return _json_script_response(refusal)
-        try:
-            body = json.loads(await request.read())
-        except ValueError:
-            body = None
+        body, refused = await self._json_body(request, wire)
+        if refused is not None:
+            return refused
         inputs = body.get("input") if isinstance(body, dict) else None
         if isinstance(inputs, str):
             inputs = [inputs]
