@@ -8,6 +8,8 @@
 Routes::
 
     POST /v1/chat/completions    OpenAI chat completions, streamed or whole
+    POST /v1/responses           OpenAI Responses, stateless, streamed or whole (answered
+                                 through chat completions: runestone.wire.openai_responses)
     POST /v1/messages            Anthropic messages, streamed or whole
     GET  /v1/models              every alias, provider/model and model name
     GET  /v1/models/{id}
@@ -67,6 +69,7 @@ from runestone.server.exchange import Exchange
 from runestone.server.limits import KeyLimits
 from runestone.server.openai_schema import OpenAIDialect
 from runestone.server.reload import ConfigReloader, ReloadFailedError
+from runestone.server.responses_schema import ResponsesDialect
 from runestone.system import System
 
 __all__ = ["REQUEST_ID_HEADER", "Gateway", "GatewayApp", "create_app"]
@@ -77,10 +80,12 @@ REQUEST_ID_HEADER: Final = "x-request-id"
 _MAX_REQUEST_ID = 128
 _OPENAI: Final = OpenAIDialect()
 _ANTHROPIC: Final = AnthropicDialect()
+_RESPONSES: Final = ResponsesDialect()
 _METRICS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 _ROUTE_LABELS: Final = frozenset(
     {
         "/v1/chat/completions",
+        "/v1/responses",
         "/v1/messages",
         "/v1/models",
         "/health",
@@ -100,6 +105,7 @@ def _request_id(headers: Mapping[str, str]) -> str:
 
 _CHAT_ROUTES: Final[dict[str, Dialect]] = {
     "/v1/chat/completions": _OPENAI,
+    "/v1/responses": _RESPONSES,
     "/v1/messages": _ANTHROPIC,
 }
 
@@ -247,6 +253,9 @@ class Gateway:
 
     async def chat_completions(self, request: Request) -> Response | Exchange:
         return await self.chat(request, _OPENAI)
+
+    async def responses(self, request: Request) -> Response | Exchange:
+        return await self.chat(request, _RESPONSES)
 
     async def messages(self, request: Request) -> Response | Exchange:
         return await self.chat(request, _ANTHROPIC)
@@ -467,7 +476,8 @@ def create_app(
             error = ApiError(
                 404,
                 f"unknown route: {request.method} {request.url.path} (the OpenAI API is under "
-                "/v1: POST /v1/chat/completions, GET /v1/models; Anthropic's: POST /v1/messages)",
+                "/v1: POST /v1/chat/completions, POST /v1/responses, GET /v1/models; Anthropic's: "
+                "POST /v1/messages)",
                 code="unknown_route",
             )
         else:
@@ -488,6 +498,7 @@ def create_app(
 
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/responses", gateway.responses, methods=["POST"]),
         Route("/v1/messages", gateway.messages, methods=["POST"]),
         Route("/v1/models", gateway.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", gateway.get_model, methods=["GET"]),
