@@ -10,6 +10,7 @@ Routes::
     POST /v1/chat/completions    OpenAI chat completions, streamed or whole
     POST /v1/responses           OpenAI Responses, stateless, streamed or whole (answered
                                  through chat completions: runestone.wire.openai_responses)
+    *    /v1/responses/{id}...   404 saying so: no response is ever stored
     POST /v1/messages            Anthropic messages, streamed or whole
     GET  /v1/models              every alias, provider/model and model name
     GET  /v1/models/{id}
@@ -302,6 +303,16 @@ class Gateway:
             draining=lambda: self.draining,
         )
 
+    async def stored_response(self, request: Request) -> Response:
+        """Retrieving, deleting or cancelling a response: none is ever stored."""
+        error = ApiError(
+            404,
+            f"no response {request.path_params['response_id'].split('/')[0]!r} is stored: "
+            "this gateway is stateless and keeps no responses",
+            code="response_not_found",
+        )
+        return _error_response(error, _RESPONSES)
+
     # -- models -------------------------------------------------------------------------------
 
     async def list_models(self, _request: Request) -> Response:
@@ -367,7 +378,11 @@ class Gateway:
             route = (
                 path
                 if path in _ROUTE_LABELS
-                else ("/v1/models/{id}" if path.startswith("/v1/models/") else "unmatched")
+                else "/v1/models/{id}"
+                if path.startswith("/v1/models/")
+                else "/v1/responses/{id}"
+                if path.startswith("/v1/responses/")
+                else "unmatched"
             )
             counter.labels(route, str(status)).inc()
 
@@ -499,6 +514,11 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
         Route("/v1/responses", gateway.responses, methods=["POST"]),
+        Route(
+            "/v1/responses/{response_id:path}",
+            gateway.stored_response,
+            methods=["GET", "DELETE", "POST"],
+        ),
         Route("/v1/messages", gateway.messages, methods=["POST"]),
         Route("/v1/models", gateway.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", gateway.get_model, methods=["GET"]),

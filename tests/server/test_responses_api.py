@@ -389,6 +389,14 @@ def test_a_non_function_tool_is_a_400_naming_its_type(client: openai.OpenAI) -> 
 def test_store_is_accepted_and_nothing_is_stored(client: openai.OpenAI) -> None:
     response = client.responses.create(model="fast", input="Hi", store=True)
     assert response.store is False
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.responses.retrieve(response.id)
+    assert caught.value.code == "response_not_found"
+    assert "stateless" in caught.value.message
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(response.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.cancel(response.id)
 
 
 @pytest.mark.parametrize(
