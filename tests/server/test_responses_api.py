@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from runestone.testing.upstream import KNOWN_TEXT, KNOWN_TOOL_ARGUMENTS, FakeUpstream
-from tests.server.conftest import OPEN_KEY
+from tests.server.conftest import MAX_BODY, OPEN_KEY
 from tests.server.serving import RunningServer
 from tests.server.test_app import raw
 
@@ -420,3 +420,21 @@ def test_bad_fields_are_400s_in_openais_error_shape(
     assert error["param"] == param
     assert error["type"] == "invalid_request_error"
     assert error["code"] == ("missing_required_parameter" if param == "input" else code)
+
+
+def test_a_missing_key_is_a_401_before_the_body_is_read(server: RunningServer) -> None:
+    response = raw(server, "POST", "/v1/responses", b"not json", key=None)
+    assert response.status == 401
+    assert response.error["code"] == "missing_api_key"
+
+
+def test_an_oversize_body_is_a_413(server: RunningServer) -> None:
+    response = raw(server, "POST", "/v1/responses", {"model": "fast", "input": "x" * MAX_BODY})
+    assert response.status == 413
+    assert response.error["code"] == "request_too_large"
+
+
+def test_malformed_json_is_a_400_invalid_json(server: RunningServer) -> None:
+    response = raw(server, "POST", "/v1/responses", b"{")
+    assert response.status == 400
+    assert response.error["code"] == "invalid_json"
