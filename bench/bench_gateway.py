@@ -172,6 +172,7 @@ def serve_relay(upstream_url: str) -> int:
 
     from runestone.messages import ChatRequest, CompletionBuilder, Done, TextDelta
     from runestone.providers import ProviderSettings, create_provider
+    from runestone.server.dialect import ChatCall
     from runestone.server.openai_schema import ChunkEncoder, OpenAIDialect
     from runestone.server.runner import bind
 
@@ -203,7 +204,7 @@ def serve_relay(upstream_url: str) -> int:
         if not request.stream:
             builder = CompletionBuilder()
             builder.extend((await provider.complete(request)).events())
-            payload = jsonio.dumps(dialect.whole(builder.build()))
+            payload = jsonio.dumps(dialect.whole(builder.build(), ChatCall(request)))
             headers = [(b"content-type", b"application/json")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": payload})

@@ -57,9 +57,14 @@ def test_a_module_all_is_sorted_and_every_name_exists(module_name: str) -> None:
     assert not missing, f"{module_name}.__all__ names what it does not define: {missing}"
 
 
-def test_the_wire_package_exports_both_request_schemas() -> None:
+def test_the_wire_package_exports_every_request_schema() -> None:
     import runestone.wire
 
-    assert {"ChatBody", "MessagesBody", "decode_chat", "decode_messages_body"} <= set(
-        runestone.wire.__all__
-    )
+    assert {
+        "ChatBody",
+        "MessagesBody",
+        "ResponsesBody",
+        "decode_chat",
+        "decode_messages_body",
+        "decode_responses",
+    } <= set(runestone.wire.__all__)

@@ -239,7 +239,7 @@ class AnthropicDialect:
     def stream_encoder(self, call: ChatCall) -> MessageStream:
         return MessageStream(call.request.model)
 
-    def whole(self, completion: Completion) -> dict[str, Any]:
+    def whole(self, completion: Completion, call: ChatCall) -> dict[str, Any]:
         return message_body(
             message_id=new_message_id(),
             model=completion.model,

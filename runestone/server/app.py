@@ -8,6 +8,9 @@
 Routes::
 
     POST /v1/chat/completions    OpenAI chat completions, streamed or whole
+    POST /v1/responses           OpenAI Responses, stateless, streamed or whole (answered
+                                 through chat completions: runestone.wire.openai_responses)
+    *    /v1/responses/{id}...   404 saying so: no response is ever stored
     POST /v1/messages            Anthropic messages, streamed or whole
     POST /v1/embeddings          OpenAI embeddings, routed to embedding models only
     POST /v1/messages/count_tokens  a prompt's tokens: an Anthropic upstream's count, or
@@ -71,6 +74,7 @@ from runestone.server.exchange import Exchange
 from runestone.server.limits import KeyLimits
 from runestone.server.openai_schema import OpenAIDialect, embeddings_body
 from runestone.server.reload import ConfigReloader, ReloadFailedError
+from runestone.server.responses_schema import ResponsesDialect
 from runestone.system import System
 from runestone.wire.anthropic_messages import decode_count_tokens_body
 from runestone.wire.openai_embeddings import EmbeddingsBody, decode_embeddings_body
@@ -84,10 +88,12 @@ _MAX_REQUEST_ID = 128
 _Body = TypeVar("_Body")
 _OPENAI: Final = OpenAIDialect()
 _ANTHROPIC: Final = AnthropicDialect()
+_RESPONSES: Final = ResponsesDialect()
 _METRICS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 _ROUTE_LABELS: Final = frozenset(
     {
         "/v1/chat/completions",
+        "/v1/responses",
         "/v1/messages",
         "/v1/models",
         "/health",
@@ -107,6 +113,7 @@ def _request_id(headers: Mapping[str, str]) -> str:
 
 _CHAT_ROUTES: Final[dict[str, Dialect]] = {
     "/v1/chat/completions": _OPENAI,
+    "/v1/responses": _RESPONSES,
     "/v1/messages": _ANTHROPIC,
 }
 
@@ -255,6 +262,9 @@ class Gateway:
     async def chat_completions(self, request: Request) -> Response | Exchange:
         return await self.chat(request, _OPENAI)
 
+    async def responses(self, request: Request) -> Response | Exchange:
+        return await self.chat(request, _RESPONSES)
+
     async def messages(self, request: Request) -> Response | Exchange:
         return await self.chat(request, _ANTHROPIC)
 
@@ -358,6 +368,16 @@ class Gateway:
             draining=lambda: self.draining,
         )
 
+    async def stored_response(self, request: Request) -> Response:
+        """Retrieving, deleting or cancelling a response: none is ever stored."""
+        error = ApiError(
+            404,
+            f"no response {request.path_params['response_id'].split('/')[0]!r} is stored: "
+            "this gateway is stateless and keeps no responses",
+            code="response_not_found",
+        )
+        return _error_response(error, _RESPONSES)
+
     # -- models -------------------------------------------------------------------------------
 
     async def list_models(self, _request: Request) -> Response:
@@ -423,7 +443,11 @@ class Gateway:
             route = (
                 path
                 if path in _ROUTE_LABELS
-                else ("/v1/models/{id}" if path.startswith("/v1/models/") else "unmatched")
+                else "/v1/models/{id}"
+                if path.startswith("/v1/models/")
+                else "/v1/responses/{id}"
+                if path.startswith("/v1/responses/")
+                else "unmatched"
             )
             counter.labels(route, str(status)).inc()
 
@@ -532,7 +556,8 @@ def create_app(
             error = ApiError(
                 404,
                 f"unknown route: {request.method} {request.url.path} (the OpenAI API is under "
-                "/v1: POST /v1/chat/completions, GET /v1/models; Anthropic's: POST /v1/messages)",
+                "/v1: POST /v1/chat/completions, POST /v1/responses, GET /v1/models; Anthropic's: "
+                "POST /v1/messages)",
                 code="unknown_route",
             )
         else:
@@ -553,6 +578,12 @@ def create_app(
 
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/responses", gateway.responses, methods=["POST"]),
+        Route(
+            "/v1/responses/{response_id:path}",
+            gateway.stored_response,
+            methods=["GET", "DELETE", "POST"],
+        ),
         Route("/v1/messages", gateway.messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", gateway.count_tokens, methods=["POST"]),
         Route("/v1/embeddings", gateway.embeddings, methods=["POST"]),

@@ -1,14 +1,16 @@
 """What an API wire format provides to the exchange: parse a body, encode an answer.
 
-Two dialects exist — OpenAI's chat completions
-(:class:`runestone.server.openai_schema.OpenAIDialect`) and Anthropic's messages
+Three dialects exist — OpenAI's chat completions
+(:class:`runestone.server.openai_schema.OpenAIDialect`), OpenAI's Responses
+(:class:`runestone.server.responses_schema.ResponsesDialect`) and Anthropic's messages
 (:class:`runestone.server.anthropic_schema.AnthropicDialect`); the exchange
-(:mod:`runestone.server.exchange`) runs a request the same way for both.
+(:mod:`runestone.server.exchange`) runs a request the same way for all of them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runestone.messages import ChatRequest, Completion, ToolCallDelta, Usage
@@ -23,6 +25,9 @@ class ChatCall:
 
     request: ChatRequest
     include_usage: bool = False
+    echo: Mapping[str, Any] = field(default_factory=dict)
+    """What the answer repeats of the request as the client wrote it (a Responses
+    object echoes its settings: ``tools``, ``text`` …); empty for the other dialects."""
 
 
 class StreamEncoder(Protocol):
@@ -57,7 +62,7 @@ class Dialect(Protocol):
 
     def stream_encoder(self, call: ChatCall) -> StreamEncoder: ...
 
-    def whole(self, completion: Completion) -> dict[str, Any]:
-        """The body of a whole (non-streamed) answer."""
+    def whole(self, completion: Completion, call: ChatCall) -> dict[str, Any]:
+        """The body of a whole (non-streamed) answer to ``call``."""
 
     def error_body(self, error: ApiError) -> dict[str, Any]: ...

@@ -198,7 +198,7 @@ class Exchange:
             _header(HEADER_ATTEMPTS, str(max(1, len(terminal.attempts)))),
         ]
         assert self._send is not None
-        await json_response(self._send, 200, self._dialect.whole(completion), headers)
+        await json_response(self._send, 200, self._dialect.whole(completion, self._call), headers)
 
     def _ended_early(self) -> ApiError:
         if self._draining():

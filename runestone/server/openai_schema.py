@@ -238,7 +238,7 @@ class OpenAIDialect:
     def stream_encoder(self, call: ChatCall) -> ChunkEncoder:
         return ChunkEncoder(call.request.model, include_usage=call.include_usage)
 
-    def whole(self, completion: Completion) -> dict[str, Any]:
+    def whole(self, completion: Completion, call: ChatCall) -> dict[str, Any]:
         return completion_body(
             completion_id=new_completion_id(),
             created=int(time.time()),

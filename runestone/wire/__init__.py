@@ -1,6 +1,8 @@
 """The wire formats of the requests the gateway serves, as declarative msgspec schemas.
 
 - :mod:`runestone.wire.openai_chat`: OpenAI's chat-completions request;
+- :mod:`runestone.wire.openai_responses`: OpenAI's Responses request, mapped onto a
+  chat request (stateless);
 - :mod:`runestone.wire.anthropic_messages`: Anthropic's Messages request;
 - :mod:`runestone.wire.schema`: what they are built from (the struct base, the open
   union, decoding bytes and converting dicts);
@@ -13,6 +15,12 @@ from runestone.wire.anthropic_messages import (
     decode_messages_body,
 )
 from runestone.wire.openai_chat import ChatBody, DecodedChat, convert_chat, decode_chat
+from runestone.wire.openai_responses import (
+    DecodedResponses,
+    ResponsesBody,
+    convert_responses,
+    decode_responses,
+)
 from runestone.wire.refusals import refusal
 from runestone.wire.schema import BodyError, OpenUnion, Wire, convert, decoder, may_nest_deep
 
@@ -20,14 +28,18 @@ __all__ = [
     "BodyError",
     "ChatBody",
     "DecodedChat",
+    "DecodedResponses",
     "MessagesBody",
     "OpenUnion",
+    "ResponsesBody",
     "Wire",
     "convert",
     "convert_chat",
     "convert_messages_body",
+    "convert_responses",
     "decode_chat",
     "decode_messages_body",
+    "decode_responses",
     "decoder",
     "may_nest_deep",
     "refusal",

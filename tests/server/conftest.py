@@ -8,11 +8,13 @@ a breaker or a cooling period never leaks into another test):
 provider   type       models
 =========  =========  ==========================================================
 main       openai     healthy, tool-call, cut-after:3, error-event-after:2,
-                      context-length, content-policy, unavailable
+                      context-length, content-policy, unavailable, structured
+                      (healthy, with the json capability)
 backup     anthropic  healthy, tool-call
 limited    openai     rate-limit, rate-limit-once:45
 slow       openai     blackhole (timeouts of half a second)
 hold       openai     hold (the HoldingUpstream: answers start, then hang)
+sim        simulated  sim-text (unpaced; honours max_tokens with finish reason length)
 =========  =========  ==========================================================
 
 Aliases: ``fast`` → main/healthy; ``failover`` → main/unavailable, then backup/healthy.
@@ -64,6 +66,7 @@ def gateway_config(up: FakeUpstream, hold: HoldingUpstream) -> dict[str, Any]:
     ]
     models: dict[str, Any] = {name: {} for name in main_models}
     models["tool-call"] = {"capabilities": ["tools"]}
+    models["structured"] = {"capabilities": ["json"]}
     return {
         "providers": {
             "main": provider("openai", up.openai_base_url, models),
@@ -90,6 +93,13 @@ def gateway_config(up: FakeUpstream, hold: HoldingUpstream) -> dict[str, Any]:
                 {"hold": {}},
                 timeouts={"connect": 2, "first_token": 30, "idle": 30, "total": 60},
             ),
+            "sim": {
+                "type": "simulated",
+                "token_rate": 0,
+                "first_token_delay": 0,
+                "circuit_breaker": LENIENT,
+                "models": {"sim-text": {"capabilities": ["tools", "json"]}},
+            },
         },
         "routing": {
             "policy": "priority",
