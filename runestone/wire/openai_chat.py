@@ -61,6 +61,7 @@ __all__ = [
     "decode_chat",
     "to_messages",
     "to_tools",
+    "tool_choice",
 ]
 
 _MODEL: Final = "the model (or alias) to answer with, a non-empty string"
@@ -644,16 +645,24 @@ def to_tools(tools: Sequence[ToolSpec], free: _Free = _AS_DECODED) -> tuple[Tool
 def _to_tool_choice(
     choice: str | NamedToolChoice | None, tools: Sequence[Tool]
 ) -> ToolChoice | None:
+    if choice is None or isinstance(choice, str):
+        return tool_choice(choice, tools)
+    return tool_choice(choice.function.name, tools, named=True, field="tool_choice.function.name")
+
+
+def tool_choice(
+    choice: str | None, tools: Sequence[Tool], *, named: bool = False, field: str = ""
+) -> ToolChoice | None:
+    """OpenAI's ``tool_choice``: a mode (``auto``, ``none``, ``required``) or, ``named``,
+    the name of one of ``tools`` (a refusal names ``field``). Shared with the Responses
+    request, which spells a named choice its own way."""
     if choice is None:
         return None
-    if isinstance(choice, str):
+    if not named:
         mode = ToolChoiceMode(choice)
         if mode is ToolChoiceMode.REQUIRED and not tools:
             raise RequestValidationError("'required' needs tools", field="tool_choice")
         return ToolChoice(mode)
-    name = choice.function.name
-    if all(tool.name != name for tool in tools):
-        raise RequestValidationError(
-            f"names tool {name!r}, which is not in tools", field="tool_choice.function.name"
-        )
-    return ToolChoice(ToolChoiceMode.FUNCTION, name)
+    if all(tool.name != choice for tool in tools):
+        raise RequestValidationError(f"names tool {choice!r}, which is not in tools", field=field)
+    return ToolChoice(ToolChoiceMode.FUNCTION, choice)

@@ -59,9 +59,9 @@ from runestone.messages import (
     Tool,
     ToolCall,
     ToolChoice,
-    ToolChoiceMode,
     check_nesting,
 )
+from runestone.wire.openai_chat import tool_choice
 from runestone.wire.schema import OpenUnion, Wire, convert, dec_hook, decoder, may_nest_deep
 
 __all__ = [
@@ -698,18 +698,9 @@ def _to_tools(tools: Sequence[FunctionTool], check: Callable[..., None]) -> tupl
 def _to_tool_choice(
     choice: str | FunctionChoice | None, tools: Sequence[Tool]
 ) -> ToolChoice | None:
-    if choice is None:
-        return None
-    if isinstance(choice, str):
-        mode = ToolChoiceMode(choice)
-        if mode is ToolChoiceMode.REQUIRED and not tools:
-            raise RequestValidationError("'required' needs tools", field="tool_choice")
-        return ToolChoice(mode)
-    if all(tool.name != choice.name for tool in tools):
-        raise RequestValidationError(
-            f"names tool {choice.name!r}, which is not in tools", field="tool_choice.name"
-        )
-    return ToolChoice(ToolChoiceMode.FUNCTION, choice.name)
+    if choice is None or isinstance(choice, str):
+        return tool_choice(choice, tools)
+    return tool_choice(choice.name, tools, named=True, field="tool_choice.name")
 
 
 def _to_response_format(
