@@ -382,8 +382,9 @@ class FinishReason(enum.StrEnum):
     CONTENT_FILTER = "content_filter"
 
 
-class _Event(msgspec.Struct, frozen=True, gc=False, repr_omit_defaults=True):
-    """The base of the events: frozen msgspec structs (cheap to build: one per chunk).
+class _Frozen(msgspec.Struct, frozen=True, gc=False, repr_omit_defaults=True):
+    """The base of the events and the embeddings values: frozen msgspec structs (cheap to
+    build: an event is one per chunk).
 
     Their field types carry their constraints, which hold where events are decoded
     (``msgspec.convert(data, Usage)``); built in Python on the hot path they are not
@@ -391,7 +392,7 @@ class _Event(msgspec.Struct, frozen=True, gc=False, repr_omit_defaults=True):
     """
 
 
-class Origin(_Event, frozen=True, gc=False):
+class Origin(_Frozen, frozen=True, gc=False):
     """Which attempt the first content a caller receives came from (the commit point).
 
     An HTTP server sends its headers with that content, before ``Done`` names the
@@ -404,7 +405,7 @@ class Origin(_Event, frozen=True, gc=False):
     """How many attempts the request had made, this one included."""
 
 
-class TextDelta(_Event, frozen=True, gc=False):
+class TextDelta(_Frozen, frozen=True, gc=False):
     """A piece of the answer's text. Equal pieces are equal whatever their origin."""
 
     text: str
@@ -420,7 +421,7 @@ class TextDelta(_Event, frozen=True, gc=False):
         return hash((TextDelta, self.text))
 
 
-class ToolCallDelta(_Event, frozen=True, gc=False):
+class ToolCallDelta(_Frozen, frozen=True, gc=False):
     """A piece of tool call ``index``: ``id`` and ``name`` come with its first piece.
     Equal pieces are equal whatever their origin."""
 
@@ -445,7 +446,7 @@ class ToolCallDelta(_Event, frozen=True, gc=False):
         return hash((ToolCallDelta, self.index, self.id, self.name, self.arguments))
 
 
-class Usage(_Event, frozen=True, gc=False):
+class Usage(_Frozen, frozen=True, gc=False):
     """Token counts of one answer."""
 
     prompt_tokens: Annotated[int, msgspec.Meta(ge=0)]
@@ -456,7 +457,7 @@ class Usage(_Event, frozen=True, gc=False):
         return self.prompt_tokens + self.completion_tokens
 
 
-class Done(_Event, frozen=True):
+class Done(_Frozen, frozen=True):
     """The answer is complete. ``finish_reason`` is a :class:`FinishReason` value."""
 
     finish_reason: str
@@ -488,7 +489,7 @@ _ERROR_TYPES: Final[Mapping[ErrorClass, type[ProviderError]]] = {
 }
 
 
-class StreamError(_Event, frozen=True):
+class StreamError(_Frozen, frozen=True):
     """The in-band terminal event of a failed stream."""
 
     error_class: ErrorClass
@@ -548,7 +549,7 @@ Event: TypeAlias = TextDelta | ToolCallDelta | Usage | Done | StreamError
 """What a caller receives: stream events, then ``Done`` or ``StreamError``."""
 
 
-class EmbeddingRequest(_Event, frozen=True):
+class EmbeddingRequest(_Frozen, frozen=True):
     """One embeddings request: the texts to embed, on ``model`` (an alias, a
     ``provider/model``, or, handed to a provider, its own model name)."""
 
@@ -559,7 +560,7 @@ class EmbeddingRequest(_Event, frozen=True):
     user: str | None = None
 
 
-class EmbeddingAnswer(_Event, frozen=True):
+class EmbeddingAnswer(_Frozen, frozen=True):
     """A provider's embeddings: one vector per input, in order, and what they cost."""
 
     vectors: tuple[tuple[float, ...], ...]

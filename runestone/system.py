@@ -27,9 +27,9 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -68,8 +68,6 @@ from runestone.messages import (
     EmbeddingAnswer,
     EmbeddingRequest,
     Event,
-    Message,
-    Role,
     StreamError,
     ToolCall,
     Usage,
@@ -78,7 +76,7 @@ from runestone.metrics import CIRCUIT_STATE_VALUES, Metrics
 from runestone.request import AttemptOutcome, RequestContext
 from runestone.resilience import StateChange
 from runestone.routing import Requirements, RoutingBoard
-from runestone.routing.routes import Route, plan_routes
+from runestone.routing.routes import Route, plan_model_routes
 from runestone.sinks import AsyncSink, ThreadSink
 from runestone.supervisors import (
     ActorHandle,
@@ -97,6 +95,8 @@ from runestone.supervisors import (
 from runestone.token_count import TokenCount, count_tokens
 
 __all__ = ["EventStream", "LoopClock", "Response", "System", "start"]
+
+_T = TypeVar("_T")
 
 log = structlog.get_logger(__name__)
 
@@ -595,41 +595,21 @@ class System:
         Raises :class:`NoCandidatesError` when no embedding model serves the name, and the
         last failure when every candidate failed.
         """
-        snapshot = self._task_env.routing.snapshot if self._task_env.routing else None
-        if snapshot is None:
-            raise NoHealthyUpstreamError(
-                "routing is not ready yet: the Router has not started",
-                reason=NoCandidatesReason.NOT_READY,
+        routes = self._routes(request.model, Requirements(embeddings=True))
+        return await self._on_data_plane(
+            run_embeddings(
+                request,
+                routes,
+                self.directory,
+                clock=self.clock,
+                deadline=self.clock.monotonic() + self.config.pool.request_timeout,
+                rng=self._task_env.rng,
             )
-        probe = ChatRequest(request.model, (Message(Role.USER, ""),))
-        routes = plan_routes(
-            snapshot,
-            self.directory,
-            probe,
-            now=self.clock.monotonic(),
-            requirements=Requirements(embeddings=True),
-        )
-        coro = run_embeddings(
-            request,
-            routes,
-            self.directory,
-            clock=self.clock,
-            deadline=self.clock.monotonic() + self.config.pool.request_timeout,
-            rng=self._task_env.rng,
-        )
-        if self.data_plane.in_loop_thread():
-            return await coro
-        return await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(coro, self.data_plane.loop)
         )
 
     def embed(self, request: EmbeddingRequest, *, timeout: float | None = None) -> EmbeddingAnswer:
         """:meth:`aembed` for threads."""
-
-        async def run() -> EmbeddingAnswer:
-            return await self.aembed(request)
-
-        future = asyncio.run_coroutine_threadsafe(run(), self.data_plane.loop)
+        future = asyncio.run_coroutine_threadsafe(self.aembed(request), self.data_plane.loop)
         return future.result(timeout or self.config.pool.request_timeout + 5.0)
 
     # -- token counting ---------------------------------------------------------------------
@@ -644,27 +624,35 @@ class System:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise RequestValidationError("required: a non-empty string", field="model")
-        snapshot = self._task_env.routing.snapshot if self._task_env.routing else None
-        routes: list[Route] = []
-        if snapshot is not None:
-            probe = ChatRequest(model, (Message(Role.USER, ""),))
-            try:
-                routes = plan_routes(snapshot, self.directory, probe, now=self.clock.monotonic())
-            except NoHealthyUpstreamError:
-                routes = []  # nothing routable now: the estimate answers
-        coro = count_tokens(body, routes, self.directory)
-        if self.data_plane.in_loop_thread():
-            return await coro
-        future = asyncio.run_coroutine_threadsafe(coro, self.data_plane.loop)
-        return await asyncio.wrap_future(future)
+        try:
+            routes = self._routes(model, Requirements())
+        except NoHealthyUpstreamError:
+            routes = []  # nothing routable now (or not yet): the estimate answers
+        return await self._on_data_plane(count_tokens(body, routes, self.directory))
 
     def count_tokens(self, body: Mapping[str, Any], *, timeout: float = 30.0) -> TokenCount:
         """:meth:`acount_tokens` for threads."""
+        future = asyncio.run_coroutine_threadsafe(self.acount_tokens(body), self.data_plane.loop)
+        return future.result(timeout)
 
-        async def run() -> TokenCount:
-            return await self.acount_tokens(body)
+    def _routes(self, model: str, requirements: Requirements) -> list[Route]:
+        """The Router's plan for ``model``, from the snapshot it published last."""
+        snapshot = self._task_env.routing.snapshot if self._task_env.routing else None
+        if snapshot is None:
+            raise NoHealthyUpstreamError(
+                "routing is not ready yet: the Router has not started",
+                reason=NoCandidatesReason.NOT_READY,
+            )
+        now = self.clock.monotonic()
+        return plan_model_routes(snapshot, self.directory, model, requirements, now=now)
 
-        return asyncio.run_coroutine_threadsafe(run(), self.data_plane.loop).result(timeout)
+    async def _on_data_plane(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """``work`` run on the data-plane loop, where the providers' sessions live."""
+        if self.data_plane.in_loop_thread():
+            return await work
+        return await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(work, self.data_plane.loop)
+        )
 
     # -- health and reload ------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from runestone.messages import ChatRequest
     from runestone.routing.policies import RoutingPolicy
 
-__all__ = ["Route", "RoutingBoard", "RoutingSnapshot", "plan_routes"]
+__all__ = ["Route", "RoutingBoard", "RoutingSnapshot", "plan_model_routes", "plan_routes"]
 
 log = structlog.get_logger(__name__)
 
@@ -97,13 +97,32 @@ def plan_routes(
     *,
     now: float,
     after_context_error: Route | None = None,
-    requirements: Requirements | None = None,
 ) -> list[Route]:
-    """The routes of ``request`` (raises :class:`NoCandidatesError` when none can serve it);
-    ``requirements`` stand for the request's own (an embeddings request's, say)."""
-    chosen = plan(
+    """The routes of ``request`` (raises :class:`NoCandidatesError` when none can serve it)."""
+    return plan_model_routes(
+        snapshot,
+        directory,
         request.model,
-        Requirements.from_request(request) if requirements is None else requirements,
+        Requirements.from_request(request),
+        now=now,
+        after_context_error=after_context_error,
+    )
+
+
+def plan_model_routes(
+    snapshot: RoutingSnapshot,
+    directory: Directory,
+    model: str,
+    requirements: Requirements,
+    *,
+    now: float,
+    after_context_error: Route | None = None,
+) -> list[Route]:
+    """The routes of a request for ``model`` that needs ``requirements`` (an embeddings
+    request, or a chat request read already); :class:`NoCandidatesError` when none."""
+    chosen = plan(
+        model,
+        requirements,
         _candidates(snapshot, directory),
         snapshot.table,
         snapshot.policy,
@@ -115,7 +134,7 @@ def plan_routes(
         ),
     )
     if chosen.panic:
-        log.warning("routing_panic", model=request.model, candidate=chosen.keys[0])
+        log.warning("routing_panic", model=model, candidate=chosen.keys[0])
     return [
         Route(
             c.provider,

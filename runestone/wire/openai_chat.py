@@ -55,6 +55,8 @@ __all__ = [
     "SystemMessage",
     "TextContentPart",
     "ToolMessage",
+    "ToolName",
+    "ToolParameters",
     "UserMessage",
     "convert_chat",
     "convert_needs",
@@ -201,19 +203,23 @@ ChatMessage: TypeAlias = (
 # --------------------------------------------------------------------------- tools
 
 
+ToolName: TypeAlias = Annotated[
+    str,
+    Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", extra={"expected": "1-64 letters, digits, '_' or '-'"}),
+]
+"""A function tool's name, as OpenAI takes it (chat and Responses alike)."""
+ToolParameters: TypeAlias = Annotated[
+    dict[str, Any], Meta(extra={"expected": "a JSON Schema object"})
+]
+"""A function tool's parameters: a JSON Schema object."""
+
+
 class FunctionSpec(Wire):
     """A function the model may call."""
 
-    name: Annotated[
-        str,
-        Meta(
-            pattern=r"^[A-Za-z0-9_-]{1,64}$", extra={"expected": "1-64 letters, digits, '_' or '-'"}
-        ),
-    ]
+    name: ToolName
     description: str | None = None
-    parameters: (
-        Annotated[dict[str, Any], Meta(extra={"expected": "a JSON Schema object"})] | None
-    ) = None
+    parameters: ToolParameters | None = None
     strict: bool | None = None
 
 

@@ -61,7 +61,7 @@ from runestone.messages import (
     ToolChoice,
     check_nesting,
 )
-from runestone.wire.openai_chat import tool_choice
+from runestone.wire.openai_chat import ToolName, ToolParameters, tool_choice
 from runestone.wire.schema import OpenUnion, Wire, convert, dec_hook, decoder, may_nest_deep
 
 __all__ = [
@@ -317,16 +317,9 @@ class FunctionTool(Wire, kw_only=True):
             }
         ),
     ]
-    name: Annotated[
-        str,
-        Meta(
-            pattern=r"^[A-Za-z0-9_-]{1,64}$", extra={"expected": "1-64 letters, digits, '_' or '-'"}
-        ),
-    ]
+    name: ToolName
     description: str | None = None
-    parameters: (
-        Annotated[dict[str, Any], Meta(extra={"expected": "a JSON Schema object"})] | None
-    ) = None
+    parameters: ToolParameters | None = None
     strict: bool | None = None
 
 
