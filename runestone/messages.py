@@ -63,7 +63,9 @@ __all__ = [
     "FinishReason",
     "ImagePart",
     "Message",
+    "NativeBody",
     "Origin",
+    "Passthrough",
     "RawPart",
     "ResponseFormat",
     "Role",
@@ -77,6 +79,7 @@ __all__ = [
     "ToolChoice",
     "ToolChoiceMode",
     "Usage",
+    "WireFormat",
     "check_nesting",
     "nesting",
 ]
@@ -252,6 +255,73 @@ below what the JSON encoders a provider uses can take (orjson stops at 255).
 """
 
 
+class WireFormat(enum.StrEnum):
+    """An upstream API's request and answer format, as a client may speak it to us."""
+
+    OPENAI_CHAT = "openai_chat"
+    """OpenAI's chat completions (``POST /v1/chat/completions``)."""
+    ANTHROPIC_MESSAGES = "anthropic_messages"
+    """Anthropic's messages (``POST /v1/messages``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NativeBody:
+    """A request body as the client wrote it, kept for a lossless pass-through.
+
+    An upstream that speaks ``wire`` gets ``body`` itself (its model swapped for the
+    upstream's name, ``stream`` set), with ``headers`` (the client's beta and version
+    headers), and its answer goes back unchanged. The :class:`ChatRequest` beside it is
+    what every other upstream gets; ``only_native`` names, as the client's API names
+    them, the fields it cannot carry (``thinking``, ``messages.0.content.1`` …): while
+    any is there, only an upstream of ``wire`` may take the request.
+    """
+
+    wire: WireFormat
+    fields: Mapping[str, msgspec.Raw]
+    """Each top-level field of the body, as the JSON text the client wrote: passed on
+    without being decoded (only what the gateway reads of it is)."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    only_native: tuple[str, ...] = ()
+    needs: frozenset[str] = frozenset()
+    """The capabilities its fields ask of a model (``thinking``, ``prompt_caching``,
+    ``server_tools``: :class:`runestone.providers.Capability` values)."""
+    usage_chunk: bool = True
+    """OpenAI streams: the client asked for the usage chunk (else it is not passed on)."""
+
+    def value(self, name: str) -> Any:
+        """Field ``name`` decoded (None when the body has none)."""
+        raw = self.fields.get(name)
+        return None if raw is None else msgspec.json.decode(raw)
+
+    def encode(self, changes: Mapping[str, Any], dropped: Iterable[str] = ()) -> bytes:
+        """The body as JSON, every field as the client wrote it but ``changes`` (name →
+        new value, in place, or added at the end) and the ``dropped`` ones."""
+        gone = frozenset(dropped)
+        parts: list[Any] = []
+        for name, raw in self.fields.items():
+            if name in gone:
+                continue
+            parts.append(_json_key(name))
+            parts.append(msgspec.json.encode(changes[name]) if name in changes else raw)
+        for name, value in changes.items():
+            if name not in self.fields and name not in gone:
+                parts.append(_json_key(name))
+                parts.append(msgspec.json.encode(value))
+        # "key": value pairs, comma-separated; the pieces are joined in one copy.
+        out: list[Any] = [b"{"]
+        for i in range(0, len(parts), 2):
+            if i:
+                out.append(b",")
+            out.append(parts[i])
+            out.append(parts[i + 1])
+        out.append(b"}")
+        return b"".join(out)
+
+
+def _json_key(name: str) -> bytes:
+    return msgspec.json.encode(name) + b":"
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     """One chat-completion request, validated and provider-neutral.
@@ -274,6 +344,9 @@ class ChatRequest:
     user: str | None = None
     metadata: Mapping[str, str] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    native: NativeBody | None = field(default=None, compare=False, repr=False)
+    """The body as the client wrote it, for an upstream of its own wire format (see
+    :class:`NativeBody`); None for a request made in Python or in another format."""
 
     # ---- derived facts the router and providers ask about
 
@@ -542,10 +615,29 @@ class StreamError(_Frozen, frozen=True):
         )
 
 
-StreamEvent: TypeAlias = TextDelta | ToolCallDelta | Usage | Done
+class Passthrough(_Frozen, frozen=True, gc=False):
+    """Bytes of an upstream's answer in the client's own wire format, passed on as they
+    are (see :class:`NativeBody`): SSE frames of a stream, or a whole answer's JSON body.
+    A stream's first one holds every frame before its first content too."""
+
+    data: bytes
+    text: str = ""
+    """The answer's text in these frames (what a continuation would have to extend)."""
+    opaque: bool = False
+    """They carry content other than text (tool calls, reasoning, a thinking block …):
+    no continuation can extend the answer past them."""
+    blocks: int = 0
+    """Anthropic: the content blocks the stream has opened, these frames included."""
+    open_text: bool = False
+    """Anthropic: the last block opened is text, and still open."""
+    origin: Origin | None = None
+    """Set on the request's first content only (see :class:`Origin`)."""
+
+
+StreamEvent: TypeAlias = TextDelta | ToolCallDelta | Passthrough | Usage | Done
 """What a provider's stream yields."""
 
-Event: TypeAlias = TextDelta | ToolCallDelta | Usage | Done | StreamError
+Event: TypeAlias = TextDelta | ToolCallDelta | Passthrough | Usage | Done | StreamError
 """What a caller receives: stream events, then ``Done`` or ``StreamError``."""
 
 
@@ -579,6 +671,9 @@ class Completion:
     usage: Usage | None = None
     provider: str = ""
     model: str = ""
+    native: bytes | None = None
+    """The upstream's answer body as it came, for the client of its own wire format
+    (a pass-through, see :class:`NativeBody`); None otherwise."""
 
     def events(self) -> tuple[StreamEvent, ...]:
         """The same answer as the events a stream would have yielded."""
@@ -587,6 +682,8 @@ class Completion:
             out.append(TextDelta(self.text))
         for i, call in enumerate(self.tool_calls):
             out.append(ToolCallDelta(i, call.id, call.name, call.arguments))
+        if self.native is not None:
+            out.append(Passthrough(self.native))
         if self.usage is not None:
             out.append(self.usage)
         out.append(Done(self.finish_reason, self.provider, self.model, self.usage))
@@ -596,16 +693,19 @@ class Completion:
 class CompletionBuilder:
     """Assembles stream events into a :class:`Completion` (text joined, tool calls by index)."""
 
-    __slots__ = ("_calls", "_done", "_text", "_usage")
+    __slots__ = ("_calls", "_done", "_native", "_text", "_usage")
 
     def __init__(self) -> None:
         self._text: list[str] = []
         self._calls: dict[int, list[str]] = {}
+        self._native: list[bytes] = []
         self._usage: Usage | None = None
         self._done: Done | None = None
 
     def add(self, event: StreamEvent) -> None:
-        if isinstance(event, TextDelta):
+        if isinstance(event, Passthrough):
+            self._native.append(event.data)
+        elif isinstance(event, TextDelta):
             self._text.append(event.text)
         elif isinstance(event, ToolCallDelta):
             call = self._calls.setdefault(event.index, ["", "", ""])
@@ -644,4 +744,5 @@ class CompletionBuilder:
             usage=done.usage or self._usage,
             provider=done.provider,
             model=done.model,
+            native=b"".join(self._native) if self._native else None,
         )

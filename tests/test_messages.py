@@ -7,6 +7,7 @@ import dataclasses
 import json
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -26,6 +27,7 @@ from runestone.messages import (
     Done,
     FinishReason,
     ImagePart,
+    NativeBody,
     RawPart,
     Role,
     StreamError,
@@ -36,6 +38,7 @@ from runestone.messages import (
     ToolChoice,
     ToolChoiceMode,
     Usage,
+    WireFormat,
 )
 
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
@@ -534,3 +537,45 @@ def test_a_completion_replays_as_the_events_of_a_stream() -> None:
     builder = CompletionBuilder()
     builder.extend(completion.events())
     assert builder.build() == completion
+
+
+# --------------------------------------------------------------------------- native bodies
+
+
+def _native_of(text: bytes) -> NativeBody:
+    fields = msgspec.json.decode(text, type=dict[str, msgspec.Raw])
+    return NativeBody(WireFormat.ANTHROPIC_MESSAGES, fields)
+
+
+def test_a_native_body_is_written_back_as_it_came_but_the_changes() -> None:
+    text = b'{"model": "alias", "messages": [ {"role":"user"} ], "x": {"y": 1.50}}'
+    native = _native_of(text)
+    out = native.encode({"model": "real", "stream": True})
+    # Untouched fields keep their bytes (spacing, number spelling); new ones go last.
+    assert out == b'{"model":"real","messages":[ {"role":"user"} ],"x":{"y": 1.50},"stream":true}'
+    assert json.loads(out) == {**json.loads(text), "model": "real", "stream": True}
+    assert native.encode({}, dropped=("x", "messages")) == b'{"model":"alias"}'
+    assert native.value("x") == {"y": 1.5}
+    assert native.value("absent") is None
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=8),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+            ),
+            max_leaves=8,
+        ),
+        max_size=6,
+    ),
+    st.dictionaries(st.text(min_size=1, max_size=8), st.integers(), max_size=3),
+)
+def test_an_encoded_native_body_parses_to_the_body_with_the_changes(
+    body: dict[str, Any], changes: dict[str, int]
+) -> None:
+    native = _native_of(json.dumps(body).encode())
+    assert json.loads(native.encode(changes)) == {**body, **changes}

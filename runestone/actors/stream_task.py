@@ -334,8 +334,16 @@ class StreamTask(LoopActor):
         )
 
     def _start_continuation(self, route: Route) -> bool:
+        native = self.ctx.request.native
+        if native is not None and native.only_native:
+            return False  # only a pass-through can carry the request: none can continue it
         resume = self.env.resume
-        if resume.prefill and route.prefill and not self.ctx.request.uses_tools:
+        if (
+            resume.prefill
+            and route.prefill
+            and not self.ctx.request.uses_tools
+            and not self.ctx.delivered_tools
+        ):
             return self._try(route, 1, AttemptMode.PREFILL)
         if resume.replay and not self.ctx.delivered_tools:
             return self._try(route, 1, AttemptMode.REPLAY)

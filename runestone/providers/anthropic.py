@@ -38,6 +38,7 @@ from runestone.messages import (
     FinishReason,
     ImagePart,
     Message,
+    NativeBody,
     RawPart,
     Role,
     StreamEvent,
@@ -47,6 +48,7 @@ from runestone.messages import (
     ToolCallDelta,
     ToolChoiceMode,
     Usage,
+    WireFormat,
 )
 from runestone.providers.base import ProviderOptions
 from runestone.providers.errors import AttemptState, classify_error_body
@@ -113,11 +115,19 @@ def _usage(usage: object, previous: Usage | None = None) -> Usage | None:
 class AnthropicStreamDecoder(StreamDecoder):
     """Messages-API stream events to stream events."""
 
-    __slots__ = ("_tools", "_trim")
+    __slots__ = ("_opaque", "_tools", "_trim")
+    terminal_frame = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
-    def __init__(self, request: ChatRequest, state: AttemptState, trim: str = "") -> None:
-        super().__init__(request, state)
+    def __init__(
+        self,
+        request: ChatRequest,
+        state: AttemptState,
+        trim: str = "",
+        native: NativeBody | None = None,
+    ) -> None:
+        super().__init__(request, state, native)
         self._tools: dict[int, int] = {}  # content block index -> tool call index
+        self._opaque = False  # the last event was content other than text
         self._trim = trim  # whitespace cut from the prefill, to drop from the continuation
 
     def decode(self, event: SSEEvent, out: list[StreamEvent]) -> None:
@@ -139,9 +149,14 @@ class AnthropicStreamDecoder(StreamDecoder):
                         ToolCallDelta(self._tools[data["index"]], None, None, delta["partial_json"])
                     )
                     self.has_content = True
+                else:  # thinking, a signature, citations …: not text
+                    self._opaque = True
             elif kind == "content_block_start":
                 block = data["content_block"]
                 block_type = block.get("type")
+                self.blocks += 1
+                self.open_text = block_type == "text"
+                self._opaque = not self.open_text
                 if block_type == "tool_use":
                     index = self._tools[data["index"]] = len(self._tools)
                     start = block.get("input")
@@ -151,6 +166,8 @@ class AnthropicStreamDecoder(StreamDecoder):
                 elif block_type == "text" and block.get("text"):
                     out.append(TextDelta(block["text"]))
                     self.has_content = True
+            elif kind == "content_block_stop":
+                self.open_text = False
             elif kind == "message_delta":
                 reason = data.get("delta", {}).get("stop_reason")
                 if reason:
@@ -171,9 +188,17 @@ class AnthropicStreamDecoder(StreamDecoder):
                     content_delivered=state.content_delivered,
                     secrets=state.secrets,
                 )
-            # ping, content_block_stop and event types added later carry nothing for us.
+            # ping and event types added later carry nothing for us.
         except (ValueError, AttributeError, TypeError, KeyError, IndexError) as exc:
             self.skip(event, exc)
+
+    def native_content(self, event: SSEEvent, produced: bool) -> bool:
+        # Every block is content (a thinking block is streamed to the client as it comes).
+        return event.event.startswith("content_block")
+
+    def native_opaque(self, event: SSEEvent, produced: bool) -> bool:
+        opaque, self._opaque = self._opaque, False
+        return opaque
 
     def _trim_front(self, text: str) -> str:
         trim = self._trim
@@ -207,6 +232,7 @@ class AnthropicProvider(HttpProvider):
     """
 
     type_name = "anthropic"
+    wire = WireFormat.ANTHROPIC_MESSAGES
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
     chat_path = "/v1/messages"
     count_tokens_path = "/v1/messages/count_tokens"
@@ -225,6 +251,19 @@ class AnthropicProvider(HttpProvider):
             headers["anthropic-beta"] = self.options.anthropic_beta
         if self.settings.api_key:
             headers["x-api-key"] = self.settings.api_key.reveal()
+        return headers
+
+    def native_headers(self, native: NativeBody | None) -> Mapping[str, str] | None:
+        """The client's ``anthropic-version`` and ``anthropic-beta``, its betas after the
+        configured ones."""
+        if native is None or not native.headers:
+            return None
+        headers = dict(native.headers)
+        beta = headers.get("anthropic-beta")
+        configured = self.options.anthropic_beta
+        if beta and configured:
+            names = [n.strip() for n in f"{configured},{beta}".split(",") if n.strip()]
+            headers["anthropic-beta"] = ",".join(dict.fromkeys(names))
         return headers
 
     # ---- request
@@ -431,11 +470,12 @@ class AnthropicProvider(HttpProvider):
         return tokens
 
     def new_decoder(self, request: ChatRequest, state: AttemptState) -> StreamDecoder:
+        native = self.native_body(request)
         trim = ""
-        if request.ends_with_assistant and not request.messages[-1].tool_calls:
+        if native is None and request.ends_with_assistant and not request.messages[-1].tool_calls:
             text = request.messages[-1].text
             trim = text[len(text.rstrip()) :]
-        return AnthropicStreamDecoder(request, state, trim)
+        return AnthropicStreamDecoder(request, state, trim, native)
 
     def decode_completion(self, data: Any, request: ChatRequest, state: AttemptState) -> Completion:
         if data.get("type") == "error":
@@ -449,7 +489,11 @@ class AnthropicProvider(HttpProvider):
             elif kind == "tool_use":
                 calls.append(ToolCall(block["id"], block["name"], dumps(block["input"]).decode()))
         text = "".join(texts)
-        if request.ends_with_assistant and not request.messages[-1].tool_calls:
+        if (
+            request.native is None
+            and request.ends_with_assistant
+            and not request.messages[-1].tool_calls
+        ):
             prefill = request.messages[-1].text
             trim = prefill[len(prefill.rstrip()) :]
             if trim and text.startswith(trim):

@@ -4,7 +4,8 @@ A provider turns one :class:`ChatRequest` into one upstream attempt. It does no
 retrying, failover or circuit breaking — the actors decide those from the
 error class it raises (ARCHITECTURE §2 to §4)::
 
-    async for event in provider.stream(request):  # TextDelta | ToolCallDelta | Usage, Done
+    async for event in provider.stream(request):  # TextDelta | ToolCallDelta | Passthrough
+                                                  # | Usage, then Done
         ...                                       # or a ProviderError, content_delivered set
 
 Every method is called on the data-plane loop; nothing in a provider blocks it.
@@ -28,6 +29,7 @@ from runestone.messages import (
     EmbeddingRequest,
     StreamEvent,
     Usage,
+    WireFormat,
 )
 from runestone.providers.settings import ModelInfo, ProviderSettings
 from runestone.schema import Shape, convert
@@ -75,13 +77,16 @@ class Provider(abc.ABC):
     requires_api_key: ClassVar[bool] = False
     requires_base_url: ClassVar[bool] = False
     has_health_probe: ClassVar[bool] = False
+    """True when :meth:`check_health` really asks the upstream; only then is an open
+    circuit probed out of band (an always-healthy answer would reopen it at once)."""
     counts_tokens: ClassVar[bool] = False
     """It implements :meth:`count_tokens` (its upstream counts a prompt's tokens)."""
     embeds: ClassVar[bool] = False
     """It implements :meth:`embed` (for the models configured with ``embeddings``)."""
-    """It implements :meth:`count_tokens` (its upstream counts a prompt's tokens)."""
-    """True when :meth:`check_health` really asks the upstream; only then is an open
-    circuit probed out of band (an always-healthy answer would reopen it at once)."""
+    wire: ClassVar[WireFormat | None] = None
+    """The wire format its upstream speaks: a request written in it is passed through
+    losslessly (:class:`runestone.messages.NativeBody`); None: it takes only the one
+    request model."""
     default_probe_method: ClassVar[ProbeMethod] = ProbeMethod.MODELS
 
     def __init__(self, settings: ProviderSettings, *, clock: Clock = SYSTEM_CLOCK) -> None:

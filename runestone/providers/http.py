@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
@@ -36,7 +37,17 @@ from runestone.exceptions import (
     StreamCutError,
     UpstreamTimeoutError,
 )
-from runestone.messages import ChatRequest, Completion, Done, Message, Role, StreamEvent
+from runestone.messages import (
+    ChatRequest,
+    Completion,
+    Done,
+    Message,
+    NativeBody,
+    Passthrough,
+    Role,
+    StreamEvent,
+    TextDelta,
+)
 from runestone.messages import Usage as UsageEvent
 from runestone.providers.base import HealthCheck, ProbeMethod, Provider
 from runestone.providers.errors import (
@@ -95,29 +106,101 @@ class StreamDecoder(abc.ABC):
     """
 
     __slots__ = (
+        "_held",
+        "_scratch",
+        "blocks",
         "failure",
         "finish_reason",
         "finished",
         "has_content",
         "malformed",
+        "native",
+        "open_text",
         "request",
         "state",
         "usage",
     )
 
-    def __init__(self, request: ChatRequest, state: AttemptState) -> None:
+    def __init__(
+        self, request: ChatRequest, state: AttemptState, native: NativeBody | None = None
+    ) -> None:
         self.request = request
         self.state = state
+        self.native = native
+        """Set: the client speaks the upstream's format, and gets its frames as they are."""
         self.finished = False  # the terminal sentinel ([DONE], message_stop) arrived
         self.finish_reason: str | None = None
         self.usage: UsageEvent | None = None
         self.has_content = False
         self.malformed = 0
         self.failure: ProviderError | None = None
+        self._held = b""
+        self._scratch: list[StreamEvent] = []
+        self.blocks = 0
+        """Content blocks opened so far (a format with blocks counts them)."""
+        self.open_text = False
+        """The last block opened is a text block, not closed yet."""
+
+    terminal_frame: ClassVar[bytes] = b""
+    """The frame that ends a stream in this format (``data: [DONE]`` …), for a
+    pass-through whose upstream finished without sending it."""
 
     @abc.abstractmethod
     def decode(self, event: SSEEvent, out: list[StreamEvent]) -> None:
         """Decode one SSE event, appending what it carries to ``out``."""
+
+    def native_content(self, event: SSEEvent, produced: bool) -> bool:
+        """Whether ``event`` is content the client sees (the commit point), on a
+        pass-through; ``produced``: :meth:`decode` made content events of it."""
+        return produced
+
+    def native_opaque(self, event: SSEEvent, produced: bool) -> bool:
+        """Whether ``event`` is content other than text (beyond the tool calls :meth:`decode`
+        made of it), on a pass-through: no continuation can extend the answer past it."""
+        return False
+
+    def passes(self, event: SSEEvent, produced: bool) -> bool:
+        """Whether ``event``'s frame goes to the client on a pass-through."""
+        return True
+
+    def pass_on(self, event: SSEEvent, out: list[StreamEvent]) -> None:
+        """A pass-through's :meth:`decode`: the event is read for the books (usage, the
+        finish reason, an error) and its frame passed on as it came, as
+        :class:`Passthrough`. Frames before the first content are held and go with it,
+        so nothing reaches the client before the commit point."""
+        scratch = self._scratch
+        self.decode(event, scratch)
+        produced = bool(scratch)
+        text = ""
+        opaque = False
+        for made in scratch:
+            if type(made) is TextDelta:
+                text += made.text
+            else:
+                opaque = True
+        scratch.clear()
+        if self.failure is not None or not self.passes(event, produced):
+            return  # an error event is said by the gateway, in the client's format
+        frame = event.frame()
+        content = self.native_content(event, produced)
+        if self.has_content or content:
+            self.has_content = True
+            if self._held:
+                frame, self._held = self._held + frame, b""
+            out.append(
+                Passthrough(
+                    frame,
+                    text,
+                    opaque or self.native_opaque(event, produced),
+                    self.blocks,
+                    self.open_text,
+                )
+            )
+        else:
+            self._held += frame
+        if self.finished and self._held:
+            out.append(Passthrough(self._held))  # an answer with no content at all
+            self._held = b""
 
     def skip(self, event: SSEEvent, exc: Exception) -> None:
         """Count and log a chunk that cannot be read; the stream carries on without it."""
@@ -167,9 +250,32 @@ class HttpProvider(Provider):
         key = self.settings.api_key
         return {"Authorization": f"Bearer {key.reveal()}"} if key else {}
 
+    def native_body(self, request: ChatRequest) -> NativeBody | None:
+        """The client's own body, when it is in this provider's wire format: then it is
+        passed through (see :class:`NativeBody`)."""
+        native = request.native
+        return native if native is not None and native.wire is self.wire else None
+
+    def native_headers(self, native: NativeBody | None) -> Mapping[str, str] | None:
+        """Headers a pass-through adds to the session's (the client's beta flags …)."""
+        return None
+
     @abc.abstractmethod
     def encode_request(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         """The JSON body for ``request`` in this provider's wire format."""
+
+    def encode_native(self, native: NativeBody, model: str, *, stream: bool) -> bytes:
+        """The client's own body for ``model`` (a pass-through): every field as it was
+        written, but the model and ``stream``."""
+        return native.encode({"model": model, "stream": stream})
+
+    def encode_payload(self, request: ChatRequest, *, stream: bool) -> bytes:
+        """The bytes sent for ``request``: the client's own body when it speaks this
+        provider's format (:meth:`encode_native`), else :meth:`encode_request`'s."""
+        native = self.native_body(request)
+        if native is not None:
+            return self.encode_native(native, request.model, stream=stream)
+        return dumps(self.encode_request(request, stream=stream))
 
     @abc.abstractmethod
     def new_decoder(self, request: ChatRequest, state: AttemptState) -> StreamDecoder:
@@ -230,7 +336,8 @@ class HttpProvider(Provider):
     async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
         session = self._get_session()
         state = AttemptState(self.name, request.model, self._secrets)
-        payload = dumps(self.encode_request(request, stream=True))
+        payload = self.encode_payload(request, stream=True)
+        native = self.native_body(request)
         watchdog = StreamWatchdog(self.settings.timeouts)
         decoder = self.new_decoder(request, state)
         response: aiohttp.ClientResponse | None = None
@@ -238,11 +345,19 @@ class HttpProvider(Provider):
         cause: BaseException | None = None
         try:
             try:
-                response = await session.post(self._chat_url, data=payload)
+                response = await session.post(
+                    self._chat_url, data=payload, headers=self.native_headers(native)
+                )
                 state.phase = Phase.BODY
                 if not 200 <= response.status < 300:
                     raise await self._error_from(response, state)
                 if response.content_type != "text/event-stream":
+                    if native is not None:
+                        # Its frames cannot be passed on: there are none.
+                        raise state.error(
+                            MalformedResponseError,
+                            f"a stream was asked for, the answer is {response.content_type!r}",
+                        )
                     # Some compatible servers answer a stream request with one JSON body.
                     whole = await self._read_completion(response, request, state, watchdog)
                     watchdog.cancel()
@@ -254,7 +369,7 @@ class HttpProvider(Provider):
                 watchdog.enter(WatchPhase.FIRST_TOKEN)
                 parser = SSEParser()
                 feed = parser.feed
-                decode = decoder.decode
+                decode = decoder.decode if native is None else decoder.pass_on
                 read = response.content.readany
                 clock = asyncio.get_running_loop().time
                 out: list[StreamEvent] = []
@@ -312,6 +427,8 @@ class HttpProvider(Provider):
                 _rare_log().info(
                     "stream_finalized_without_sentinel", provider=self.name, model=request.model
                 )
+                if native is not None:
+                    yield Passthrough(decoder.terminal_frame)  # the client's stream ends whole
             if response is not None and failure is None:
                 self._finish_response(response)
                 response = None
@@ -370,7 +487,11 @@ class HttpProvider(Provider):
         request: ChatRequest,
         state: AttemptState,
         watchdog: StreamWatchdog,
+        *,
+        native: bool = False,
     ) -> Completion:
+        """The whole answer in ``response``; ``native``: kept as it came too, for a
+        pass-through (:attr:`Completion.native`)."""
         body = await _read_body(response, watchdog)
         try:
             data = loads(body)
@@ -387,11 +508,14 @@ class HttpProvider(Provider):
                 now=self.clock.time(),
             )
         try:
-            return self.decode_completion(data, request, state)
+            completion = self.decode_completion(data, request, state)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise state.error(
                 MalformedResponseError, f"the answer has an unexpected shape ({exc!r})"
             ) from exc
+        if native:
+            return dataclasses.replace(completion, native=body)
+        return completion
 
     def _finish_response(self, response: aiohttp.ClientResponse) -> None:
         """Give the connection back to the pool once the body's end has been read."""
@@ -408,12 +532,17 @@ class HttpProvider(Provider):
 
     async def complete(self, request: ChatRequest) -> Completion:
         state = AttemptState(self.name, request.model, self._secrets)
-        payload = dumps(self.encode_request(request, stream=False))
+        payload = self.encode_payload(request, stream=False)
+        native = self.native_body(request)
 
         async def read(response: aiohttp.ClientResponse, watchdog: StreamWatchdog) -> Completion:
-            return await self._read_completion(response, request, state, watchdog)
+            return await self._read_completion(
+                response, request, state, watchdog, native=native is not None
+            )
 
-        return await self._post_whole(self._chat_url, payload, state, read)
+        return await self._post_whole(
+            self._chat_url, payload, state, read, headers=self.native_headers(native)
+        )
 
     async def post_json(self, path: str, payload: Mapping[str, Any], model: str) -> Any:
         """POST ``payload`` to ``base_url + path`` and return the decoded JSON answer, within
@@ -436,6 +565,8 @@ class HttpProvider(Provider):
         payload: bytes,
         state: AttemptState,
         read: Callable[[aiohttp.ClientResponse, StreamWatchdog], Awaitable[_T]],
+        *,
+        headers: Mapping[str, str] | None = None,
     ) -> _T:
         """One whole (unstreamed) POST: an error status classified, the body read by
         ``read`` within the whole-answer timeouts, transport failures translated."""
@@ -444,7 +575,7 @@ class HttpProvider(Provider):
         response: aiohttp.ClientResponse | None = None
         try:
             try:
-                response = await session.post(url, data=payload)
+                response = await session.post(url, data=payload, headers=headers)
                 state.phase = Phase.BODY
                 if not 200 <= response.status < 300:
                     raise await self._error_from(response, state)

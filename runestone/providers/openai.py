@@ -19,11 +19,13 @@ from runestone.messages import (
     EmbeddingAnswer,
     EmbeddingRequest,
     FinishReason,
+    NativeBody,
     StreamEvent,
     TextDelta,
     ToolCall,
     ToolCallDelta,
     Usage,
+    WireFormat,
 )
 from runestone.providers.base import ProviderOptions
 from runestone.providers.errors import AttemptState, classify_error_body
@@ -63,7 +65,31 @@ def _usage(data: object) -> Usage | None:
 class OpenAIStreamDecoder(StreamDecoder):
     """``chat.completion.chunk`` events to stream events."""
 
-    __slots__ = ()
+    __slots__ = ("_bare_usage",)
+    terminal_frame = b"data: [DONE]\n\n"
+
+    def __init__(
+        self, request: ChatRequest, state: AttemptState, native: NativeBody | None = None
+    ) -> None:
+        super().__init__(request, state, native)
+        self._bare_usage = False  # the last chunk held the usage and no choices
+
+    def native_content(self, event: SSEEvent, produced: bool) -> bool:
+        # Reasoning text some compatible servers stream (reasoning_content …) is content
+        # the client sees too, though the gateway's own events carry none of it.
+        return produced or b'"reasoning' in event.raw
+
+    def native_opaque(self, event: SSEEvent, produced: bool) -> bool:
+        return not produced and b'"reasoning' in event.raw
+
+    def passes(self, event: SSEEvent, produced: bool) -> bool:
+        # The usage chunk is asked for on every stream (the gateway books it); the client
+        # sees it only if it asked for it as well.
+        native = self.native
+        if native is None or native.usage_chunk or not self._bare_usage:
+            return True
+        self._bare_usage = False
+        return False
 
     def decode(self, event: SSEEvent, out: list[StreamEvent]) -> None:
         raw = event.raw
@@ -104,6 +130,7 @@ class OpenAIStreamDecoder(StreamDecoder):
             usage = chunk.get("usage")
             if usage:
                 self.usage = _usage(usage)
+                self._bare_usage = not choices
             elif chunk.get("error"):
                 state = self.state
                 self.failure = classify_error_body(
@@ -138,6 +165,7 @@ class OpenAIProvider(HttpProvider):
     """
 
     type_name = "openai"
+    wire = WireFormat.OPENAI_CHAT
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     chat_path = "/chat/completions"
     models_path = "/models"
@@ -194,6 +222,25 @@ class OpenAIProvider(HttpProvider):
             )
         return EmbeddingAnswer(vectors, tokens, self.name, request.model)
 
+    def encode_native(self, native: NativeBody, model: str, *, stream: bool) -> bytes:
+        """The client's own body, for ``model``: every field as sent, but the usage chunk
+        asked for on a stream (unless ``stream_usage`` is off) and the token limit in the
+        field this upstream takes (``max_tokens_field``)."""
+        changes: dict[str, Any] = {"model": model, "stream": stream}
+        if stream and self.stream_usage:
+            options = native.value("stream_options")
+            changes["stream_options"] = {
+                **(options if isinstance(options, dict) else {}),
+                "include_usage": True,
+            }
+        wanted = self.max_tokens_field
+        other = "max_tokens" if wanted == "max_completion_tokens" else "max_completion_tokens"
+        if other in native.fields:
+            if wanted not in native.fields:
+                changes[wanted] = native.fields[other]  # a Raw: written as it came
+            return native.encode(changes, dropped=(other,))
+        return native.encode(changes)
+
     def encode_request(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = dict(request.extra)
         body["model"] = request.model
@@ -223,7 +270,7 @@ class OpenAIProvider(HttpProvider):
         return body
 
     def new_decoder(self, request: ChatRequest, state: AttemptState) -> StreamDecoder:
-        return OpenAIStreamDecoder(request, state)
+        return OpenAIStreamDecoder(request, state, self.native_body(request))
 
     def decode_completion(self, data: Any, request: ChatRequest, state: AttemptState) -> Completion:
         choice = data["choices"][0]

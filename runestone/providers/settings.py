@@ -44,6 +44,13 @@ class Capability(enum.StrEnum):
     PREFILL = "prefill"
     EMBEDDINGS = "embeddings"
     """An embedding model: it serves ``/v1/embeddings`` (and no chat)."""
+    THINKING = "thinking"
+    """It reasons before answering when asked (Anthropic ``thinking``, OpenAI
+    ``reasoning_effort``)."""
+    PROMPT_CACHING = "prompt_caching"
+    """It honours Anthropic's ``cache_control`` breakpoints."""
+    SERVER_TOOLS = "server_tools"
+    """It runs the provider's own tools (Anthropic's web search, code execution …)."""
 
 
 class Secret:

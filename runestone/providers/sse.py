@@ -36,6 +36,16 @@ class SSEEvent(NamedTuple):
         """The data field as text (invalid UTF-8 replaced, as browsers do)."""
         return self.raw.decode("utf-8", "replace")
 
+    def frame(self) -> bytes:
+        """The event written out again as one SSE frame (its type and data; the id and
+        retry fields, which no API here uses, are left out)."""
+        raw = self.raw
+        if b"\n" in raw:
+            raw = raw.replace(b"\n", b"\ndata: ")
+        if self.event == "message":
+            return b"data: " + raw + b"\n\n"
+        return b"event: " + self.event.encode() + b"\ndata: " + raw + b"\n\n"
+
 
 class SSEParser:
     """Feed it bytes as they arrive; it returns the events completed so far."""

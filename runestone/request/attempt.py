@@ -1,7 +1,7 @@
 """One upstream attempt, run on the data plane: events go straight to the caller's sink.
 
-The attempt is the only place a chunk is touched: it forwards text and
-tool-call deltas to the request's sink as they arrive (recording what reached
+The attempt is the only place a chunk is touched: it forwards text, tool-call
+deltas and passed-through frames to the request's sink as they arrive (recording what reached
 the caller, so a cut stream can be continued), keeps the usage and finish
 reason for the stream task, and turns every failure into a
 :class:`ProviderError` result. Its stream task hears of it once, when it ends.
@@ -28,6 +28,7 @@ from runestone.messages import (
     Done,
     Message,
     Origin,
+    Passthrough,
     Role,
     TextDelta,
     ToolCallDelta,
@@ -130,12 +131,23 @@ class AttemptOutcome:
 
 
 def attempt_request(ctx: RequestContext, model: str, mode: AttemptMode) -> ChatRequest:
-    """The request one attempt sends: the caller's, for ``model``, plus a prefill if asked."""
-    request = ctx.request.replace(model=model)
+    """The request one attempt sends: the caller's, for ``model``, plus a prefill if asked.
+    A continuation is never a pass-through: it extends the text delivered, in the one
+    request model."""
+    if mode is AttemptMode.FRESH:
+        return ctx.request.replace(model=model)
+    request = ctx.request.replace(model=model, native=None)
     if mode is AttemptMode.PREFILL:
         prefill = Message(role=Role.ASSISTANT, content=ctx.delivered_text)
         request = request.replace(messages=(*request.messages, prefill))
     return request
+
+
+def _delivered(event: ToolCallDelta | Passthrough) -> str | None:
+    """What ``event`` puts before the caller: its text, or None for anything else."""
+    if type(event) is Passthrough and not event.opaque:
+        return event.text
+    return None
 
 
 def _origin(provider: Provider, ctx: RequestContext, model: str) -> Origin:
@@ -206,12 +218,12 @@ async def run_attempt(
                     if not ctx.deliver(token, text):
                         raise asyncio.CancelledError  # fenced off: its task moved on
                     await sink.send(event)
-                elif type(event) is ToolCallDelta:
+                elif type(event) is ToolCallDelta or type(event) is Passthrough:
                     if first_token is None:
                         first_token = loop.time() - started
                     if not ctx.committed:
                         event = msgspec.structs.replace(event, origin=_origin(provider, ctx, model))
-                    if not ctx.deliver(token, None):
+                    if not ctx.deliver(token, _delivered(event)):
                         raise asyncio.CancelledError  # fenced off: its task moved on
                     await sink.send(event)
                 elif type(event) is Usage:
@@ -238,8 +250,8 @@ async def run_attempt(
                     if not ctx.deliver(token, event.text):
                         raise asyncio.CancelledError  # fenced off: its task moved on
                     await sink.send(event)
-                elif type(event) is ToolCallDelta:
-                    if not ctx.deliver(token, None):
+                elif type(event) is ToolCallDelta or type(event) is Passthrough:
+                    if not ctx.deliver(token, _delivered(event)):
                         raise asyncio.CancelledError
                     await sink.send(event)
             usage = completion.usage

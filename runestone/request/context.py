@@ -75,7 +75,8 @@ class RequestContext:
             self.owner = None
 
     def deliver(self, token: object, text: str | None) -> bool:
-        """Record content about to reach the caller (``None``: a tool-call delta), unless
+        """Record content about to reach the caller (``None``: content other than text, a
+        tool-call delta or a thinking block, which no continuation can extend), unless
         the attempt holding ``token`` has been fenced off."""
         with self._claim:
             if self.owner is not token:

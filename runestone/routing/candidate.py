@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from runestone.messages import WireFormat
 from runestone.providers.settings import Capability, ModelInfo
 from runestone.resilience import CircuitSnapshot, CircuitState, HealthSnapshot
 from runestone.routing.requirements import Requirements
@@ -35,6 +36,9 @@ class Candidate:
     health: HealthSnapshot | None = None
     circuit: CircuitState = CircuitState.CLOSED
     retry_at: float | None = None
+    wire: WireFormat | None = None
+    """The wire format its provider speaks natively, whose every field it carries (None:
+    it takes only what the one request model says)."""
     _key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +93,7 @@ class Candidate:
         weight: float = 1.0,
         health: HealthSnapshot | None = None,
         circuit: CircuitSnapshot | None = None,
+        wire: WireFormat | None = None,
     ) -> Candidate:
         """Build from a configured model and (optionally) its provider's live snapshots."""
         return cls(
@@ -104,4 +109,5 @@ class Candidate:
             health=health,
             circuit=CircuitState.CLOSED if circuit is None else circuit.state,
             retry_at=None if circuit is None else circuit.retry_at,
+            wire=wire,
         )

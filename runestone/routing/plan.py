@@ -161,6 +161,7 @@ class _Planner:
         needed = self.requirements.capabilities
         room = self.requirements.context_tokens
         max_tokens = self.requirements.max_tokens or 0
+        wire = self.requirements.wire
         for key in keys:
             if key in seen:
                 continue
@@ -171,7 +172,9 @@ class _Planner:
                 continue
             window, limit = candidate.context_window, candidate.max_output_tokens
             # The common case inline; unmet_requirement words the reason otherwise.
-            kind = serves_kind(candidate, self.requirements)
+            kind = serves_kind(candidate, self.requirements) and (
+                wire is None or candidate.wire is wire
+            )
             fits = (
                 kind
                 and needed <= candidate.capabilities

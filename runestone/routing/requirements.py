@@ -17,7 +17,16 @@ from typing import Annotated, Any, Final
 
 from msgspec import Meta
 
-from runestone.messages import ChatRequest, ImagePart, Message, RawPart, Role, TextPart, Tool
+from runestone.messages import (
+    ChatRequest,
+    ImagePart,
+    Message,
+    RawPart,
+    Role,
+    TextPart,
+    Tool,
+    WireFormat,
+)
 from runestone.providers.settings import Capability
 from runestone.schema import Count, Shape
 from runestone.wire.openai_chat import convert_needs, to_messages, to_tools
@@ -48,6 +57,9 @@ _WANTED: Final = (
     Capability.JSON,
     Capability.PREFILL,
     Capability.EMBEDDINGS,
+    Capability.THINKING,
+    Capability.PROMPT_CACHING,
+    Capability.SERVER_TOOLS,
 )
 _NEEDED: Final = {
     flags: frozenset(c for c, wanted in zip(_WANTED, flags, strict=True) if wanted)
@@ -68,14 +80,31 @@ class Requirements(Shape, frozen=True):
     prefill: bool = False
     embeddings: bool = False
     """An embeddings request: only embedding models serve it."""
+    thinking: bool = False
+    prompt_caching: bool = False
+    server_tools: bool = False
     prompt_tokens: Annotated[int, Meta(ge=0)] = 0
     max_tokens: Count | None = None
+    wire: WireFormat | None = None
+    """Only an upstream speaking this wire format can carry the request (it has fields
+    no other format has); None: any can."""
+    native_field: str = ""
+    """The first of those fields, as the client's API names it (for the refusal)."""
 
     @property
     def capabilities(self) -> frozenset[Capability]:
         """The capabilities a candidate must list."""
-        # The planner asks once per candidate: the 32 possible sets, made once.
-        return _NEEDED[self.tools, self.vision, self.json, self.prefill, self.embeddings]
+        # The planner asks once per candidate: the 256 possible sets, made once.
+        return _NEEDED[
+            self.tools,
+            self.vision,
+            self.json,
+            self.prefill,
+            self.embeddings,
+            self.thinking,
+            self.prompt_caching,
+            self.server_tools,
+        ]
 
     @property
     def context_tokens(self) -> int:
@@ -95,12 +124,30 @@ class Requirements(Shape, frozen=True):
         :class:`RequestValidationError` naming it.
         """
         if isinstance(request, ChatRequest):
+            thinks = request.extra.get("reasoning_effort") not in (None, "minimal")
+            native = request.native
+            if native is None:
+                return cls(
+                    tools=request.uses_tools,
+                    vision=request.uses_images,
+                    json=request.wants_json,
+                    thinking=thinks,
+                    prompt_tokens=estimate_prompt_tokens(request.messages, request.tools),
+                    max_tokens=request.max_tokens,
+                )
+            asked = native.needs
+            only = native.only_native
             return cls(
                 tools=request.uses_tools,
                 vision=request.uses_images,
                 json=request.wants_json,
+                thinking=thinks or Capability.THINKING in asked,
+                prompt_caching=Capability.PROMPT_CACHING in asked,
+                server_tools=Capability.SERVER_TOOLS in asked,
                 prompt_tokens=estimate_prompt_tokens(request.messages, request.tools),
                 max_tokens=request.max_tokens,
+                wire=native.wire if only else None,
+                native_field=only[0] if only else "",
             )
         # A dict is read by the request's schema, as leniently as this needs it.
         needs = convert_needs(request)

@@ -24,13 +24,28 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from runestone import jsonio
-from runestone.messages import ChatRequest, Completion, ToolCall, ToolCallDelta, Usage
-from runestone.server.dialect import ChatCall
+from runestone.messages import (
+    ChatRequest,
+    Completion,
+    NativeBody,
+    Passthrough,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    WireFormat,
+)
+from runestone.server.dialect import NO_HEADERS, ChatCall
 from runestone.server.errors import ApiError
-from runestone.wire.anthropic_messages import convert_messages_body, decode_messages_body
+from runestone.wire.anthropic_messages import (
+    convert_messages_body,
+    decode_fields,
+    decode_messages_body,
+    native_fields,
+)
 from runestone.wire.schema import may_nest_deep
 
 __all__ = [
+    "FORWARDED_HEADERS",
     "STOP_REASONS",
     "AnthropicDialect",
     "MessageStream",
@@ -46,6 +61,10 @@ STOP_REASONS: Final[Mapping[str, str]] = {
     "content_filter": "refusal",
 }
 """Anthropic's ``stop_reason`` for each finish reason."""
+
+
+FORWARDED_HEADERS: Final = ("anthropic-version", "anthropic-beta")
+"""The client's headers an Anthropic upstream gets with its passed-through body."""
 
 
 def new_message_id() -> str:
@@ -204,6 +223,15 @@ class MessageStream:
             },
         )
 
+    def follow(self, frames: Passthrough) -> None:
+        """Take over the upstream's blocks: text goes on in its open text block, and any
+        new block is numbered after its blocks."""
+        self._blocks = frames.blocks
+        if frames.open_text and frames.blocks:
+            self._block, self._block_kind = frames.blocks - 1, "text"
+        else:
+            self._block, self._block_kind = -1, ""
+
     def closing(self, finish_reason: str, usage: Usage | None) -> bytes:
         """Close the open block, then ``message_delta`` and ``message_stop``."""
         return (
@@ -233,8 +261,18 @@ class AnthropicDialect:
 
     name = "anthropic"
 
-    def decode(self, body: bytes) -> ChatCall:
-        return ChatCall(decode_messages_body(body).to_request(deep=may_nest_deep(body)))
+    def decode(self, body: bytes, headers: Mapping[str, str] = NO_HEADERS) -> ChatCall:
+        decoded = decode_messages_body(body)
+        fields = decode_fields(body)
+        names, needs = native_fields(decoded, fields)
+        native = NativeBody(
+            WireFormat.ANTHROPIC_MESSAGES,
+            fields,
+            {name: headers[name] for name in FORWARDED_HEADERS if name in headers},
+            tuple(names),
+            frozenset(needs),
+        )
+        return ChatCall(decoded.to_request(deep=may_nest_deep(body), native=native))
 
     def stream_encoder(self, call: ChatCall) -> MessageStream:
         return MessageStream(call.request.model)

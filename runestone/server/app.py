@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -332,9 +331,10 @@ class Gateway:
     async def chat(self, request: Request, dialect: Dialect) -> Response | Exchange:
         """The response to a chat request in ``dialect``: an error, or the exchange."""
         try:
-            key, call = await self._read(request, dialect.decode)
+            headers = request.headers
+            key, call = await self._read(request, lambda raw: dialect.decode(raw, headers))
             if self.config.server.include_usage and not call.include_usage:
-                call = dataclasses.replace(call, include_usage=True)
+                call = call.with_usage()
             if call.request.model not in self.catalog:
                 raise model_not_found(call.request.model)
             system = self.system

@@ -10,13 +10,17 @@ Three dialects exist — OpenAI's chat completions
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Final, Protocol
 
-from runestone.messages import ChatRequest, Completion, ToolCallDelta, Usage
+from runestone.messages import ChatRequest, Completion, Passthrough, ToolCallDelta, Usage
 from runestone.server.errors import ApiError
 
-__all__ = ["ChatCall", "Dialect", "StreamEncoder"]
+__all__ = ["NO_HEADERS", "ChatCall", "Dialect", "StreamEncoder"]
+
+
+NO_HEADERS: Final[Mapping[str, str]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,14 @@ class ChatCall:
     echo: Mapping[str, Any] = field(default_factory=dict)
     """What the answer repeats of the request as the client wrote it (a Responses
     object echoes its settings: ``tools``, ``text`` …); empty for the other dialects."""
+
+    def with_usage(self) -> ChatCall:
+        """The call with the usage chunk on (a passed-through stream's too)."""
+        request = self.request
+        native = request.native
+        if native is not None and not native.usage_chunk:
+            request = request.replace(native=replace(native, usage_chunk=True))
+        return replace(self, request=request, include_usage=True)
 
 
 class StreamEncoder(Protocol):
@@ -43,6 +55,10 @@ class StreamEncoder(Protocol):
 
     def tool_call(self, delta: ToolCallDelta) -> bytes: ...
 
+    def follow(self, frames: Passthrough) -> None:
+        """Go on from ``frames``, the last an upstream's stream passed through (a
+        continuation extends its text): what was opened there stays open."""
+
     def closing(self, finish_reason: str, usage: Usage | None) -> bytes:
         """The frames that end a complete answer."""
 
@@ -55,8 +71,9 @@ class Dialect(Protocol):
 
     name: str
 
-    def decode(self, body: bytes) -> ChatCall:
-        """Decode and validate a request body: raises
+    def decode(self, body: bytes, headers: Mapping[str, str] = NO_HEADERS) -> ChatCall:
+        """Decode and validate a request body (``headers``: the request's, for those passed
+        through to the upstream): raises
         :class:`runestone.wire.schema.BodyError` for one that is no JSON object, and
         ``RequestValidationError`` naming the first bad field."""
 

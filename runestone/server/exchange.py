@@ -37,6 +37,7 @@ from runestone.messages import (
     CompletionBuilder,
     Done,
     Event,
+    Passthrough,
     StreamError,
     TextDelta,
     ToolCallDelta,
@@ -49,7 +50,14 @@ from runestone.server.limits import Lease
 if TYPE_CHECKING:
     from runestone.system import System
 
-__all__ = ["HEADER_ATTEMPTS", "HEADER_MODEL", "HEADER_PROVIDER", "Exchange", "json_response"]
+__all__ = [
+    "HEADER_ATTEMPTS",
+    "HEADER_MODEL",
+    "HEADER_PROVIDER",
+    "Exchange",
+    "json_bytes_response",
+    "json_response",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +83,16 @@ async def json_response(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Send a whole JSON response."""
-    payload = jsonio.dumps(body)
+    await json_bytes_response(send, status, jsonio.dumps(body), headers)
+
+
+async def json_bytes_response(
+    send: Send,
+    status: int,
+    payload: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Send a whole JSON response whose body is ``payload``, encoded already."""
     raw = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),
@@ -198,6 +215,10 @@ class Exchange:
             _header(HEADER_ATTEMPTS, str(max(1, len(terminal.attempts)))),
         ]
         assert self._send is not None
+        if completion.native is not None:
+            # Passed through: the upstream's answer, as it came.
+            await json_bytes_response(self._send, 200, completion.native, headers)
+            return
         await json_response(self._send, 200, self._dialect.whole(completion, self._call), headers)
 
     def _ended_early(self) -> ApiError:
@@ -237,7 +258,7 @@ class Exchange:
 
     async def _start_stream(self, first: Event, encoder: StreamEncoder) -> None:
         headers = list(_SSE_HEADERS)
-        if isinstance(first, TextDelta | ToolCallDelta) and first.origin is not None:
+        if isinstance(first, TextDelta | ToolCallDelta | Passthrough) and first.origin is not None:
             origin = first.origin
             encoder.set_model(origin.model)
             headers += [
@@ -263,7 +284,11 @@ class Exchange:
         self, first: Event, events: AsyncIterator[Event], encoder: StreamEncoder
     ) -> None:
         usage: Usage | None = None
-        pending = encoder.opening()
+        # Passed-through frames are the stream as the upstream wrote it, its opening and
+        # (when it completes) its ending too; a continuation's content after them is
+        # encoded here, going on from where they left off.
+        passed = first if type(first) is Passthrough else None
+        pending = b"" if passed is not None else encoder.opening()
         event: Event | None = first
         while True:
             if event is None:
@@ -272,9 +297,18 @@ class Exchange:
                 except StopAsyncIteration:
                     break
             kind = type(event)
-            if kind is TextDelta:
+            if kind is Passthrough:
+                passed = event  # type: ignore[assignment]
+                frame = event.data  # type: ignore[union-attr]
+            elif kind is TextDelta:
+                if passed is not None:
+                    encoder.follow(passed)
+                    passed = None
                 frame = encoder.text(event.text)  # type: ignore[union-attr]
             elif kind is ToolCallDelta:
+                if passed is not None:
+                    encoder.follow(passed)
+                    passed = None
                 frame = encoder.tool_call(event)  # type: ignore[arg-type]
             elif kind is Usage:
                 usage = event  # type: ignore[assignment]
@@ -283,6 +317,9 @@ class Exchange:
             elif kind is Done:
                 done: Done = event  # type: ignore[assignment]
                 self._finished = True
+                if passed is not None:
+                    await self._body(pending, more=False)  # its frames ended the stream
+                    return
                 if done.model:
                     encoder.set_model(done.model)
                 closing = encoder.closing(done.finish_reason, done.usage or usage)

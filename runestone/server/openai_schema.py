@@ -23,8 +23,17 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from runestone import jsonio
-from runestone.messages import Completion, EmbeddingAnswer, ToolCall, ToolCallDelta, Usage
-from runestone.server.dialect import ChatCall
+from runestone.messages import (
+    Completion,
+    EmbeddingAnswer,
+    NativeBody,
+    Passthrough,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    WireFormat,
+)
+from runestone.server.dialect import NO_HEADERS, ChatCall
 from runestone.server.errors import ApiError
 from runestone.wire.openai_chat import convert_chat, decode_chat
 
@@ -52,9 +61,18 @@ def parse_chat(data: Mapping[str, Any]) -> ChatCall:
 
 def decode_chat_call(raw: bytes) -> ChatCall:
     """Decode and validate a chat-completions body (see
-    :func:`runestone.wire.openai_chat.decode_chat`)."""
+    :func:`runestone.wire.openai_chat.decode_chat`), keeping it for an OpenAI-format
+    upstream (:class:`NativeBody`)."""
     decoded = decode_chat(raw)
-    return ChatCall(decoded.to_request(), decoded.body.include_usage)
+    include_usage = decoded.body.include_usage
+    assert decoded.fields is not None  # decoded from bytes
+    native = NativeBody(
+        WireFormat.OPENAI_CHAT,
+        decoded.fields,
+        only_native=tuple(decoded.body.native_fields(decoded.extra)),
+        usage_chunk=include_usage,
+    )
+    return ChatCall(decoded.to_request(native), include_usage)
 
 
 def embeddings_body(
@@ -192,6 +210,9 @@ class ChunkEncoder:
         call["function"] = function
         return self._head + jsonio.dumps({"tool_calls": [call]}) + self._tail
 
+    def follow(self, frames: Passthrough) -> None:
+        """Nothing to carry over: a chunk stands alone (the role chunk was passed already)."""
+
     def closing(self, finish_reason: str, usage: Usage | None) -> bytes:
         """The finish-reason frame, the usage frame when asked for, and ``[DONE]``."""
         frames = [
@@ -232,7 +253,7 @@ class OpenAIDialect:
 
     name = "openai"
 
-    def decode(self, body: bytes) -> ChatCall:
+    def decode(self, body: bytes, headers: Mapping[str, str] = NO_HEADERS) -> ChatCall:
         return decode_chat_call(body)
 
     def stream_encoder(self, call: ChatCall) -> ChunkEncoder:

@@ -38,8 +38,15 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from runestone import jsonio
-from runestone.messages import Completion, FinishReason, ToolCall, ToolCallDelta, Usage
-from runestone.server.dialect import ChatCall
+from runestone.messages import (
+    Completion,
+    FinishReason,
+    Passthrough,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from runestone.server.dialect import NO_HEADERS, ChatCall
 from runestone.server.errors import ApiError
 from runestone.wire.openai_responses import convert_responses, decode_responses
 
@@ -296,7 +303,12 @@ class ResponseStream:
             finished = _call_item(item.id, item.call_id, item.name, done, status)
             out = self._event(
                 "response.function_call_arguments.done",
-                {"item_id": item.id, "output_index": item.index, "arguments": done},
+                {
+                    "item_id": item.id,
+                    "output_index": item.index,
+                    "name": item.name,
+                    "arguments": done,
+                },
             )
         self._output.append(finished)
         return out + self._event(
@@ -341,6 +353,9 @@ class ResponseStream:
             {"item_id": item.id, "output_index": item.index, "delta": delta.arguments},
         )
 
+    def follow(self, frames: Passthrough) -> None:
+        """Never called: a Responses request is never passed through."""
+
     def closing(self, finish_reason: str, usage: Usage | None) -> bytes:
         """Close the open item, then ``response.completed`` (or ``response.incomplete``)
         with the whole response."""
@@ -375,7 +390,7 @@ class ResponsesDialect:
 
     name = "responses"
 
-    def decode(self, body: bytes) -> ChatCall:
+    def decode(self, body: bytes, headers: Mapping[str, str] = NO_HEADERS) -> ChatCall:
         decoded = decode_responses(body)
         return ChatCall(decoded.to_request(), True, decoded.body.echo())
 

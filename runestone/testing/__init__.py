@@ -8,7 +8,11 @@ from runestone.testing.clock import FakeClock
 
 if TYPE_CHECKING:
     from runestone.testing.upstream import (
+        CACHE_CREATION_TOKENS,
+        CACHE_READ_TOKENS,
+        KNOWN_SIGNATURE,
         KNOWN_TEXT,
+        KNOWN_THOUGHT,
         KNOWN_TOKENS,
         KNOWN_TOOL_ARGUMENTS,
         Attempt,
@@ -18,7 +22,11 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "CACHE_CREATION_TOKENS",
+    "CACHE_READ_TOKENS",
+    "KNOWN_SIGNATURE",
     "KNOWN_TEXT",
+    "KNOWN_THOUGHT",
     "KNOWN_TOKENS",
     "KNOWN_TOOL_ARGUMENTS",
     "Attempt",

@@ -40,6 +40,7 @@ class Behaviour(StrEnum):
     DOWN_FOR = "down-for"
     UNAUTHORIZED = "unauthorized"
     TOOL_CALL = "tool-call"
+    THINKING = "thinking"
 
 
 class ArgKind(Enum):

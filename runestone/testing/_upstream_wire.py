@@ -14,7 +14,11 @@ from enum import Enum
 from typing import Any, ClassVar
 
 __all__ = [
+    "CACHE_CREATION_TOKENS",
+    "CACHE_READ_TOKENS",
+    "KNOWN_SIGNATURE",
     "KNOWN_TEXT",
+    "KNOWN_THOUGHT",
     "KNOWN_TOKENS",
     "KNOWN_TOOL_ARGUMENTS",
     "KNOWN_TOOL_ARGUMENT_PIECES",
@@ -43,6 +47,15 @@ KNOWN_TOOL_ARGUMENTS = '{"location": "Paris"}'
 
 KNOWN_TOOL_ARGUMENT_PIECES: tuple[str, ...] = ('{"loc', 'ation": ', '"Par', 'is"}')
 """How :data:`KNOWN_TOOL_ARGUMENTS` is streamed, in several pieces."""
+
+KNOWN_THOUGHT = "The question is the usual one; the known paragraph answers it."
+"""The reasoning a ``thinking`` answer shows before its text."""
+KNOWN_SIGNATURE = "c2lnbmVkIGJ5IHRoZSBmYWtlIHVwc3RyZWFt"
+"""The signature of that reasoning (Anthropic's thinking blocks carry one)."""
+CACHE_READ_TOKENS = 7
+"""Prompt tokens a ``thinking`` answer says were read from the prompt cache."""
+CACHE_CREATION_TOKENS = 3
+"""Prompt tokens a ``thinking`` answer says were written to the prompt cache."""
 
 _COMPACT = (",", ":")
 
@@ -189,6 +202,9 @@ class Reply:
     created: int
     input_tokens: int
     include_usage: bool = False
+    thinking: bool = False
+    """Reason first (:data:`KNOWN_THOUGHT`) and report cache and reasoning usage, the
+    way each API does (the ``thinking`` behaviour)."""
 
 
 class Wire(ABC):
@@ -271,16 +287,24 @@ class OpenAIWire(Wire):
         return f"data: {_dumps(obj)}\n\n".encode()
 
     @staticmethod
-    def _usage(reply: Reply, output_tokens: int) -> dict[str, int]:
-        return {
+    def _usage(reply: Reply, output_tokens: int) -> dict[str, Any]:
+        usage: dict[str, Any] = {
             "prompt_tokens": reply.input_tokens,
             "completion_tokens": output_tokens,
             "total_tokens": reply.input_tokens + output_tokens,
         }
+        if reply.thinking:
+            usage["prompt_tokens_details"] = {"cached_tokens": CACHE_READ_TOKENS}
+            usage["completion_tokens_details"] = {"reasoning_tokens": len(KNOWN_THOUGHT.split())}
+        return usage
 
     def stream_start(self, reply: Reply, tool: ToolCall | None) -> list[bytes]:
         if tool is None:
-            return [self._chunk(reply, {"role": "assistant", "content": "", "refusal": None})]
+            first = self._chunk(reply, {"role": "assistant", "content": "", "refusal": None})
+            if reply.thinking:
+                # The reasoning field compatible servers (vLLM, DeepSeek …) stream.
+                return [first, self._chunk(reply, {"reasoning_content": KNOWN_THOUGHT})]
+            return [first]
         call = {
             "index": 0,
             "id": tool.id,
@@ -326,6 +350,8 @@ class OpenAIWire(Wire):
         self, reply: Reply, text: str | None, tool: ToolCall | None, output_tokens: int
     ) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if reply.thinking:
+            message["reasoning_content"] = KNOWN_THOUGHT
         if tool is not None:
             message["tool_calls"] = [
                 {
@@ -390,36 +416,64 @@ class AnthropicWire(Wire):
             "stop_reason": None,
             "stop_sequence": None,
             # The real API opens with output_tokens 1; message_delta carries the total.
-            "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1},
+            "usage": {**self._input_usage(reply), "output_tokens": 1},
         }
         block: dict[str, Any] = (
             {"type": "text", "text": ""}
             if tool is None
             else {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}}
         )
+        frames = [self._event("message_start", {"type": "message_start", "message": message})]
+        if reply.thinking:
+            thinking = {"type": "thinking", "thinking": "", "signature": ""}
+            frames += [
+                self._start(0, thinking),
+                self._delta(0, {"type": "thinking_delta", "thinking": KNOWN_THOUGHT}),
+                self._delta(0, {"type": "signature_delta", "signature": KNOWN_SIGNATURE}),
+                self._event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ]
         return [
-            self._event("message_start", {"type": "message_start", "message": message}),
-            self._event(
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": block},
-            ),
+            *frames,
+            self._start(self._index(reply), block),
             self._event("ping", {"type": "ping"}),
         ]
 
-    def _delta(self, delta: dict[str, Any]) -> bytes:
+    @staticmethod
+    def _index(reply: Reply) -> int:
+        """The answer's text or tool block: after the thinking block, if there is one."""
+        return 1 if reply.thinking else 0
+
+    @staticmethod
+    def _input_usage(reply: Reply) -> dict[str, int]:
+        if not reply.thinking:
+            return {"input_tokens": reply.input_tokens}
+        return {
+            "input_tokens": reply.input_tokens,
+            "cache_creation_input_tokens": CACHE_CREATION_TOKENS,
+            "cache_read_input_tokens": CACHE_READ_TOKENS,
+        }
+
+    def _start(self, index: int, block: dict[str, Any]) -> bytes:
         return self._event(
-            "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": block},
+        )
+
+    def _delta(self, index: int, delta: dict[str, Any]) -> bytes:
+        return self._event(
+            "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
         )
 
     def text_delta(self, reply: Reply, text: str) -> bytes:
-        return self._delta({"type": "text_delta", "text": text})
+        return self._delta(self._index(reply), {"type": "text_delta", "text": text})
 
     def tool_delta(self, reply: Reply, piece: str) -> bytes:
-        return self._delta({"type": "input_json_delta", "partial_json": piece})
+        return self._delta(self._index(reply), {"type": "input_json_delta", "partial_json": piece})
 
     def stream_finish(self, reply: Reply, finish: Finish, output_tokens: int) -> list[bytes]:
+        index = self._index(reply)
         return [
-            self._event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            self._event("content_block_stop", {"type": "content_block_stop", "index": index}),
             self._event(
                 "message_delta",
                 {
@@ -456,6 +510,9 @@ class AnthropicWire(Wire):
                 }
             ]
         )
+        if reply.thinking:
+            thought = {"type": "thinking", "thinking": KNOWN_THOUGHT, "signature": KNOWN_SIGNATURE}
+            content.insert(0, thought)
         finish = Finish.STOP if tool is None else Finish.TOOL
         return {
             "id": reply.id,
@@ -465,7 +522,7 @@ class AnthropicWire(Wire):
             "content": content,
             "stop_reason": self._STOP[finish],
             "stop_sequence": None,
-            "usage": {"input_tokens": reply.input_tokens, "output_tokens": output_tokens},
+            "usage": {**self._input_usage(reply), "output_tokens": output_tokens},
         }
 
     def error(self, kind: ErrorKind, detail: str, input_tokens: int) -> tuple[int, dict[str, Any]]:

@@ -54,6 +54,9 @@ unauthorized                 401: OpenAI ``invalid_api_key``; Anthropic
                              ``authentication_error``
 tool-call                    with tools: a call of the first tool with arguments
                              KNOWN_TOOL_ARGUMENTS in several pieces; without: healthy
+thinking                     reasoning first, then KNOWN_TEXT: Anthropic a signed
+                             ``thinking`` block and cache usage fields; OpenAI
+                             ``reasoning_content`` and cached/reasoning token details
 ============================ ========================================================
 
 A known behaviour with a bad argument (``cut-after:x``), or a request the real
@@ -99,7 +102,11 @@ from runestone.testing._upstream_script import (
     script_for,
 )
 from runestone.testing._upstream_wire import (
+    CACHE_CREATION_TOKENS,
+    CACHE_READ_TOKENS,
+    KNOWN_SIGNATURE,
     KNOWN_TEXT,
+    KNOWN_THOUGHT,
     KNOWN_TOKENS,
     KNOWN_TOOL_ARGUMENTS,
     AnthropicWire,
@@ -110,7 +117,11 @@ from runestone.testing._upstream_wire import (
 )
 
 __all__ = [
+    "CACHE_CREATION_TOKENS",
+    "CACHE_READ_TOKENS",
+    "KNOWN_SIGNATURE",
     "KNOWN_TEXT",
+    "KNOWN_THOUGHT",
     "KNOWN_TOKENS",
     "KNOWN_TOOL_ARGUMENTS",
     "Attempt",
@@ -525,6 +536,7 @@ class FakeUpstream:
             created=int(self._clock.time()),
             input_tokens=call.input_tokens,
             include_usage=call.include_usage,
+            thinking=call.selection.behaviour is Behaviour.THINKING,
         )
         script = script_for(call, wire, reply, self._timing, first=first, elapsed=elapsed)
         return record(script, call)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Final, Literal, TypeAlias
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
 
+import msgspec
 from msgspec import Meta
 
 from runestone import jsonio
@@ -30,6 +31,8 @@ from runestone.messages import (
     ContentPart,
     ImagePart,
     Message,
+    NativeBody,
+    RawPart,
     Role,
     TextPart,
     Tool,
@@ -38,9 +41,10 @@ from runestone.messages import (
     ToolChoiceMode,
     check_nesting,
 )
-from runestone.wire.schema import Wire, convert, decoder
+from runestone.wire.schema import OpenUnion, Wire, convert, decoder
 
 __all__ = [
+    "TRANSLATED",
     "AssistantTurn",
     "CountTokensBody",
     "MessagesBody",
@@ -50,7 +54,9 @@ __all__ = [
     "UserTurn",
     "convert_messages_body",
     "decode_count_tokens_body",
+    "decode_fields",
     "decode_messages_body",
+    "native_fields",
 ]
 
 _MODEL: Final = "the model (or alias) to answer with, a non-empty string"
@@ -64,6 +70,9 @@ class TextBlock(Wire, tag_field="type", tag="text"):
     """``{"type": "text", "text": ...}``."""
 
     text: str
+    cache_control: Any = None
+    """A prompt-caching breakpoint (and on every block below): for an Anthropic upstream."""
+    citations: Any = None
 
 
 class Base64Source(Wire, tag_field="type", tag="base64"):
@@ -85,6 +94,7 @@ class ImageBlock(Wire, tag_field="type", tag="image"):
     """``{"type": "image", "source": {...}}``."""
 
     source: Annotated[Base64Source | URLSource, Meta(extra={"expected": "an image source object"})]
+    cache_control: Any = None
 
 
 class ToolUseBlock(Wire, tag_field="type", tag="tool_use"):
@@ -93,6 +103,15 @@ class ToolUseBlock(Wire, tag_field="type", tag="tool_use"):
     id: Annotated[str, Meta(min_length=1, extra={"expected": "the tool call's id"})]
     name: Annotated[str, Meta(min_length=1, extra={"expected": "the tool's name"})]
     input: dict[str, Any] = {}
+    cache_control: Any = None
+
+
+class ResultBlock(OpenUnion):
+    """A block of a tool result: text, or another type (an image, a document …) kept as
+    written, for an Anthropic upstream only."""
+
+    __slots__ = ()
+    MEMBERS: ClassVar[Mapping[str, type[msgspec.Struct]]] = {"text": TextBlock}
 
 
 class ToolResultBlock(Wire, tag_field="type", tag="tool_result"):
@@ -102,41 +121,51 @@ class ToolResultBlock(Wire, tag_field="type", tag="tool_result"):
         str, Meta(min_length=1, extra={"expected": "the id of the tool_use it answers"})
     ]
     content: Annotated[
-        str
-        | list[
-            Annotated[
-                TextBlock,
-                Meta(extra={"invalid": "only text blocks are supported in a tool result"}),
-            ]
-        ],
-        Meta(extra={"expected": "a string or a list of text blocks"}),
+        str | list[ResultBlock],
+        Meta(extra={"expected": "a string or a list of content blocks"}),
     ] = ""
     is_error: bool = False
+    cache_control: Any = None
 
 
-_USER_BLOCKS: Final = Meta(
-    extra={
-        "invalid": "unsupported block type {value} in a user message; expected one of: {allowed}"
-    }
-)
-_ASSISTANT_BLOCKS: Final = Meta(
-    extra={
-        "invalid": (
-            "unsupported block type {value} in an assistant message; expected one of: {allowed}"
-        )
-    }
-)
 _Blocks = Meta(min_length=1, extra={"expected": "a string or a non-empty list of content blocks"})
+
+
+class UserBlock(OpenUnion):
+    """A user turn's block: text, an image, a tool result, or another type (a document,
+    a search result …) kept as written, for an Anthropic upstream only."""
+
+    __slots__ = ()
+    MEMBERS: ClassVar[Mapping[str, type[msgspec.Struct]]] = {
+        "text": TextBlock,
+        "image": ImageBlock,
+        "tool_result": ToolResultBlock,
+    }
+    REFUSED: ClassVar[Mapping[str, str]] = {
+        "tool_use": "unsupported block type 'tool_use' in a user message",
+    }
+
+
+class AssistantBlock(OpenUnion):
+    """An assistant turn's block: text, a tool use, or another type (thinking, a server
+    tool's use and result …) kept as written, for an Anthropic upstream only."""
+
+    __slots__ = ()
+    MEMBERS: ClassVar[Mapping[str, type[msgspec.Struct]]] = {
+        "text": TextBlock,
+        "tool_use": ToolUseBlock,
+    }
+    REFUSED: ClassVar[Mapping[str, str]] = {
+        "image": "unsupported block type 'image' in an assistant message",
+        "tool_result": "unsupported block type 'tool_result' in an assistant message",
+    }
 
 
 class UserTurn(Wire, tag_field="role", tag="user"):
     """A user turn: text, or blocks of text, images and tool results."""
 
     content: Annotated[
-        str
-        | Annotated[
-            list[Annotated[TextBlock | ImageBlock | ToolResultBlock, _USER_BLOCKS]], _Blocks
-        ],
+        str | Annotated[list[UserBlock], _Blocks],
         Meta(extra={"expected": "a string or a list of content blocks"}),
     ]
 
@@ -145,7 +174,7 @@ class AssistantTurn(Wire, tag_field="role", tag="assistant"):
     """An assistant turn: text, or blocks of text and tool use."""
 
     content: Annotated[
-        str | Annotated[list[Annotated[TextBlock | ToolUseBlock, _ASSISTANT_BLOCKS]], _Blocks],
+        str | Annotated[list[AssistantBlock], _Blocks],
         Meta(extra={"expected": "a string or a list of content blocks"}),
     ]
 
@@ -169,13 +198,26 @@ class ToolSpec(Wire):
         dict[str, Any], Meta(extra={"expected": "the tool's JSON Schema object"})
     ]
     description: str | None = None
-    type: (
-        Annotated[
-            Literal["custom"],
-            Meta(extra={"invalid": "server tools ({value}) are not supported by this gateway"}),
-        ]
-        | None
-    ) = None
+    type: Literal["custom"] | None = None
+    cache_control: Any = None
+
+
+class AnyTool(OpenUnion):
+    """A tool: a client tool (no ``type``, or ``custom``), or a server tool (web search,
+    code execution …) kept as written, for an Anthropic upstream only."""
+
+    __slots__ = ()
+    MEMBERS: ClassVar[Mapping[str, type[msgspec.Struct]]] = {"custom": ToolSpec}
+
+    @classmethod
+    def member_for(cls, data: Mapping[str, Any]) -> type[msgspec.Struct] | None:
+        return ToolSpec if "type" not in data else super().member_for(data)
+
+    @classmethod
+    def decode(cls, data: object) -> OpenUnion:
+        if isinstance(data, dict) and "type" not in data:
+            data = {**data, "type": "custom"}
+        return super().decode(data)
 
 
 class AutoChoice(Wire, tag_field="type", tag="auto"):
@@ -202,14 +244,34 @@ _Choice = Annotated[
 ]
 
 
+class ThinkingConfig(Wire):
+    """``thinking``: ``{"type": "enabled", "budget_tokens": N}``, ``disabled``, or a
+    type added since (kept for the upstream)."""
+
+    type: Annotated[str, Meta(min_length=1)]
+    budget_tokens: Annotated[int, Meta(ge=1)] | None = None
+
+    @property
+    def effort(self) -> str | None:
+        """OpenAI's ``reasoning_effort`` nearest this budget; None when it is off."""
+        if self.type == "disabled":
+            return None
+        budget = self.budget_tokens
+        if budget is None:
+            return "medium"
+        return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+
+
 class Metadata(Wire):
     """``metadata``: only ``user_id`` is read."""
 
     user_id: str | None = None
 
 
-class MessagesBody(Wire, forbid_unknown_fields=True):
-    """A Messages API request body."""
+class MessagesBody(Wire):
+    """A Messages API request body: what the gateway reads of it. Other fields (and
+    blocks of other types) are kept in the body and passed through to an Anthropic
+    upstream (:func:`native_fields` names them)."""
 
     model: Annotated[str, Meta(pattern=r"\S", extra={"expected": _MODEL})]
     max_tokens: Annotated[int, Meta(ge=1, extra={"expected": "an integer >= 1"})]
@@ -228,16 +290,21 @@ class MessagesBody(Wire, forbid_unknown_fields=True):
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
     top_k: Annotated[int, Meta(ge=1)] | None = None
     stop_sequences: list[Annotated[str, _NonEmpty]] | None = None
-    tools: list[ToolSpec] | None = None
+    tools: list[AnyTool] | None = None
     tool_choice: _Choice | None = None
     metadata: Metadata | None = None
     service_tier: Any = None  # accepted, and left to the provider's default
+    thinking: (
+        Annotated[ThinkingConfig, Meta(extra={"expected": "an object like {'type': 'enabled'}"})]
+        | None
+    ) = None
 
-    def to_request(self, *, deep: bool = True) -> ChatRequest:
+    def to_request(self, *, deep: bool = True, native: NativeBody | None = None) -> ChatRequest:
         """The request this body asks for, in the one request model.
 
         ``deep``: tool inputs and schemas may nest deeper than :data:`MAX_NESTING` and
-        must be measured (see :func:`runestone.wire.schema.may_nest_deep`).
+        must be measured (see :func:`runestone.wire.schema.may_nest_deep`). ``native``:
+        the body as the client wrote it, kept for an Anthropic upstream.
         """
         check = check_nesting if deep else _unmeasured
         messages: list[Message] = []
@@ -249,6 +316,7 @@ class MessagesBody(Wire, forbid_unknown_fields=True):
         for i, turn in enumerate(self.messages):
             messages.extend(_to_messages(turn, i, check))
         tools = _to_tools(self.tools or (), check)
+        effort = None if self.thinking is None else self.thinking.effort
         return ChatRequest(
             model=self.model,
             messages=tuple(messages),
@@ -260,7 +328,8 @@ class MessagesBody(Wire, forbid_unknown_fields=True):
             max_tokens=self.max_tokens,
             stop=tuple(self.stop_sequences or ()),
             user=self.metadata.user_id if self.metadata is not None else None,
-            extra={} if self.top_k is None else {"top_k": self.top_k},
+            extra={} if effort is None else {"reasoning_effort": effort},
+            native=native,
         )
 
 
@@ -310,6 +379,86 @@ def decode_count_tokens_body(body: bytes) -> dict[str, Any]:
     return data
 
 
+# --------------------------------------------------------------------------- native fields
+
+TRANSLATED: Final = frozenset(
+    {
+        "model",
+        "max_tokens",
+        "messages",
+        "system",
+        "stream",
+        "temperature",
+        "top_p",
+        "stop_sequences",
+        "tools",
+        "tool_choice",
+        "metadata",
+        "service_tier",
+        "thinking",
+    }
+)
+"""The top-level fields with a counterpart in the one request model; any other
+(``top_k``, ``context_management``, ``container`` …) only an Anthropic upstream carries."""
+_THINKING_BLOCKS: Final = frozenset({"thinking", "redacted_thinking"})
+_KEYS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def decode_fields(body: bytes) -> dict[str, msgspec.Raw]:
+    """Each top-level field of a (decoded already, so valid) body, as its JSON text."""
+    return _KEYS.decode(body)
+
+
+def native_fields(
+    body: MessagesBody, fields: Mapping[str, msgspec.Raw]
+) -> tuple[list[str], set[str]]:
+    """What of a Messages body only an Anthropic upstream can carry, named as Anthropic
+    names fields, and the capabilities those ask of a model (``thinking``,
+    ``prompt_caching``, ``server_tools``); ``fields``: the body's top-level fields."""
+    names = [key for key in fields if key not in TRANSLATED]
+    needs: set[str] = set()
+    if body.thinking is not None and body.thinking.type != "disabled":
+        needs.add("thinking")
+    if body.metadata is not None and "metadata" in fields:
+        extra = _KEYS.decode(fields["metadata"]).keys() - {"user_id"}
+        names += [f"metadata.{key}" for key in sorted(extra)]
+
+    def block(item: object, at: str) -> None:
+        if isinstance(item, OpenUnion):
+            item = item.value
+        if isinstance(item, dict):  # a type the gateway does not model
+            names.append(at)
+            kind = item.get("type")
+            if kind in _THINKING_BLOCKS:
+                needs.add("thinking")
+            elif isinstance(kind, str) and ("server_tool" in kind or kind.endswith("_result")):
+                needs.add("server_tools")
+            return
+        if getattr(item, "cache_control", None) is not None:
+            names.append(f"{at}.cache_control")
+            needs.add("prompt_caching")
+        if isinstance(item, TextBlock) and item.citations is not None:
+            names.append(f"{at}.citations")
+        if isinstance(item, ToolResultBlock) and isinstance(item.content, list):
+            for k, part in enumerate(item.content):
+                block(part, f"{at}.content.{k}")
+
+    if isinstance(body.system, list):
+        for i, item in enumerate(body.system):
+            block(item, f"system.{i}")
+    for i, turn in enumerate(body.messages):
+        if isinstance(turn.content, list):
+            for j, part in enumerate(turn.content):
+                block(part, f"messages.{i}.content.{j}")
+    for i, tool in enumerate(body.tools or ()):
+        if isinstance(tool.value, dict):
+            names.append(f"tools.{i}")
+            needs.add("server_tools")
+        else:
+            block(tool.value, f"tools.{i}")
+    return names, needs
+
+
 # --------------------------------------------------------------------------- to the model
 
 
@@ -324,21 +473,28 @@ def _to_messages(turn: Turn, index: int, check: Callable[..., None]) -> list[Mes
             return [Message(Role.USER, content)]
         parts: list[ContentPart] = []
         results: list[Message] = []
-        for block in content:
+        for union in content:
+            block = union.value
             if isinstance(block, TextBlock):
                 parts.append(TextPart(block.text))
             elif isinstance(block, ImageBlock):
                 parts.append(_image(block))
             elif isinstance(block, ToolResultBlock):
                 results.append(_tool_result(block))
+            elif isinstance(block, dict):  # kept as written: carried by the native body
+                parts.append(RawPart(str(block.get("type")), block))
         # Tool results answer the previous assistant turn, so they come first.
         return [*results, Message(Role.USER, tuple(parts))] if parts else results
     if isinstance(content, str):
         return [Message(Role.ASSISTANT, content)]
     texts: list[str] = []
     calls: list[ToolCall] = []
-    for j, block in enumerate(content):
-        if isinstance(block, TextBlock):
+    kept = False
+    for j, item in enumerate(content):
+        block = item.value
+        if isinstance(block, dict):
+            kept = True  # thinking, a server tool's blocks …: carried by the native body
+        elif isinstance(block, TextBlock):
             texts.append(block.text)
         elif isinstance(block, ToolUseBlock):
             # (request → messages → message → content → block → input)
@@ -346,7 +502,7 @@ def _to_messages(turn: Turn, index: int, check: Callable[..., None]) -> list[Mes
             arguments = json.dumps(block.input, separators=(",", ":"))
             calls.append(ToolCall(block.id, block.name, arguments))
     text = "".join(texts)
-    if not calls and not text:
+    if not calls and not text and not kept:
         raise RequestValidationError(
             "an assistant message needs text or tool_use blocks", field=f"messages.{index}.content"
         )
@@ -362,17 +518,24 @@ def _image(block: ImageBlock) -> ImagePart:
 
 def _tool_result(block: ToolResultBlock) -> Message:
     content = block.content
-    text = content if isinstance(content, str) else "\n".join(part.text for part in content)
+    text = (
+        content
+        if isinstance(content, str)
+        else "\n".join(part.value.text for part in content if isinstance(part.value, TextBlock))
+    )
     if block.is_error:
         # OpenAI's tool message has no error flag: say it in the text the model reads.
         text = f"[tool error] {text}"
     return Message(Role.TOOL, text, tool_call_id=block.tool_use_id)
 
 
-def _to_tools(tools: Sequence[ToolSpec], check: Callable[..., None]) -> tuple[Tool, ...]:
+def _to_tools(tools: Sequence[AnyTool], check: Callable[..., None]) -> tuple[Tool, ...]:
     out: list[Tool] = []
     seen: set[str] = set()
-    for i, tool in enumerate(tools):
+    for i, union in enumerate(tools):
+        tool = union.value
+        if not isinstance(tool, ToolSpec):
+            continue  # a server tool: carried by the native body
         if tool.name in seen:
             raise RequestValidationError(
                 f"duplicate tool name {tool.name!r}", field=f"tools.{i}.name"

@@ -31,6 +31,7 @@ from runestone.messages import (
     ContentPart,
     ImagePart,
     Message,
+    NativeBody,
     RawPart,
     Role,
     TextPart,
@@ -45,6 +46,8 @@ from runestone.wire.schema import OpenUnion, Wire, convert, decoder, may_nest_de
 
 __all__ = [
     "FIELDS",
+    "MAPPED",
+    "NO_OP",
     "AssistantMessage",
     "ChatBody",
     "ChatMessage",
@@ -344,7 +347,7 @@ class ChatBody(Wire, kw_only=True):
     max_tokens: _Tokens | None = None
     max_completion_tokens: _Tokens | None = None
     stream: bool | None = None
-    n: Annotated[Literal[1], Meta(extra={"invalid": "only n=1 is supported"})] | None = None
+    n: Annotated[int, Meta(ge=1, le=128)] | None = None
     tool_choice: _ToolChoice | None = None
     temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
     top_p: Annotated[float, Meta(ge=0, le=1)] | None = None
@@ -357,14 +360,24 @@ class ChatBody(Wire, kw_only=True):
     ) = None
 
     def to_request(
-        self, extra: Mapping[str, Any], *, own: bool = False, deep: bool = True
+        self,
+        extra: Mapping[str, Any],
+        *,
+        own: bool = False,
+        deep: bool = True,
+        native: NativeBody | None = None,
     ) -> ChatRequest:
         """The request this body asks for; ``extra`` holds the fields not modelled here.
 
         ``own``: the free-form values (tool parameters, the response format, parts kept
         verbatim, ``extra``) are the caller's and must be copied. ``deep``: they may nest
         deeper than :data:`MAX_NESTING` and must be measured (see :func:`may_nest_deep`).
+        ``native``: the body as the client wrote it, kept for an OpenAI-format upstream.
         """
+        if self.n is not None and self.n > 1 and native is None:
+            raise RequestValidationError(
+                "n > 1 is served over the HTTP API only, by OpenAI-format upstreams", field="n"
+            )
         free = _FREE[own, deep]
         tools = to_tools(self.tools or (), free)
         max_tokens = self.max_tokens
@@ -398,7 +411,23 @@ class ChatBody(Wire, kw_only=True):
             user=self.user,
             metadata=self.metadata,
             extra={key: free.keep(value) for key, value in extra.items()},
+            native=native,
         )
+
+    def native_fields(self, extra: Mapping[str, Any]) -> list[str]:
+        """The fields of this body only an OpenAI-format upstream carries: ``n`` above 1,
+        ``metadata``, and every field not modelled that no other upstream maps (``seed``,
+        ``logprobs`` …) unless it has its no-op value (``store: false`` …)."""
+        fields = [
+            key
+            for key, value in extra.items()
+            if key not in MAPPED and value is not None and NO_OP.get(key, _NOT) != value
+        ]
+        if self.n is not None and self.n > 1:
+            fields.insert(0, "n")
+        if self.metadata:
+            fields.append("metadata")
+        return fields
 
     @property
     def include_usage(self) -> bool:
@@ -413,6 +442,19 @@ class ChatBody(Wire, kw_only=True):
 
 FIELDS: Final = frozenset(ChatBody.__struct_encode_fields__)
 """The request fields the schema models; the others go to ``ChatRequest.extra``."""
+MAPPED: Final = frozenset(
+    {"reasoning_effort", "parallel_tool_calls", "top_k", "thinking", "service_tier"}
+)
+"""Fields not modelled that other upstreams map onto their own (Anthropic's thinking
+budget, ``disable_parallel_tool_use`` …) or take as they are."""
+NO_OP: Final[Mapping[str, object]] = {
+    "store": False,
+    "logprobs": False,
+    "presence_penalty": 0,
+    "frequency_penalty": 0,
+}
+"""Fields not modelled whose value here asks for nothing: any upstream can take them."""
+_NOT: Final = object()
 
 
 def _same(value: Any) -> Any:
@@ -458,11 +500,13 @@ class DecodedChat(NamedTuple):
     """The free-form values are the caller's (a dict given to the embedded API)."""
     deep: bool
     """The free-form values may nest too deep (see :func:`may_nest_deep`)."""
+    fields: Mapping[str, msgspec.Raw] | None = None
+    """Each top-level field as the JSON text it was (a body decoded from bytes)."""
 
-    def to_request(self) -> ChatRequest:
+    def to_request(self, native: NativeBody | None = None) -> ChatRequest:
         """The :class:`ChatRequest` (raises :class:`RequestValidationError` for a rule
-        across fields)."""
-        return self.body.to_request(self.extra, own=self.own, deep=self.deep)
+        across fields); ``native``: the body as the client wrote it."""
+        return self.body.to_request(self.extra, own=self.own, deep=self.deep, native=native)
 
 
 def decode_chat(body: bytes) -> DecodedChat:
@@ -476,9 +520,9 @@ def decode_chat(body: bytes) -> DecodedChat:
     # msgspec skips fields a struct does not declare; the body still has them.
     fields = _keys.decode(body)
     if fields.keys() <= FIELDS:
-        return DecodedChat(chat, {}, False, deep)  # positional: the hot path
+        return DecodedChat(chat, {}, False, deep, fields)  # positional: the hot path
     extra = {k: _value.decode(v) for k, v in fields.items() if k not in FIELDS}
-    return DecodedChat(chat, extra, False, deep)
+    return DecodedChat(chat, extra, False, deep, fields)
 
 
 def convert_chat(data: object) -> DecodedChat:

@@ -82,7 +82,7 @@ class OpenUnion:
         member = cls.MEMBERS.get(tag)
         if member is not None:
             try:
-                return cls(msgspec.convert(data, member))
+                return cls(msgspec.convert(data, member, dec_hook=dec_hook))
             except msgspec.ValidationError as exc:
                 # msgspec puts the path of this object after the member's own path.
                 raise TypeError(str(exc)) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 
 from runestone.exceptions import BadRequestError, ConfigError, ErrorClass
@@ -12,15 +13,18 @@ from runestone.io import DataPlane
 from runestone.messages import (
     ChatRequest,
     FinishReason,
+    NativeBody,
+    Passthrough,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
     Usage,
+    WireFormat,
 )
 from runestone.providers import AnthropicProvider, ProviderSettings
 from runestone.providers.anthropic import AnthropicStreamDecoder, map_anthropic_stop_reason
 from runestone.providers.errors import AttemptState
-from runestone.providers.sse import SSEParser
+from runestone.providers.sse import SSEEvent, SSEParser
 from runestone.testing.upstream import FakeUpstream
 from tests.providers.helpers import collect, make_provider, request
 
@@ -546,3 +550,99 @@ def test_stop_reasons_map_onto_finish_reasons(reason: str, expected: str) -> Non
 def test_health_is_a_get_of_the_models_route(plane: DataPlane, fake_upstream: FakeUpstream) -> None:
     provider = make_provider(plane, fake_upstream, "anthropic")
     assert plane.run(provider.check_health()).healthy is True
+
+
+# --------------------------------------------------------------------------- pass-through
+
+
+def _native(**fields: Any) -> NativeBody:
+    raw = {name: msgspec.Raw(json.dumps(value).encode()) for name, value in fields.items()}
+    return NativeBody(WireFormat.ANTHROPIC_MESSAGES, raw)
+
+
+def _frames(*events: tuple[str, dict[str, Any]]) -> list[SSEEvent]:
+    return [SSEEvent(name, json.dumps(data).encode()) for name, data in events]
+
+
+_THINKING_STREAM = _frames(
+    ("message_start", {"type": "message_start", "message": {"usage": {"input_tokens": 4}}}),
+    ("ping", {"type": "ping"}),
+    (
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking"}},
+    ),
+    (
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta"}},
+    ),
+    ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    (
+        "content_block_start",
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+    ),
+    (
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 1,
+            "delta": {"type": "text_delta", "text": "Hi"},
+        },
+    ),
+    (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": 2},
+        },
+    ),
+    ("message_stop", {"type": "message_stop"}),
+)
+
+
+def test_a_passed_through_stream_holds_its_frames_until_the_first_block() -> None:
+    request = ChatRequest.from_dict({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    decoder = AnthropicStreamDecoder(request, AttemptState("p", "m"), native=_native(model="m"))
+    out: list[StreamEvent] = []
+    for event in _THINKING_STREAM:
+        decoder.pass_on(event, out)
+    assert all(type(event) is Passthrough for event in out)
+    passed = [event for event in out if type(event) is Passthrough]
+    # message_start and ping wait for the first block, and go with it.
+    assert passed[0].data == b"".join(e.frame() for e in _THINKING_STREAM[:3])
+    assert b"".join(p.data for p in passed) == b"".join(e.frame() for e in _THINKING_STREAM)
+    assert [p.opaque for p in passed[:3]] == [True, True, False]  # the thinking block
+    assert [p.text for p in passed] == ["", "", "", "", "Hi", "", ""]
+    assert (passed[4].blocks, passed[4].open_text) == (2, True)
+    assert decoder.finished
+    assert decoder.usage == Usage(4, 2)
+    assert decoder.finish_reason == FinishReason.STOP
+
+
+def test_an_error_event_is_not_passed_through_but_fails_the_attempt() -> None:
+    request = ChatRequest.from_dict({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    decoder = AnthropicStreamDecoder(request, AttemptState("p", "m"), native=_native(model="m"))
+    out: list[StreamEvent] = []
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
+    for event in [*_THINKING_STREAM[:3], *_frames(("error", error))]:
+        decoder.pass_on(event, out)
+    assert b"overloaded_error" not in b"".join(p.data for p in out if type(p) is Passthrough)
+    assert decoder.failure is not None
+    assert decoder.failure.error_class is ErrorClass.SERVER_ERROR
+
+
+def test_the_clients_betas_follow_the_configured_ones_each_once(
+    plane: DataPlane, fake_upstream: FakeUpstream
+) -> None:
+    provider = make_provider(plane, fake_upstream, "anthropic", anthropic_beta="a,b")
+    assert isinstance(provider, AnthropicProvider)
+    native = NativeBody(
+        WireFormat.ANTHROPIC_MESSAGES,
+        {},
+        {"anthropic-beta": "b, c", "anthropic-version": "2099-01-01"},
+    )
+    assert provider.native_headers(native) == {
+        "anthropic-beta": "a,b,c",
+        "anthropic-version": "2099-01-01",
+    }
+    assert provider.native_headers(NativeBody(WireFormat.ANTHROPIC_MESSAGES, {})) is None

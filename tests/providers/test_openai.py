@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import msgspec
 import pytest
 from aiohttp import web
 
@@ -13,15 +14,18 @@ from runestone.io import DataPlane
 from runestone.messages import (
     ChatRequest,
     FinishReason,
+    NativeBody,
+    Passthrough,
     StreamEvent,
     TextDelta,
     ToolCallDelta,
     Usage,
+    WireFormat,
 )
 from runestone.providers import OpenAIProvider, ProviderSettings
 from runestone.providers.errors import AttemptState
 from runestone.providers.openai import OpenAIStreamDecoder, map_openai_finish_reason
-from runestone.providers.sse import SSEParser
+from runestone.providers.sse import SSEEvent, SSEParser
 from runestone.testing.upstream import KNOWN_TEXT, FakeUpstream
 from tests.providers.helpers import (
     API_KEY,
@@ -353,3 +357,67 @@ def test_done_comes_at_the_sentinel_and_the_connection_is_then_reused(plane: Dat
     assert plane.run(twice(), timeout=10) == ["hi", "hi"]
     assert len(ports) == 2
     assert ports[0] == ports[1], "the second stream should reuse the first one's connection"
+
+
+# --------------------------------------------------------------------------- pass-through
+
+
+def _native_body(usage_chunk: bool = False, **fields: object) -> NativeBody:
+    raw = {name: msgspec.Raw(json.dumps(value).encode()) for name, value in fields.items()}
+    return NativeBody(WireFormat.OPENAI_CHAT, raw, usage_chunk=usage_chunk)
+
+
+def _chunk(delta: dict[str, object] | None, **extra: object) -> SSEEvent:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": None}]
+    return SSEEvent("message", json.dumps({"choices": choices, **extra}).encode())
+
+
+_STREAM = [
+    _chunk({"role": "assistant", "content": ""}),
+    _chunk({"reasoning_content": "hm"}),
+    _chunk({"content": "Hi"}),
+    _chunk(None, usage={"prompt_tokens": 3, "completion_tokens": 1}),
+    SSEEvent("message", b"[DONE]"),
+]
+
+
+@pytest.mark.parametrize("usage_chunk", [False, True])
+def test_a_passed_through_stream_holds_the_role_chunk_and_keeps_the_usage_chunk_if_asked(
+    usage_chunk: bool,
+) -> None:
+    request = ChatRequest.from_dict({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    native = _native_body(usage_chunk, model="m")
+    decoder = OpenAIStreamDecoder(request, AttemptState("p", "m"), native)
+    out: list[StreamEvent] = []
+    for event in _STREAM:
+        decoder.pass_on(event, out)
+    wanted = [e.frame() for e in _STREAM if usage_chunk or e is not _STREAM[3]]
+    assert b"".join(p.data for p in out if type(p) is Passthrough) == b"".join(wanted)
+    first = out[0]
+    assert type(first) is Passthrough
+    assert first.data == _STREAM[0].frame() + _STREAM[1].frame()  # role chunk held for content
+    assert first.opaque  # reasoning: no continuation can extend it
+    assert [p.text for p in out if type(p) is Passthrough][1] == "Hi"
+    assert decoder.usage == Usage(3, 1)
+    assert decoder.finished
+
+
+def test_a_pass_through_keeps_every_field_and_asks_for_the_usage_chunk(
+    plane: DataPlane, fake_upstream: FakeUpstream
+) -> None:
+    provider = make_provider(plane, fake_upstream, "openai")
+    assert isinstance(provider, OpenAIProvider)
+    native = _native_body(
+        model="alias", seed=3, stream_options={"include_obfuscation": False}, max_tokens=9
+    )
+    body = json.loads(provider.encode_native(native, "gpt-x", stream=True))
+    assert body == {
+        "model": "gpt-x",
+        "seed": 3,
+        "stream_options": {"include_obfuscation": False, "include_usage": True},
+        "stream": True,
+        # OpenAI takes max_completion_tokens (the type's max_tokens_field).
+        "max_completion_tokens": 9,
+    }
+    body = json.loads(provider.encode_native(native, "gpt-x", stream=False))
+    assert body["stream_options"] == {"include_obfuscation": False}  # as the client sent it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runestone.exceptions import RequestValidationError
-from runestone.messages import ChatRequest
+from runestone.messages import ChatRequest, NativeBody, WireFormat
 from runestone.providers.settings import Capability
 from runestone.routing import Requirements, estimate_prompt_tokens
 from runestone.routing.requirements import (
@@ -141,3 +142,32 @@ def test_tool_calls_count_alike_in_a_dict_and_its_validated_request() -> None:
     from_dict = Requirements.from_request(raw)
     assert from_dict == Requirements.from_request(ChatRequest.from_dict(raw))
     assert from_dict.tools
+
+
+def test_a_native_request_with_fields_only_its_format_carries_needs_that_format() -> None:
+    native = NativeBody(
+        WireFormat.ANTHROPIC_MESSAGES,
+        {},
+        only_native=("system.0.cache_control", "tools.1"),
+        needs=frozenset({"prompt_caching", "server_tools"}),
+    )
+    request = ChatRequest.from_dict({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    needs = Requirements.from_request(request.replace(native=native))
+    assert (needs.wire, needs.native_field) == (
+        WireFormat.ANTHROPIC_MESSAGES,
+        "system.0.cache_control",
+    )
+    assert needs.capabilities == {Capability.PROMPT_CACHING, Capability.SERVER_TOOLS}
+    plain = Requirements.from_request(request.replace(native=replace(native, only_native=())))
+    assert plain.wire is None
+
+
+def test_a_reasoning_effort_needs_a_thinking_model_unless_minimal() -> None:
+    base = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    thinks = Requirements.from_request(ChatRequest.from_dict({**base, "reasoning_effort": "low"}))
+    assert Capability.THINKING in thinks.capabilities
+    quiet = {**base, "reasoning_effort": "minimal"}
+    assert (
+        Capability.THINKING
+        not in Requirements.from_request(ChatRequest.from_dict(quiet)).capabilities
+    )

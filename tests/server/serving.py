@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -270,3 +272,60 @@ class HoldingUpstream:
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
             self._thread.join(10)
+
+
+class Raw:
+    """One HTTP exchange without an SDK in the way."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def error(self) -> dict[str, Any]:
+        payload = self.json()
+        assert set(payload) == {"error"}, payload
+        error: dict[str, Any] = payload["error"]
+        assert set(error) == {"message", "type", "param", "code"}, error
+        return error
+
+
+def raw(
+    server: RunningServer,
+    method: str,
+    path: str,
+    body: bytes | dict[str, Any] | None = None,
+    *,
+    key: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Raw:
+    url = urlsplit(server.url)
+    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=15)
+    try:
+        sent = dict(headers or {})
+        if key is not None:
+            sent.setdefault("authorization", f"Bearer {key}")
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        if data is not None:
+            sent.setdefault("content-type", "application/json")
+        connection.request(method, path, body=data, headers=sent)
+        response = connection.getresponse()
+        return Raw(
+            response.status,
+            {name.lower(): value for name, value in response.getheaders()},
+            response.read(),
+        )
+    finally:
+        connection.close()
+
+
+def sse_data(body: bytes) -> list[str]:
+    return [
+        line.removeprefix("data: ")
+        for line in body.decode().split("\n")
+        if line.startswith("data: ")
+    ]

@@ -90,7 +90,7 @@ def test_a_messages_body_maps_onto_the_request_model() -> None:
     assert request.tools[0].name == "get_weather"
     assert request.tool_choice is not None
     assert request.tool_choice.mode.value == "required"
-    assert request.extra == {"top_k": 5}
+    assert request.extra == {}  # top_k has no counterpart: only a native body carries it
     assert request.user == "u-1"
 
 
@@ -109,7 +109,7 @@ def test_a_messages_body_maps_onto_the_request_model() -> None:
             {
                 "model": "m",
                 "max_tokens": 5,
-                "messages": [{"role": "user", "content": [{"type": "document"}]}],
+                "messages": [{"role": "user", "content": [{"type": "tool_use"}]}],
             },
             "messages.0.content.0.type",
             "unsupported block type",
@@ -121,8 +121,8 @@ def test_a_messages_body_maps_onto_the_request_model() -> None:
         ),
         (
             {"model": "m", "max_tokens": 5, "messages": USER, "thinking": {}},
-            "thinking",
-            "not supported",
+            "thinking.type",
+            "required",
         ),
         (
             {"model": "m", "max_tokens": 5, "messages": USER, "tools": [{"name": "x"}]},
@@ -293,7 +293,7 @@ def test_a_wrong_key_is_the_sdks_authentication_error(server: RunningServer) -> 
         sdk.messages.create(model="fast", max_tokens=10, messages=USER)
 
 
-def test_a_bad_field_is_the_sdks_bad_request_error_naming_it(
+def test_a_field_only_anthropic_carries_with_no_anthropic_upstream_is_a_400_naming_it(
     client: anthropic.Anthropic,
 ) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
@@ -302,7 +302,9 @@ def test_a_bad_field_is_the_sdks_bad_request_error_naming_it(
             max_tokens=10,
             messages=[{"role": "user", "content": [{"type": "video"}]}],  # type: ignore[list-item]
         )
-    assert "messages.0.content.0.type" in caught.value.message
+    # A block of a type the gateway does not model is kept for an Anthropic upstream;
+    # with none to route to, the refusal names it.
+    assert "cannot carry messages.0.content.0 " in caught.value.message
 
 
 def test_every_upstream_failing_is_the_sdks_server_error(client: anthropic.Anthropic) -> None:

@@ -3,6 +3,7 @@ in front of the fake upstream (see conftest.py for its providers, models and key
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import socket
@@ -15,7 +16,11 @@ import pytest
 
 from runestone.testing.upstream import KNOWN_TEXT, KNOWN_TOOL_ARGUMENTS, FakeUpstream
 from tests.server.conftest import MAX_BODY, OPEN_KEY
-from tests.server.serving import RunningServer
+from tests.server.serving import RunningServer, sse_data
+from tests.server.serving import raw as raw_with
+
+# Every exchange here carries the unlimited key unless a test says otherwise.
+raw = functools.partial(raw_with, key=OPEN_KEY)
 
 USER = [{"role": "user", "content": "Tell me the known text."}]
 WEATHER_TOOL = {
@@ -32,63 +37,6 @@ WEATHER_TOOL = {
 def client(server: RunningServer) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=server.base_url, api_key=OPEN_KEY, max_retries=0) as sdk:
         yield sdk
-
-
-class Raw:
-    """One HTTP exchange without an SDK in the way."""
-
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def error(self) -> dict[str, Any]:
-        payload = self.json()
-        assert set(payload) == {"error"}, payload
-        error: dict[str, Any] = payload["error"]
-        assert set(error) == {"message", "type", "param", "code"}, error
-        return error
-
-
-def raw(
-    server: RunningServer,
-    method: str,
-    path: str,
-    body: bytes | dict[str, Any] | None = None,
-    *,
-    key: str | None = OPEN_KEY,
-    headers: dict[str, str] | None = None,
-) -> Raw:
-    url = urlsplit(server.url)
-    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=15)
-    try:
-        sent = dict(headers or {})
-        if key is not None:
-            sent.setdefault("authorization", f"Bearer {key}")
-        data = json.dumps(body).encode() if isinstance(body, dict) else body
-        if data is not None:
-            sent.setdefault("content-type", "application/json")
-        connection.request(method, path, body=data, headers=sent)
-        response = connection.getresponse()
-        return Raw(
-            response.status,
-            {name.lower(): value for name, value in response.getheaders()},
-            response.read(),
-        )
-    finally:
-        connection.close()
-
-
-def sse_data(body: bytes) -> list[str]:
-    return [
-        line.removeprefix("data: ")
-        for line in body.decode().split("\n")
-        if line.startswith("data: ")
-    ]
 
 
 # --------------------------------------------------------------------------- answers
@@ -177,7 +125,18 @@ def test_a_stream_on_the_wire_is_openai_exact(server: RunningServer) -> None:
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
     for chunk in chunks:
         assert chunk["object"] == "chat.completion.chunk"
-        assert set(chunk) == {"id", "object", "created", "model", "system_fingerprint", "choices"}
+        # Passed through as the upstream wrote it: the gateway asks for the usage chunk to
+        # book it, so the chunks say "usage": null; the usage chunk itself is held back.
+        assert set(chunk) == {
+            "id",
+            "object",
+            "created",
+            "model",
+            "system_fingerprint",
+            "choices",
+            "usage",
+        }
+        assert chunk["usage"] is None
     assert chunks[-1]["choices"][0] == {
         "index": 0,
         "delta": {},

@@ -4,6 +4,7 @@ serve`` process in front of the fake upstream and the simulated provider (see co
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,10 @@ import pytest
 from runestone.testing.upstream import KNOWN_TEXT, KNOWN_TOOL_ARGUMENTS, FakeUpstream
 from tests.server.conftest import MAX_BODY, OPEN_KEY
 from tests.server.serving import RunningServer
-from tests.server.test_app import raw
+from tests.server.serving import raw as raw_with
+
+# Every exchange here carries the unlimited key unless a test says otherwise.
+raw = functools.partial(raw_with, key=OPEN_KEY)
 
 WEATHER = {
     "type": "function",

@@ -10,7 +10,12 @@ import pytest
 
 from runestone.exceptions import RequestValidationError
 from runestone.messages import ChatRequest, ImagePart, Role, TextPart, ToolChoiceMode
-from runestone.wire.anthropic_messages import convert_messages_body, decode_messages_body
+from runestone.wire.anthropic_messages import (
+    convert_messages_body,
+    decode_fields,
+    decode_messages_body,
+    native_fields,
+)
 
 USER = [{"role": "user", "content": "Hi"}]
 TOOL = {"name": "get_weather", "input_schema": {"type": "object"}}
@@ -69,7 +74,7 @@ def test_a_body_decoded_from_bytes_is_the_request_its_dict_converts_to() -> None
         ToolChoiceMode.FUNCTION,
         "get_weather",
     )
-    assert request.extra == {"top_k": 3}
+    assert request.extra == {}  # top_k has no counterpart: only a native body carries it
 
 
 def test_a_dicts_tool_schemas_are_copied_into_the_request() -> None:
@@ -109,11 +114,6 @@ def test_a_user_turn_of_text_blocks_is_a_list_of_text_parts() -> None:
         ),
         (body(tools=[TOOL, TOOL]), "tools.1.name", "duplicate tool name 'get_weather'"),
         (body(tools=[{**TOOL, "name": "a b"}]), "tools.0.name", "1-64 letters"),
-        (
-            body(tools=[{**TOOL, "type": "web_search_20250305"}]),
-            "tools.0.type",
-            "server tools ('web_search_20250305') are not supported",
-        ),
         (body(system=[{"type": "image"}]), "system.0.type", "expected a text block"),
         (
             body(messages=[{"role": "assistant", "content": [{"type": "text", "text": ""}]}]),
@@ -128,7 +128,7 @@ def test_a_user_turn_of_text_blocks_is_a_list_of_text_parts() -> None:
         (
             body(messages=[{"role": "user", "content": [{"type": "tool_use"}]}]),
             "messages.0.content.0.type",
-            "expected one of: text, image, tool_result",
+            "unsupported block type 'tool_use' in a user message",
         ),
         (
             body(
@@ -158,20 +158,6 @@ def test_a_user_turn_of_text_blocks_is_a_list_of_text_parts() -> None:
             body(
                 messages=[
                     {
-                        "role": "user",
-                        "content": [
-                            {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "x"}]}
-                        ],
-                    }
-                ]
-            ),
-            "messages.0.content.0.content.0.type",
-            "only text blocks are supported in a tool result",
-        ),
-        (
-            body(
-                messages=[
-                    {
                         "role": "assistant",
                         "content": [{"type": "tool_use", "id": "t", "name": "f", "input": []}],
                     }
@@ -180,7 +166,8 @@ def test_a_user_turn_of_text_blocks_is_a_list_of_text_parts() -> None:
             "messages.0.content.0.input",
             "expected an object, got a list",
         ),
-        (body(thinking={"type": "enabled"}), "thinking", "not supported by this gateway"),
+        (body(thinking={"budget_tokens": 2048}), "thinking.type", "required"),
+        (body(thinking={"type": "enabled", "budget_tokens": 0}), "thinking.budget_tokens", "0"),
     ],
 )
 def test_a_bad_body_is_refused_naming_the_field_as_anthropic_does(
@@ -202,3 +189,75 @@ def test_a_tool_input_nested_too_deep_is_refused_even_in_a_short_body() -> None:
     with pytest.raises(RequestValidationError, match="nested more than") as caught:
         decoded(data)
     assert caught.value.field == "messages.1.content.0.input"
+
+
+# --------------------------------------------------------------------------- native fields
+
+
+def _native(data: dict[str, Any]) -> tuple[list[str], set[str]]:
+    raw = json.dumps(data).encode()
+    return native_fields(decode_messages_body(raw), decode_fields(raw))
+
+
+def test_a_plain_body_has_nothing_only_anthropic_carries() -> None:
+    assert _native(body(system="Be brief.", tools=[TOOL], metadata={"user_id": "u"})) == ([], set())
+
+
+def test_what_only_anthropic_carries_is_named_as_anthropic_names_fields() -> None:
+    cached = {"type": "ephemeral"}
+    names, needs = _native(
+        body(
+            system=[{"type": "text", "text": "s", "cache_control": cached}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "q"},
+                        {"type": "document", "source": {}},
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t",
+                            "content": [{"type": "image", "source": {}}],
+                        },
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "redacted_thinking", "data": "x"},
+                        {"type": "text", "text": "a", "citations": []},
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [{"type": "web_search_tool_result", "tool_use_id": "s"}],
+                },
+            ],
+            tools=[{**TOOL, "cache_control": cached}, {"type": "web_search_20250305", "name": "w"}],
+            top_k=3,
+            metadata={"user_id": "u", "trace": "t"},
+            context_management={},
+        )
+    )
+    assert names == [
+        "top_k",
+        "context_management",
+        "metadata.trace",
+        "system.0.cache_control",
+        "messages.0.content.1",
+        "messages.0.content.2.content.0",
+        "messages.1.content.0",
+        "messages.1.content.1.citations",
+        "messages.2.content.0",
+        "tools.0.cache_control",
+        "tools.1",
+    ]
+    assert needs == {"prompt_caching", "thinking", "server_tools"}
+
+
+def test_thinking_maps_onto_the_nearest_reasoning_effort() -> None:
+    for budget, effort in [(1024, "low"), (4096, "medium"), (16384, "high")]:
+        request = decoded(body(thinking={"type": "enabled", "budget_tokens": budget}))
+        assert request.extra == {"reasoning_effort": effort}
+    assert decoded(body(thinking={"type": "disabled"})).extra == {}
+    assert _native(body(thinking={"type": "enabled", "budget_tokens": 1024})) == ([], {"thinking"})

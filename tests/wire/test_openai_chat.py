@@ -129,7 +129,7 @@ def test_include_usage_needs_stream() -> None:
             "messages[0].content",
             "the list of content parts is empty",
         ),
-        (body(n=2), "n", "only n=1 is supported"),
+        (body(n=0), "n", "must be between 1 and 128, got 0"),
         (body(stop=""), "stop", "expected a non-empty string, got ''"),
         (body(temperature=2.5), "temperature", "must be between 0 and 2, got 2.5"),
         (body(max_tokens=0), "max_tokens", "must be at least 1, got 0"),
@@ -272,3 +272,21 @@ def test_any_valid_request_encoded_to_json_decodes_to_an_equal_request(
     request = ChatRequest.from_dict(data)
     assert decoded(request.to_dict()) == request
     assert decoded(data) == request
+
+
+def test_what_only_openai_carries_is_named_and_a_no_op_value_is_not() -> None:
+    chat = decode_chat(
+        json.dumps(
+            body(n=2, seed=1, store=False, logprobs=False, top_k=3, metadata={"a": "b"})
+        ).encode()
+    )
+    assert chat.body.native_fields(chat.extra) == ["n", "seed", "metadata"]
+    plain = decode_chat(json.dumps(body(n=1, reasoning_effort="low")).encode())
+    assert plain.body.native_fields(plain.extra) == []
+
+
+def test_n_above_one_is_refused_where_no_upstream_can_take_it_as_written() -> None:
+    with pytest.raises(RequestValidationError) as caught:
+        ChatRequest.from_dict(body(n=2))
+    assert caught.value.field == "n"
+    assert "HTTP API only" in str(caught.value)
