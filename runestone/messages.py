@@ -67,6 +67,7 @@ __all__ = [
     "Origin",
     "Passthrough",
     "RawPart",
+    "ReasoningDelta",
     "ResponseFormat",
     "Role",
     "StreamError",
@@ -519,11 +520,26 @@ class ToolCallDelta(_Frozen, frozen=True, gc=False):
         return hash((ToolCallDelta, self.index, self.id, self.name, self.arguments))
 
 
+class ReasoningDelta(_Frozen, frozen=True, gc=False):
+    """A piece of the model's reasoning, shown before its answer (Anthropic's thinking,
+    the reasoning text OpenAI-compatible servers stream). ``signature`` comes with the
+    last piece where the upstream signs its reasoning (Anthropic does)."""
+
+    text: str = ""
+    signature: str | None = None
+    origin: Origin | None = None
+    """Set on the request's first content only (see :class:`Origin`)."""
+
+
 class Usage(_Frozen, frozen=True, gc=False):
     """Token counts of one answer."""
 
     prompt_tokens: Annotated[int, msgspec.Meta(ge=0)]
     completion_tokens: Annotated[int, msgspec.Meta(ge=0)]
+    cached_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Of the prompt tokens, those read from the upstream's prompt cache."""
+    reasoning_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Of the completion tokens, those the model spent reasoning."""
 
     @property
     def total_tokens(self) -> int:
@@ -634,10 +650,12 @@ class Passthrough(_Frozen, frozen=True, gc=False):
     """Set on the request's first content only (see :class:`Origin`)."""
 
 
-StreamEvent: TypeAlias = TextDelta | ToolCallDelta | Passthrough | Usage | Done
+StreamEvent: TypeAlias = TextDelta | ToolCallDelta | ReasoningDelta | Passthrough | Usage | Done
 """What a provider's stream yields."""
 
-Event: TypeAlias = TextDelta | ToolCallDelta | Passthrough | Usage | Done | StreamError
+Event: TypeAlias = (
+    TextDelta | ToolCallDelta | ReasoningDelta | Passthrough | Usage | Done | StreamError
+)
 """What a caller receives: stream events, then ``Done`` or ``StreamError``."""
 
 
@@ -674,10 +692,16 @@ class Completion:
     native: bytes | None = None
     """The upstream's answer body as it came, for the client of its own wire format
     (a pass-through, see :class:`NativeBody`); None otherwise."""
+    reasoning: str = ""
+    """The reasoning shown before the answer (see :class:`ReasoningDelta`)."""
+    signature: str | None = None
+    """The upstream's signature of that reasoning, where it signs it."""
 
     def events(self) -> tuple[StreamEvent, ...]:
         """The same answer as the events a stream would have yielded."""
         out: list[StreamEvent] = []
+        if self.reasoning or self.signature:
+            out.append(ReasoningDelta(self.reasoning, self.signature))
         if self.text:
             out.append(TextDelta(self.text))
         for i, call in enumerate(self.tool_calls):
@@ -693,18 +717,24 @@ class Completion:
 class CompletionBuilder:
     """Assembles stream events into a :class:`Completion` (text joined, tool calls by index)."""
 
-    __slots__ = ("_calls", "_done", "_native", "_text", "_usage")
+    __slots__ = ("_calls", "_done", "_native", "_reasoning", "_signature", "_text", "_usage")
 
     def __init__(self) -> None:
         self._text: list[str] = []
         self._calls: dict[int, list[str]] = {}
         self._native: list[bytes] = []
+        self._reasoning: list[str] = []
+        self._signature: str | None = None
         self._usage: Usage | None = None
         self._done: Done | None = None
 
     def add(self, event: StreamEvent) -> None:
         if isinstance(event, Passthrough):
             self._native.append(event.data)
+        elif isinstance(event, ReasoningDelta):
+            self._reasoning.append(event.text)
+            if event.signature is not None:
+                self._signature = event.signature
         elif isinstance(event, TextDelta):
             self._text.append(event.text)
         elif isinstance(event, ToolCallDelta):
@@ -745,4 +775,6 @@ class CompletionBuilder:
             provider=done.provider,
             model=done.model,
             native=b"".join(self._native) if self._native else None,
+            reasoning="".join(self._reasoning),
+            signature=self._signature,
         )

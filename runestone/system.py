@@ -4,7 +4,7 @@
 
     system = runestone.start("my-config.yaml")   # a path, a dict or a Config
     for event in system.stream({"model": "fast", "messages": [...], "stream": True}):
-        ...               # TextDelta, ToolCallDelta, Usage, then Done | StreamError
+        ...               # TextDelta, ToolCallDelta, ReasoningDelta, Usage, then Done | StreamError
     system.complete({...})                               # a Response, or the failure raised
     system.stop()
 

@@ -1220,7 +1220,7 @@ def test_describe_shows_live_models_skipped_providers_and_routes() -> None:
     assert "  simulated: live (type simulated)" in lines
     assert (
         "    simulated/sim-fast: $0.1 in / $0.4 out per 1M tokens; context 16,000; "
-        "json, prefill, tools"
+        "json, prefill, thinking, tools"
     ) in lines
     assert "  openai: skipped: api_key is empty: set OPENAI_API_KEY" in lines
     assert "  anthropic: skipped: api_key is empty: set ANTHROPIC_API_KEY" in lines

@@ -18,7 +18,8 @@ Mapping from the OpenAI shape:
   than 1); ``parallel_tool_calls: false`` → ``disable_parallel_tool_use``.
 
 Streams: ``message_start`` (input usage), ``content_block_start``/``_delta``
-(``text_delta``, ``input_json_delta``), ``message_delta`` (``stop_reason``,
+(``text_delta``, ``input_json_delta``; ``thinking_delta`` and ``signature_delta`` as
+reasoning), ``message_delta`` (``stop_reason``,
 output usage), ``message_stop`` (the terminal sentinel); ``ping`` is ignored
 and ``error`` (e.g. ``overloaded_error``) fails the attempt with its class.
 """
@@ -40,6 +41,7 @@ from runestone.messages import (
     Message,
     NativeBody,
     RawPart,
+    ReasoningDelta,
     Role,
     StreamEvent,
     TextDelta,
@@ -99,17 +101,19 @@ def _usage(usage: object, previous: Usage | None = None) -> Usage | None:
     if not isinstance(usage, Mapping):
         return previous
     prompt = previous.prompt_tokens if previous is not None else 0
+    cached = previous.cached_tokens if previous is not None else 0
     if "input_tokens" in usage:
         # Cached prompt tokens are prompt tokens too; Anthropic counts them apart.
+        cached = int(usage.get("cache_read_input_tokens") or 0)
         prompt = (
             int(usage.get("input_tokens") or 0)
             + int(usage.get("cache_creation_input_tokens") or 0)
-            + int(usage.get("cache_read_input_tokens") or 0)
+            + cached
         )
     completion = previous.completion_tokens if previous is not None else 0
     if "output_tokens" in usage:
         completion = int(usage.get("output_tokens") or 0)  # cumulative, not a delta
-    return Usage(prompt, completion)
+    return Usage(prompt, completion, cached)
 
 
 class AnthropicStreamDecoder(StreamDecoder):
@@ -149,7 +153,13 @@ class AnthropicStreamDecoder(StreamDecoder):
                         ToolCallDelta(self._tools[data["index"]], None, None, delta["partial_json"])
                     )
                     self.has_content = True
-                else:  # thinking, a signature, citations …: not text
+                elif delta_type == "thinking_delta":
+                    out.append(ReasoningDelta(delta["thinking"]))
+                    self.has_content = True
+                elif delta_type == "signature_delta":
+                    out.append(ReasoningDelta("", delta["signature"]))
+                    self.has_content = True
+                else:  # citations and delta types added later: not text
                     self._opaque = True
             elif kind == "content_block_start":
                 block = data["content_block"]
@@ -481,11 +491,16 @@ class AnthropicProvider(HttpProvider):
         if data.get("type") == "error":
             raise ValueError("an error object where a message was expected")
         texts: list[str] = []
+        thoughts: list[str] = []
+        signature: str | None = None
         calls: list[ToolCall] = []
         for block in data["content"]:
             kind = block.get("type")
             if kind == "text":
                 texts.append(block["text"])
+            elif kind == "thinking":
+                thoughts.append(block.get("thinking") or "")
+                signature = block.get("signature") or signature
             elif kind == "tool_use":
                 calls.append(ToolCall(block["id"], block["name"], dumps(block["input"]).decode()))
         text = "".join(texts)
@@ -506,4 +521,6 @@ class AnthropicProvider(HttpProvider):
             usage=_usage(data.get("usage")),
             provider=self.name,
             model=request.model,
+            reasoning="".join(thoughts),
+            signature=signature,
         )

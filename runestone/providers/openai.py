@@ -20,6 +20,7 @@ from runestone.messages import (
     EmbeddingRequest,
     FinishReason,
     NativeBody,
+    ReasoningDelta,
     StreamEvent,
     TextDelta,
     ToolCall,
@@ -59,7 +60,14 @@ def map_openai_finish_reason(reason: str) -> str:
 def _usage(data: object) -> Usage | None:
     if not isinstance(data, Mapping):
         return None
-    return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
+    prompt = data.get("prompt_tokens_details")
+    completion = data.get("completion_tokens_details")
+    return Usage(
+        int(data.get("prompt_tokens") or 0),
+        int(data.get("completion_tokens") or 0),
+        int(prompt.get("cached_tokens") or 0) if isinstance(prompt, Mapping) else 0,
+        int(completion.get("reasoning_tokens") or 0) if isinstance(completion, Mapping) else 0,
+    )
 
 
 class OpenAIStreamDecoder(StreamDecoder):
@@ -73,14 +81,6 @@ class OpenAIStreamDecoder(StreamDecoder):
     ) -> None:
         super().__init__(request, state, native)
         self._bare_usage = False  # the last chunk held the usage and no choices
-
-    def native_content(self, event: SSEEvent, produced: bool) -> bool:
-        # Reasoning text some compatible servers stream (reasoning_content …) is content
-        # the client sees too, though the gateway's own events carry none of it.
-        return produced or b'"reasoning' in event.raw
-
-    def native_opaque(self, event: SSEEvent, produced: bool) -> bool:
-        return not produced and b'"reasoning' in event.raw
 
     def passes(self, event: SSEEvent, produced: bool) -> bool:
         # The usage chunk is asked for on every stream (the gateway books it); the client
@@ -123,6 +123,11 @@ class OpenAIStreamDecoder(StreamDecoder):
                     refusal = delta.get("refusal")
                     if refusal:
                         out.append(TextDelta(refusal))
+                        self.has_content = True
+                    # Compatible reasoning servers (vLLM, DeepSeek …) stream their reasoning.
+                    thought = delta.get("reasoning_content") or delta.get("reasoning")
+                    if thought and isinstance(thought, str):
+                        out.append(ReasoningDelta(thought))
                         self.has_content = True
                 reason = choice.get("finish_reason")
                 if reason:
@@ -278,6 +283,7 @@ class OpenAIProvider(HttpProvider):
         content = message.get("content") or message.get("refusal") or ""
         if not isinstance(content, str):
             raise TypeError(f"message content is {type(content).__name__}, not a string")
+        thought = message.get("reasoning_content") or message.get("reasoning") or ""
         calls = tuple(
             ToolCall(
                 id=call["id"],
@@ -296,4 +302,5 @@ class OpenAIProvider(HttpProvider):
             usage=_usage(data.get("usage")),
             provider=self.name,
             model=request.model,
+            reasoning=thought if isinstance(thought, str) else "",
         )

@@ -20,7 +20,11 @@ part of the protocol, the same way every time:
   loop ends;
 - ``max_tokens`` cuts the answer with finish reason ``length``;
 - a final assistant message holding a prefix of the answer is a prefill: only
-  the rest is streamed (declare the model's ``prefill`` capability to use it).
+  the rest is streamed (declare the model's ``prefill`` capability to use it);
+- ``reasoning_effort`` (or Anthropic's ``thinking``, mapped onto it) other than
+  ``minimal``: it reasons first — one sentence naming the effort and the question,
+  signed with its digest (:func:`reasoning_of`), shown as a thinking block or
+  ``reasoning_content`` (declare ``thinking`` among the model's capabilities).
 
 Tool calls are not paced and come whole in one delta; call ids are
 ``call_simulated_<n>``, ``n`` counting the calls earlier in the conversation.
@@ -29,6 +33,7 @@ Tool calls are not paced and come whole in one delta; call ids are
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import math
@@ -47,6 +52,7 @@ from runestone.messages import (
     EmbeddingRequest,
     FinishReason,
     Message,
+    ReasoningDelta,
     Role,
     StreamEvent,
     TextDelta,
@@ -153,6 +159,15 @@ class SimulatedProvider(Provider):
         limit = request.max_tokens
         finish = FinishReason.STOP
         sent = 0
+        thought = reasoning_of(request)
+        if thought:
+            for token in split_tokens(thought):
+                if sent and self.interval:
+                    await asyncio.sleep(self.interval)
+                yield ReasoningDelta(token)
+                sent += 1
+            yield ReasoningDelta("", signature_of(thought))
+            sent = 0  # the answer's own tokens are counted against max_tokens
         for token in self._answer_tokens(request):
             if limit is not None and sent >= limit:
                 finish = FinishReason.LENGTH
@@ -190,6 +205,27 @@ class SimulatedProvider(Provider):
             if prefill and text.startswith(prefill):
                 return split_tokens(text[len(prefill) :])
         return split_tokens(text) if text != self.text else self.tokens
+
+
+def reasoning_of(request: ChatRequest) -> str:
+    """What the simulated model thinks before answering ``request``: nothing unless it
+    asks for reasoning (``reasoning_effort`` other than ``minimal``, which Anthropic's
+    ``thinking`` maps onto), else a sentence naming the effort and the question."""
+    effort = request.extra.get("reasoning_effort")
+    if effort is None or effort == "minimal":
+        return ""
+    question = next(
+        (m.text for m in reversed(request.messages) if m.role is Role.USER and m.text), ""
+    )
+    words = question.split()
+    shown = " ".join(words[:12]) + (" …" if len(words) > 12 else "")
+    return f"Thinking ({effort} effort) about: {shown or 'the conversation'}. Answer as configured."
+
+
+def signature_of(thought: str) -> str:
+    """The signature of ``thought``: the same text signs the same way (a digest, base64)."""
+    digest = hashlib.sha256(thought.encode()).digest()
+    return base64.b64encode(digest).decode()
 
 
 _FORCED: Final = frozenset({ToolChoiceMode.REQUIRED, ToolChoiceMode.FUNCTION})

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 import structlog
@@ -29,7 +29,9 @@ from runestone.messages import (
     Message,
     Origin,
     Passthrough,
+    ReasoningDelta,
     Role,
+    StreamEvent,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -143,7 +145,12 @@ def attempt_request(ctx: RequestContext, model: str, mode: AttemptMode) -> ChatR
     return request
 
 
-def _delivered(event: ToolCallDelta | Passthrough) -> str | None:
+_OTHER_CONTENT: Final = frozenset({ToolCallDelta, ReasoningDelta, Passthrough})
+"""Content events other than text: what a replay cannot repeat (but a passed-through
+frame's text, which it can)."""
+
+
+def _delivered(event: StreamEvent) -> str | None:
     """What ``event`` puts before the caller: its text, or None for anything else."""
     if type(event) is Passthrough and not event.opaque:
         return event.text
@@ -218,7 +225,7 @@ async def run_attempt(
                     if not ctx.deliver(token, text):
                         raise asyncio.CancelledError  # fenced off: its task moved on
                     await sink.send(event)
-                elif type(event) is ToolCallDelta or type(event) is Passthrough:
+                elif type(event) in _OTHER_CONTENT:
                     if first_token is None:
                         first_token = loop.time() - started
                     if not ctx.committed:
@@ -250,7 +257,7 @@ async def run_attempt(
                     if not ctx.deliver(token, event.text):
                         raise asyncio.CancelledError  # fenced off: its task moved on
                     await sink.send(event)
-                elif type(event) is ToolCallDelta or type(event) is Passthrough:
+                elif type(event) in _OTHER_CONTENT:
                     if not ctx.deliver(token, _delivered(event)):
                         raise asyncio.CancelledError
                     await sink.send(event)

@@ -29,6 +29,7 @@ from runestone.messages import (
     Completion,
     NativeBody,
     Passthrough,
+    ReasoningDelta,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -99,6 +100,13 @@ def _tool_input(arguments: str) -> Any:
 def _usage(usage: Usage | None) -> dict[str, int]:
     if usage is None:
         return {"input_tokens": 0, "output_tokens": 0}
+    if usage.cached_tokens:
+        # Anthropic counts the prompt read from its cache apart from input_tokens.
+        return {
+            "input_tokens": usage.prompt_tokens - usage.cached_tokens,
+            "cache_read_input_tokens": usage.cached_tokens,
+            "output_tokens": usage.completion_tokens,
+        }
     return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens}
 
 
@@ -110,9 +118,13 @@ def message_body(
     tool_calls: tuple[ToolCall, ...],
     finish_reason: str,
     usage: Usage | None,
+    reasoning: str = "",
+    signature: str | None = None,
 ) -> dict[str, Any]:
-    """A whole ``message`` object."""
+    """A whole ``message`` object (``reasoning``: a thinking block first)."""
     content: list[dict[str, Any]] = []
+    if reasoning or signature:
+        content.append({"type": "thinking", "thinking": reasoning, "signature": signature or ""})
     if text:
         content.append({"type": "text", "text": text})
     for call in tool_calls:
@@ -214,13 +226,24 @@ class MessageStream:
             )
         if not delta.arguments:
             return head
-        return head + _event(
+        return head + self._delta({"type": "input_json_delta", "partial_json": delta.arguments})
+
+    def reasoning(self, delta: ReasoningDelta) -> bytes:
+        """A ``thinking`` block: ``thinking_delta`` for the text, ``signature_delta``
+        for the signature (which closes what the model thought)."""
+        out = b""
+        if self._block_kind != "thinking" or self._block < 0:
+            out = self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+        if delta.text:
+            out += self._delta({"type": "thinking_delta", "thinking": delta.text})
+        if delta.signature:
+            out += self._delta({"type": "signature_delta", "signature": delta.signature})
+        return out
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        return _event(
             b"content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": self._block,
-                "delta": {"type": "input_json_delta", "partial_json": delta.arguments},
-            },
+            {"type": "content_block_delta", "index": self._block, "delta": delta},
         )
 
     def follow(self, frames: Passthrough) -> None:
@@ -285,6 +308,8 @@ class AnthropicDialect:
             tool_calls=completion.tool_calls,
             finish_reason=completion.finish_reason,
             usage=completion.usage,
+            reasoning=completion.reasoning,
+            signature=completion.signature,
         )
 
     def error_body(self, error: ApiError) -> dict[str, Any]:

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
-from runestone.messages import ChatRequest, Completion, Passthrough, ToolCallDelta, Usage
+from runestone.messages import (
+    ChatRequest,
+    Completion,
+    Passthrough,
+    ReasoningDelta,
+    ToolCallDelta,
+    Usage,
+)
 from runestone.server.errors import ApiError
 
 __all__ = ["NO_HEADERS", "ChatCall", "Dialect", "StreamEncoder"]
@@ -54,6 +61,10 @@ class StreamEncoder(Protocol):
     def text(self, text: str) -> bytes: ...
 
     def tool_call(self, delta: ToolCallDelta) -> bytes: ...
+
+    def reasoning(self, delta: ReasoningDelta) -> bytes:
+        """The model's reasoning, as this format shows it (or nothing, where it has no
+        place for it)."""
 
     def follow(self, frames: Passthrough) -> None:
         """Go on from ``frames``, the last an upstream's stream passed through (a

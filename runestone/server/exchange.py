@@ -38,6 +38,7 @@ from runestone.messages import (
     Done,
     Event,
     Passthrough,
+    ReasoningDelta,
     StreamError,
     TextDelta,
     ToolCallDelta,
@@ -258,7 +259,10 @@ class Exchange:
 
     async def _start_stream(self, first: Event, encoder: StreamEncoder) -> None:
         headers = list(_SSE_HEADERS)
-        if isinstance(first, TextDelta | ToolCallDelta | Passthrough) and first.origin is not None:
+        if (
+            isinstance(first, TextDelta | ToolCallDelta | ReasoningDelta | Passthrough)
+            and first.origin is not None
+        ):
             origin = first.origin
             encoder.set_model(origin.model)
             headers += [
@@ -310,6 +314,11 @@ class Exchange:
                     encoder.follow(passed)
                     passed = None
                 frame = encoder.tool_call(event)  # type: ignore[arg-type]
+            elif kind is ReasoningDelta:
+                if passed is not None:
+                    encoder.follow(passed)
+                    passed = None
+                frame = encoder.reasoning(event)  # type: ignore[arg-type]
             elif kind is Usage:
                 usage = event  # type: ignore[assignment]
                 event = None

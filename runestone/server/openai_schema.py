@@ -28,6 +28,7 @@ from runestone.messages import (
     EmbeddingAnswer,
     NativeBody,
     Passthrough,
+    ReasoningDelta,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -101,14 +102,20 @@ def new_completion_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex[:24]
 
 
-def usage_body(usage: Usage | None) -> dict[str, int] | None:
+def usage_body(usage: Usage | None) -> dict[str, Any] | None:
+    """OpenAI's ``usage``; the cached and reasoning details where the upstream gave any."""
     if usage is None:
         return None
-    return {
+    body: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if usage.cached_tokens:
+        body["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens:
+        body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return body
 
 
 def completion_body(
@@ -120,8 +127,9 @@ def completion_body(
     tool_calls: tuple[ToolCall, ...],
     finish_reason: str,
     usage: Usage | None,
+    reasoning: str = "",
 ) -> dict[str, Any]:
-    """A whole ``chat.completion`` object."""
+    """A whole ``chat.completion`` object (``reasoning``: as ``reasoning_content``)."""
     message: dict[str, Any] = {
         "role": "assistant",
         # OpenAI sends null content beside tool calls when the model wrote no text.
@@ -129,6 +137,8 @@ def completion_body(
         "refusal": None,
         "annotations": [],
     }
+    if reasoning:
+        message["reasoning_content"] = reasoning
     if tool_calls:
         message["tool_calls"] = [call.to_dict() for call in tool_calls]
     return {
@@ -210,6 +220,13 @@ class ChunkEncoder:
         call["function"] = function
         return self._head + jsonio.dumps({"tool_calls": [call]}) + self._tail
 
+    def reasoning(self, delta: ReasoningDelta) -> bytes:
+        """``reasoning_content``, as OpenAI-compatible reasoning servers stream it (OpenAI
+        itself shows none; the SDKs keep the field); a signature has no place here."""
+        if not delta.text:
+            return b""
+        return self._head + b'{"reasoning_content":' + jsonio.dumps(delta.text) + b"}" + self._tail
+
     def follow(self, frames: Passthrough) -> None:
         """Nothing to carry over: a chunk stands alone (the role chunk was passed already)."""
 
@@ -268,6 +285,7 @@ class OpenAIDialect:
             tool_calls=completion.tool_calls,
             finish_reason=completion.finish_reason,
             usage=completion.usage,
+            reasoning=completion.reasoning,
         )
 
     def error_body(self, error: ApiError) -> dict[str, Any]:

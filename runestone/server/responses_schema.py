@@ -42,6 +42,7 @@ from runestone.messages import (
     Completion,
     FinishReason,
     Passthrough,
+    ReasoningDelta,
     ToolCall,
     ToolCallDelta,
     Usage,
@@ -90,9 +91,9 @@ def usage_body(usage: Usage | None) -> dict[str, Any] | None:
     return {
         "input_tokens": usage.prompt_tokens,
         # Not counted by the chat answers this is made from.
-        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
         "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.total_tokens,
     }
 
@@ -352,6 +353,11 @@ class ResponseStream:
             "response.function_call_arguments.delta",
             {"item_id": item.id, "output_index": item.index, "delta": delta.arguments},
         )
+
+    def reasoning(self, delta: ReasoningDelta) -> bytes:
+        """Nothing: a stateless response shows no reasoning (OpenAI's own keep it in
+        encrypted items this gateway cannot make)."""
+        return b""
 
     def follow(self, frames: Passthrough) -> None:
         """Never called: a Responses request is never passed through."""

@@ -458,7 +458,7 @@ def test_a_stream_decodes_text_usage_and_stop_reason() -> None:
         ]
     )
     assert events == [TextDelta("Hel"), TextDelta("lo")]
-    assert decoder.usage == Usage(prompt_tokens=15, completion_tokens=2)
+    assert decoder.usage == Usage(prompt_tokens=15, completion_tokens=2, cached_tokens=5)
     assert decoder.finish_reason == FinishReason.LENGTH
     assert decoder.finished
     assert decoder.malformed == 0
@@ -573,7 +573,11 @@ _THINKING_STREAM = _frames(
     ),
     (
         "content_block_delta",
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta"}},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": "hm"},
+        },
     ),
     ("content_block_stop", {"type": "content_block_stop", "index": 0}),
     (

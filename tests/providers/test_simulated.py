@@ -11,9 +11,16 @@ import pytest
 
 from runestone.exceptions import ConfigError
 from runestone.io import DataPlane
-from runestone.messages import ChatRequest, FinishReason, TextDelta, ToolCallDelta, Usage
+from runestone.messages import (
+    ChatRequest,
+    FinishReason,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from runestone.providers import ProviderSettings, SimulatedProvider, create_provider
-from runestone.providers.simulated import DEFAULT_TEXT, split_tokens
+from runestone.providers.simulated import DEFAULT_TEXT, reasoning_of, signature_of, split_tokens
 from tests.providers.helpers import collect, request
 
 
@@ -328,3 +335,27 @@ def test_a_forced_call_after_a_tool_result_calls_again_with_the_next_id(
     chat = conversation_after_a_call("18 C", tool_choice="required")
     [delta] = collect(plane, fast(), chat).tool_deltas
     assert (delta.id, delta.name) == ("call_simulated_1", "get_weather")
+
+
+@pytest.mark.parametrize("effort", ["low", "high"])
+def test_asked_to_reason_it_shows_a_signed_thought_before_the_same_answer(
+    plane: DataPlane, effort: str
+) -> None:
+    provider = simulated(token_rate=0, first_token_delay=0)
+    outcome = collect(plane, provider, request("m", reasoning_effort=effort))
+    reasoning = [e for e in outcome.events if isinstance(e, ReasoningDelta)]
+    thought = "".join(e.text for e in reasoning)
+    assert thought == reasoning_of(request("m", reasoning_effort=effort))
+    assert f"({effort} effort)" in thought
+    assert "Say the known text please" in thought
+    assert reasoning[-1] == ReasoningDelta("", signature_of(thought))
+    first_text = next(i for i, e in enumerate(outcome.events) if isinstance(e, TextDelta))
+    assert all(isinstance(e, ReasoningDelta) for e in outcome.events[:first_text])
+    assert outcome.text == DEFAULT_TEXT
+
+
+def test_minimal_effort_or_none_shows_no_reasoning(plane: DataPlane) -> None:
+    provider = simulated(token_rate=0, first_token_delay=0)
+    for chat in (request("m"), request("m", reasoning_effort="minimal")):
+        outcome = collect(plane, provider, chat)
+        assert not any(isinstance(e, ReasoningDelta) for e in outcome.events)

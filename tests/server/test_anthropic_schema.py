@@ -11,7 +11,7 @@ import anthropic
 import pytest
 
 from runestone.exceptions import RequestValidationError
-from runestone.messages import Role, ToolCallDelta, Usage
+from runestone.messages import Passthrough, ReasoningDelta, Role, ToolCallDelta, Usage
 from runestone.server.anthropic_schema import MessageStream, parse_messages
 from runestone.server.errors import ApiError
 from runestone.testing.upstream import KNOWN_TEXT, FakeUpstream
@@ -154,6 +154,56 @@ def test_a_bad_messages_body_names_the_field_as_anthropic_does(
         parse_messages(body)
     assert caught.value.field == field
     assert words in str(caught.value)
+
+
+def _stream_events(frames: bytes) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (chunk.split("\n")[0].removeprefix("event: "), json.loads(chunk.split("\n")[1][6:]))
+        for chunk in frames.decode().strip().split("\n\n")
+    ]
+
+
+def test_reasoning_is_a_thinking_block_before_the_text_and_cache_reads_are_apart() -> None:
+    stream = MessageStream("m", message_id="msg_1")
+    frames = (
+        stream.opening()
+        + stream.reasoning(ReasoningDelta("Hmm, "))
+        + stream.reasoning(ReasoningDelta("yes."))
+        + stream.reasoning(ReasoningDelta("", "c2ln"))
+        + stream.text("Yes")
+        + stream.closing("stop", Usage(10, 4, cached_tokens=6))
+    )
+    events = _stream_events(frames)
+    assert events[1][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
+    deltas = [data["delta"] for name, data in events if name == "content_block_delta"]
+    assert deltas == [
+        {"type": "thinking_delta", "thinking": "Hmm, "},
+        {"type": "thinking_delta", "thinking": "yes."},
+        {"type": "signature_delta", "signature": "c2ln"},
+        {"type": "text_delta", "text": "Yes"},
+    ]
+    assert [data["index"] for name, data in events if name == "content_block_start"] == [0, 1]
+    assert events[-2][1]["usage"] == {
+        "input_tokens": 4,
+        "cache_read_input_tokens": 6,
+        "output_tokens": 4,
+    }
+
+
+def test_a_stream_taking_over_passed_frames_goes_on_in_the_open_text_block() -> None:
+    stream = MessageStream("m", message_id="msg_1")
+    stream.follow(Passthrough(b"", "Hel", blocks=2, open_text=True))
+    events = _stream_events(stream.text("lo") + stream.closing("stop", Usage(1, 2)))
+    assert [name for name, _ in events] == [
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert events[0][1]["index"] == events[1][1]["index"] == 1
+    stream = MessageStream("m", message_id="msg_2")
+    stream.follow(Passthrough(b"", blocks=2, open_text=False))
+    assert _stream_events(stream.text("x"))[0][1]["index"] == 2  # a new block, numbered after
 
 
 def test_a_stream_opens_and_closes_one_block_per_kind_of_content() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from runestone.exceptions import RequestValidationError
-from runestone.messages import ToolCall, ToolCallDelta, Usage
+from runestone.messages import ReasoningDelta, ToolCall, ToolCallDelta, Usage
 from runestone.server.errors import ApiError
 from runestone.server.openai_schema import ChunkEncoder, completion_body, parse_chat
 
@@ -107,3 +107,27 @@ def test_a_whole_answer_with_only_tool_calls_has_null_content() -> None:
         {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
     ]
     assert body["usage"] is None
+
+
+def test_reasoning_is_a_reasoning_content_delta_and_usage_details_are_kept() -> None:
+    encoder = ChunkEncoder("m", include_usage=True, completion_id="c1", created=1)
+    frames = [
+        json.loads(line[6:])
+        for line in (
+            encoder.reasoning(ReasoningDelta("Hmm."))
+            + encoder.reasoning(ReasoningDelta("", "sig"))  # no place for a signature
+            + encoder.closing("stop", Usage(10, 4, cached_tokens=6, reasoning_tokens=2))
+        )
+        .decode()
+        .split("\n\n")
+        if line.startswith("data: {")
+    ]
+    assert frames[0]["choices"][0]["delta"] == {"reasoning_content": "Hmm."}
+    assert frames[-1]["usage"] == {
+        "prompt_tokens": 10,
+        "completion_tokens": 4,
+        "total_tokens": 14,
+        "prompt_tokens_details": {"cached_tokens": 6},
+        "completion_tokens_details": {"reasoning_tokens": 2},
+    }
+    assert len(frames) == 3

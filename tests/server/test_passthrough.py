@@ -399,7 +399,7 @@ def test_an_openai_stream_that_did_not_ask_for_usage_gets_no_usage_chunk(
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == KNOWN_TEXT
 
 
-# --------------------------------------------------------------------------- failover, continuation
+# ---------------------------------------------------------------- failover, continuation
 
 
 def test_a_passed_through_stream_fails_over_before_content_to_the_next_candidate(
@@ -579,3 +579,55 @@ def test_an_openai_field_at_its_no_op_value_goes_anywhere(
         presence_penalty=0,
     )
     assert [a.api for a in upstream.attempts] == ["anthropic"]
+
+
+# ---------------------------------------------------------------- reasoning across formats
+
+
+def test_an_openai_client_sees_an_anthropic_upstreams_thinking_as_reasoning_content(
+    gpt: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    messages: Any = [{"role": "user", "content": "Hi"}]
+    chunks = list(
+        gpt.chat.completions.create(
+            model="claude-think",
+            messages=messages,
+            reasoning_effort="low",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    answer = [c for c in chunks if c.choices]
+    pieces = [(c.choices[0].delta.model_extra or {}).get("reasoning_content") for c in answer]
+    assert "".join(p for p in pieces if p) == KNOWN_THOUGHT
+    assert "".join(c.choices[0].delta.content or "" for c in answer) == KNOWN_TEXT
+    (attempt,) = upstream.attempts
+    assert attempt.body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    # Anthropic's cache usage, in OpenAI's words: cached prompt tokens are prompt tokens.
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == CACHE_READ_TOKENS
+    assert usage.prompt_tokens >= CACHE_READ_TOKENS + CACHE_CREATION_TOKENS
+
+
+def test_an_anthropic_client_sees_an_openai_upstreams_reasoning_as_a_thinking_block(
+    claude: anthropic.Anthropic,
+) -> None:
+    kwargs: Any = {
+        "model": "gpt-think",
+        "max_tokens": 4096,
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+    with claude.messages.stream(**kwargs) as stream:
+        streamed = stream.get_final_message()
+    whole = claude.messages.create(**kwargs)
+    for message in (streamed, whole):
+        thinking, text = message.content
+        assert thinking.type == "thinking"
+        assert thinking.thinking == KNOWN_THOUGHT
+        assert text.type == "text"
+        assert text.text == KNOWN_TEXT
+        # OpenAI's cached prompt tokens, in Anthropic's words: apart from input_tokens.
+        assert message.usage.cache_read_input_tokens == CACHE_READ_TOKENS

@@ -237,3 +237,47 @@ def test_a_bad_embeddings_request_is_a_400_naming_the_field(client: openai.OpenA
     with pytest.raises(openai.BadRequestError):  # a chat model is no embedding model
         client.embeddings.create(model="fast", input="x")
     assert client.embeddings.create(model="embed", input="still up").data
+
+
+def test_the_anthropic_sdk_gets_a_signed_thinking_block_when_it_asks(
+    server: RunningServer,
+) -> None:
+    question = "What is the capital of France?"
+    with anthropic.Anthropic(base_url=server.url, api_key="no-key", max_retries=0) as sdk:
+        kwargs: Any = {
+            "model": "smart",
+            "max_tokens": 4096,
+            "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "messages": [{"role": "user", "content": question}],
+        }
+        whole = sdk.messages.create(**kwargs)
+        with sdk.messages.stream(**kwargs) as stream:
+            streamed = stream.get_final_message()
+    for message in (whole, streamed):
+        thinking, text = message.content
+        assert thinking.type == "thinking"
+        assert question in thinking.thinking
+        assert thinking.signature  # the same thought signs the same way
+        assert text.type == "text"
+        assert text.text
+    assert whole.content[0] == streamed.content[0]
+
+
+def test_the_openai_sdk_gets_reasoning_content_when_it_asks(client: openai.OpenAI) -> None:
+    messages: Any = [{"role": "user", "content": "Why is the sky blue?"}]
+    whole = client.chat.completions.create(
+        model="fast", messages=messages, reasoning_effort="medium"
+    )
+    thought = (whole.choices[0].message.model_extra or {})["reasoning_content"]
+    assert "(medium effort)" in thought
+    chunks = list(
+        client.chat.completions.create(
+            model="fast", messages=messages, reasoning_effort="medium", stream=True
+        )
+    )
+    pieces = [(c.choices[0].delta.model_extra or {}).get("reasoning_content") for c in chunks]
+    assert "".join(p for p in pieces if p) == thought
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks)
+        == whole.choices[0].message.content
+    )
