@@ -21,7 +21,7 @@ from agents import (
 from agents.models.openai_responses import OpenAIResponsesModel
 from openai import AsyncOpenAI
 
-from tests.clients.conftest import DUMMY_KEY, QUESTION, TIMEOUT, Gateway, weather_report
+from tests.clients.conftest import DUMMY_KEY, QUESTION, TIMEOUT, Gateway, Location, weather_report
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -134,3 +134,12 @@ def test_a_model_that_always_calls_the_tool_runs_out_of_turns(fake: Gateway) -> 
     second = fake.attempts_since(mark)[1].body
     assert second["messages"][-1]["role"] == "tool"
     assert second["messages"][-1]["content"] == weather_report("Paris")
+
+
+def test_an_output_type_comes_back_as_a_valid_instance(bundled: Gateway) -> None:
+    # Structured output on the Responses API (text.format json_schema); only the bundled
+    # setup writes JSON for a schema, the fake upstream answers prose whatever is asked.
+    agent = Agent(name="where", model=bundled.text_model, output_type=Location)
+    result: RunResult = run(bundled, lambda: Runner.run(agent, "Where?"))
+    assert isinstance(result.final_output, Location)
+    assert result.final_output.location == "London"

@@ -184,3 +184,16 @@ def test_an_anthropic_model_calls_its_tool_then_answers_quoting_the_result(
     result = run(agent, QUESTION)
     assert calls == ["London"]
     assert result.output == bundled.tool_result_answer()
+
+
+@pytest.mark.usefixtures("anthropic_messages")
+def test_an_anthropic_model_streams_the_whole_answer(gateway: Gateway) -> None:
+    agent = Agent(anthropic_model(gateway, gateway.claude_text_model))
+
+    async def main() -> list[str]:
+        async with agent, agent.run_stream("Hello") as result:
+            return [delta async for delta in result.stream_text(delta=True, debounce_by=None)]
+
+    pieces = asyncio.run(main())
+    assert len(pieces) > 1
+    assert "".join(pieces) == gateway.text
