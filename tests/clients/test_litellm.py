@@ -124,9 +124,10 @@ def test_responses_returns_the_whole_answer(gateway: Gateway) -> None:
     assert response.usage.output_tokens > 0
 
 
-# LiteLLM's own streaming iterator stores chat-style usage (completion_tokens, ...) on its
-# ResponseAPIUsage model and pydantic warns when it serializes that; the gateway's
-# response.completed usage is in the Responses shape (input_tokens, output_tokens, ...).
+# LiteLLM's streaming iterator prices the terminal event on a copy of the response whose usage
+# it swaps for a chat-shaped dict (completion_tokens, ...: stamp_responses_usage_cost), and
+# pydantic warns when that copy is serialized. The gateway's response.completed usage is in
+# the Responses shape (input_tokens, output_tokens, ...); the warning is LiteLLM's own.
 @pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")
 def test_a_streamed_responses_call_ends_with_the_completed_response(gateway: Gateway) -> None:
     stream: Any = litellm.responses(

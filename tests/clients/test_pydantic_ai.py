@@ -150,8 +150,9 @@ def anthropic_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Work around pydantic-ai (the version installable here) building its request with
     ``BetaMessageParam(role=..., content=...)``: anthropic 2.x made that TypedDict a Union of
     three, which cannot be called ("Cannot instantiate typing.Union"). A TypedDict call is a
-    plain dict, so ``dict`` is an exact stand-in. Newer pydantic-ai releases fixed it, but they
-    need an openai SDK whose jiter is newer than instructor's ``jiter<0.15`` allows."""
+    plain dict, so ``dict`` is an exact stand-in. Newer pydantic-ai releases (2.68) build it
+    fine, but they need an openai SDK newer than 3.3.0, whose jiter (>=0.16) instructor's
+    ``jiter<0.15`` rules out, so pip settles on this one next to instructor."""
     message_param = pydantic_ai_anthropic.BetaMessageParam  # type: ignore[attr-defined]
     if typing.get_origin(message_param) is typing.Union:
         monkeypatch.setattr(pydantic_ai_anthropic, "BetaMessageParam", dict)
