@@ -115,6 +115,7 @@ def test_a_text_stream_is_openais_sequence() -> None:
 @pytest.mark.xfail(
     _DONE_EVENT_NEEDS_NAME,
     strict=True,
+    raises=pydantic.ValidationError,
     reason="gateway: response.function_call_arguments.done carries no `name` (the function's)",
 )
 def test_text_then_tool_calls_are_items_in_order() -> None:
