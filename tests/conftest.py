@@ -14,13 +14,20 @@ from runestone.supervisors import live_loop_actors
 
 pytest_plugins = ["runestone.testing.fixtures"]
 
-# Threads that libraries start once per process and keep on purpose.
-_PROCESS_THREAD_PREFIXES = ("pytest_timeout",)
+# Threads that libraries start once per process and keep on purpose: LiteLLM's logging
+# pool (tests/clients) is a module-level executor that grows a worker per call up to its
+# size and is never shut down while litellm is imported (shutting it breaks later calls).
+_PROCESS_THREAD_PREFIXES = ("pytest_timeout", "litellm-logging_")
 _GRACE_SECONDS = 5.0
 
 
 def _live_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.is_alive()}
+
+
+def _new_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Threads alive now that were not before, less the process-wide ones (never waited for)."""
+    return [t for t in _live_threads() - before if not t.name.startswith(_PROCESS_THREAD_PREFIXES)]
 
 
 @pytest.fixture(autouse=True)
@@ -34,12 +41,10 @@ def no_leftover_actors_or_threads(request: pytest.FixtureRequest) -> Iterator[No
     before = _live_threads()
     yield
     deadline = time.monotonic() + _GRACE_SECONDS
-    for thread in _live_threads() - before:
+    for thread in _new_threads(before):
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
     actors: list[object] = [*pykka.ActorRegistry.get_all(), *live_loop_actors()]
-    leftover_threads = [
-        t for t in _live_threads() - before if not t.name.startswith(_PROCESS_THREAD_PREFIXES)
-    ]
+    leftover_threads = _new_threads(before)
     if not actors and not leftover_threads:
         return
     names = [repr(a) for a in actors] + [t.name for t in leftover_threads]
