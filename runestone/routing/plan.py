@@ -8,7 +8,8 @@
 2. Each candidate must be configured, have the capabilities and room the
    request needs (:func:`runestone.routing.capabilities.unmet_requirement`),
    and have a breaker that would admit a call now (not open, not cooling).
-3. The eligible primaries are ordered by the routing policy; then come the
+3. The eligible primaries are ordered by the routing policy; then, for a primary
+   without the room the request needs, its ``context_window_fallbacks``; then the
    configured ``fallbacks`` (of the requested name, then of each primary), in
    configuration order. Nothing appears twice.
 4. When every capable candidate is held back by its breaker, the plan is in
@@ -95,8 +96,12 @@ def plan(
 
     if context_exceeded is None:
         ranked = policy.order(planner.take(primaries), requirements)
+        # A primary without room for the request hands it to its context-window
+        # fallbacks at once, as an upstream's "context length exceeded" would.
+        cw = table.context_window_fallbacks
+        larger = planner.take([k for key in planner.small for k in cw.get(key, ())])
         fallbacks = planner.take(_fallback_keys(model, table, ranked, primaries))
-        chosen = ranked + fallbacks
+        chosen = ranked + larger + fallbacks
     else:
         failed_key = (
             context_exceeded.key if isinstance(context_exceeded, Candidate) else context_exceeded
@@ -133,6 +138,7 @@ class _Planner:
         "now",
         "requirements",
         "seen",
+        "small",
         "too_small",
     )
 
@@ -146,6 +152,8 @@ class _Planner:
         self.blocked: list[Candidate] = []
         self.too_small = False
         """A candidate had the capabilities asked for but not the room (window, output)."""
+        self.small: list[str] = []
+        """The keys of those candidates, in the order they were seen."""
 
     def why_none(self) -> NoCandidatesReason:
         """Why nothing was taken: held back wins (it passes), then room, then ability."""
@@ -184,6 +192,7 @@ class _Planner:
             reason = None if fits else unmet_requirement(candidate, self.requirements)
             if reason is not None and kind and needed <= candidate.capabilities:
                 self.too_small = True
+                self.small.append(key)
             if reason is None and floor is not None and window is not None and window <= floor:
                 reason = f"context window {window} not larger than the {floor} exceeded"
                 self.too_small = True

@@ -159,12 +159,6 @@ def test_the_anthropic_provider_on_messages_returns_the_whole_answer(gateway: Ga
     assert response.choices[0].finish_reason == "stop"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=litellm.BadRequestError,
-    reason="gateway: context_window_fallbacks are not consulted when its own pre-check finds "
-    "no room (sim-fast 16000 < prompt + max_tokens), only after an upstream's context error",
-)
 def test_the_anthropic_providers_default_max_tokens_goes_to_the_larger_model(
     bundled: Gateway,
 ) -> None:

@@ -145,6 +145,12 @@ def test_a_prompt_too_long_for_every_capable_candidate_is_context_too_long() -> 
     assert raised.value.reason is NoCandidatesReason.CONTEXT_TOO_LONG
 
 
+def test_a_primary_without_room_hands_the_request_to_its_context_window_fallbacks() -> None:
+    needs = Requirements(prompt_tokens=20_000)
+    # alpha/small (16k) is too small: its context-window fallback comes before the rest.
+    assert keys("alpha/small", needs=needs) == ("gamma/huge", "alpha/big", "beta/small")
+
+
 def test_an_output_limit_too_small_for_max_tokens_is_context_too_long() -> None:
     pool = [replace(c, max_output_tokens=100) for c in POOL]
     with pytest.raises(NoCandidatesError, match="max output") as raised:
