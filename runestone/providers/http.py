@@ -251,10 +251,10 @@ class HttpProvider(Provider):
         return {"Authorization": f"Bearer {key.reveal()}"} if key else {}
 
     def native_body(self, request: ChatRequest) -> NativeBody | None:
-        """The client's own body, when it is in this provider's wire format: then it is
-        passed through (see :class:`NativeBody`)."""
+        """The client's own body, when it is in one of this provider's wire formats: then
+        it is passed through (see :class:`NativeBody`)."""
         native = request.native
-        return native if native is not None and native.wire is self.wire else None
+        return native if native is not None and native.wire in self.wires else None
 
     def native_headers(self, native: NativeBody | None) -> Mapping[str, str] | None:
         """Headers a pass-through adds to the session's (the client's beta flags …)."""

@@ -165,7 +165,7 @@ class OpenAIProvider(HttpProvider):
     """
 
     type_name = "openai"
-    wire = WireFormat.OPENAI_CHAT
+    wires = frozenset({WireFormat.OPENAI_CHAT})
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     chat_path = "/chat/completions"
     models_path = "/models"

@@ -123,13 +123,15 @@ def test_nothing_capable_raises_no_candidates_with_every_reason() -> None:
 
 
 def test_a_request_only_one_wire_format_carries_goes_only_to_its_upstreams() -> None:
-    pool = [replace(small, wire=WireFormat.OPENAI_CHAT), big, other]
+    pool = [replace(small, wires=frozenset({WireFormat.OPENAI_CHAT})), big, other]
     needs = Requirements(wire=WireFormat.OPENAI_CHAT, native_field="seed")
     assert keys("fast", pool, needs) == ("alpha/small",)
     with pytest.raises(NoCandidatesError) as raised:
         keys("beta/small", pool, needs)
     assert raised.value.reason is NoCandidatesReason.NO_CAPABLE_CANDIDATE
-    assert "beta/small: cannot carry seed (only a openai_chat upstream can)" in str(raised.value)
+    assert "beta/small: cannot carry seed (only an upstream speaking openai_chat can)" in str(
+        raised.value
+    )
 
 
 def test_an_alias_to_nothing_configured_has_no_capable_candidate() -> None:
