@@ -57,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="serve the OpenAI- and Anthropic-compatible HTTP API",
-        description="Serve /v1/chat/completions, /v1/messages, /v1/models, /health and "
-        "/metrics until SIGTERM or Ctrl-C.",
+        description="Serve /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages, "
+        "/v1/embeddings, /v1/models, /health and /metrics until SIGTERM or Ctrl-C.",
     )
     serve.add_argument(
         "--config",

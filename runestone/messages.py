@@ -263,6 +263,9 @@ class WireFormat(enum.StrEnum):
     """OpenAI's chat completions (``POST /v1/chat/completions``)."""
     ANTHROPIC_MESSAGES = "anthropic_messages"
     """Anthropic's messages (``POST /v1/messages``)."""
+    OPENAI_COMPLETIONS = "openai_completions"
+    """OpenAI's legacy completions (``POST /v1/completions``): a raw prompt, which no
+    other format carries, so such a request is only ever passed through."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +288,7 @@ class NativeBody:
     only_native: tuple[str, ...] = ()
     needs: frozenset[str] = frozenset()
     """The capabilities its fields ask of a model (``thinking``, ``prompt_caching``,
-    ``server_tools``: :class:`runestone.providers.Capability` values)."""
+    ``server_tools``, ``completions``: :class:`runestone.providers.Capability` values)."""
     usage_chunk: bool = True
     """OpenAI streams: the client asked for the usage chunk (else it is not passed on)."""
 

@@ -692,7 +692,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
         "unknown model capability",
         _with("providers.sim.models.m1", {"capabilities": ["telepathy"]}),
         "providers.sim.models.m1.capabilities[0]: expected one of: tools, vision, json, prefill, "
-        "embeddings, thinking, prompt_caching, server_tools, got 'telepathy'",
+        "embeddings, thinking, prompt_caching, server_tools, completions, got 'telepathy'",
     ),
     (
         "compatible server without a URL",

@@ -242,7 +242,7 @@ class AnthropicProvider(HttpProvider):
     """
 
     type_name = "anthropic"
-    wire = WireFormat.ANTHROPIC_MESSAGES
+    wires = frozenset({WireFormat.ANTHROPIC_MESSAGES})
     default_base_url: ClassVar[str | None] = "https://api.anthropic.com"
     chat_path = "/v1/messages"
     count_tokens_path = "/v1/messages/count_tokens"

@@ -83,10 +83,10 @@ class Provider(abc.ABC):
     """It implements :meth:`count_tokens` (its upstream counts a prompt's tokens)."""
     embeds: ClassVar[bool] = False
     """It implements :meth:`embed` (for the models configured with ``embeddings``)."""
-    wire: ClassVar[WireFormat | None] = None
-    """The wire format its upstream speaks: a request written in it is passed through
-    losslessly (:class:`runestone.messages.NativeBody`); None: it takes only the one
-    request model."""
+    wires: ClassVar[frozenset[WireFormat]] = frozenset()
+    """The wire formats its upstream speaks natively: a request written in one of them is
+    passed through losslessly (:class:`runestone.messages.NativeBody`); empty: it takes
+    only the one request model."""
     default_probe_method: ClassVar[ProbeMethod] = ProbeMethod.MODELS
 
     def __init__(self, settings: ProviderSettings, *, clock: Clock = SYSTEM_CLOCK) -> None:

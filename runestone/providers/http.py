@@ -251,10 +251,15 @@ class HttpProvider(Provider):
         return {"Authorization": f"Bearer {key.reveal()}"} if key else {}
 
     def native_body(self, request: ChatRequest) -> NativeBody | None:
-        """The client's own body, when it is in this provider's wire format: then it is
-        passed through (see :class:`NativeBody`)."""
+        """The client's own body, when it is in one of this provider's wire formats: then
+        it is passed through (see :class:`NativeBody`)."""
         native = request.native
-        return native if native is not None and native.wire is self.wire else None
+        return native if native is not None and native.wire in self.wires else None
+
+    def endpoint(self, native: NativeBody | None) -> str:
+        """The URL a request is posted to: the chat endpoint (``native``: the client's body,
+        when passed through; a format with an endpoint of its own says so here)."""
+        return self._chat_url
 
     def native_headers(self, native: NativeBody | None) -> Mapping[str, str] | None:
         """Headers a pass-through adds to the session's (the client's beta flags …)."""
@@ -346,7 +351,7 @@ class HttpProvider(Provider):
         try:
             try:
                 response = await session.post(
-                    self._chat_url, data=payload, headers=self.native_headers(native)
+                    self.endpoint(native), data=payload, headers=self.native_headers(native)
                 )
                 state.phase = Phase.BODY
                 if not 200 <= response.status < 300:
@@ -541,7 +546,7 @@ class HttpProvider(Provider):
             )
 
         return await self._post_whole(
-            self._chat_url, payload, state, read, headers=self.native_headers(native)
+            self.endpoint(native), payload, state, read, headers=self.native_headers(native)
         )
 
     async def post_json(self, path: str, payload: Mapping[str, Any], model: str) -> Any:

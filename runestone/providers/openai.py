@@ -4,6 +4,11 @@ Streams ask for ``stream_options.include_usage`` so the last chunk carries the
 usage; tool calls arrive as ``delta.tool_calls`` pieces (index, then id and
 name, then argument fragments) and are passed on as ``ToolCallDelta`` events
 in the same shape. ``data: [DONE]`` is the terminal sentinel.
+
+A legacy completions request (``POST /v1/completions``, a raw prompt) is only
+ever passed through, as the client wrote it, to ``POST {base_url}/completions``;
+its ``text_completion`` chunks are read for the books the same way (the text in
+``choices[0].text``).
 """
 
 from __future__ import annotations
@@ -34,7 +39,12 @@ from runestone.providers.http import HttpProvider, StreamDecoder, loads
 from runestone.providers.settings import ProviderSettings
 from runestone.providers.sse import SSEEvent
 
-__all__ = ["OpenAIProvider", "OpenAIStreamDecoder", "map_openai_finish_reason"]
+__all__ = [
+    "OpenAICompletionsStreamDecoder",
+    "OpenAIProvider",
+    "OpenAIStreamDecoder",
+    "map_openai_finish_reason",
+]
 
 _FINISH_REASONS: Final[Mapping[str, str]] = {
     "stop": FinishReason.STOP,
@@ -101,34 +111,7 @@ class OpenAIStreamDecoder(StreamDecoder):
             choices = chunk.get("choices")
             if choices:
                 choice = choices[0]
-                delta = choice.get("delta")
-                if delta:
-                    content = delta.get("content")
-                    if content:
-                        out.append(TextDelta(content))
-                        self.has_content = True
-                    calls = delta.get("tool_calls")
-                    if calls:
-                        for call in calls:
-                            function = call.get("function") or {}
-                            out.append(
-                                ToolCallDelta(
-                                    call.get("index", 0),
-                                    call.get("id"),
-                                    function.get("name"),
-                                    function.get("arguments") or "",
-                                )
-                            )
-                        self.has_content = True
-                    refusal = delta.get("refusal")
-                    if refusal:
-                        out.append(TextDelta(refusal))
-                        self.has_content = True
-                    # Compatible reasoning servers (vLLM, DeepSeek …) stream their reasoning.
-                    thought = delta.get("reasoning_content") or delta.get("reasoning")
-                    if thought and isinstance(thought, str):
-                        out.append(ReasoningDelta(thought))
-                        self.has_content = True
+                self.content(choice, out)
                 reason = choice.get("finish_reason")
                 if reason:
                     self.finish_reason = _FINISH_REASONS.get(reason, reason)
@@ -147,6 +130,62 @@ class OpenAIStreamDecoder(StreamDecoder):
                 )
         except (ValueError, AttributeError, TypeError, KeyError, IndexError) as exc:
             self.skip(event, exc)
+
+    def content(self, choice: Any, out: list[StreamEvent]) -> None:
+        """Append what ``choice`` (a chunk's first) carries: ``delta``'s text, tool-call
+        pieces and refusal."""
+        delta = choice.get("delta")
+        if not delta:
+            return
+        content = delta.get("content")
+        if content:
+            out.append(TextDelta(content))
+            self.has_content = True
+        calls = delta.get("tool_calls")
+        if calls:
+            for call in calls:
+                function = call.get("function") or {}
+                out.append(
+                    ToolCallDelta(
+                        call.get("index", 0),
+                        call.get("id"),
+                        function.get("name"),
+                        function.get("arguments") or "",
+                    )
+                )
+            self.has_content = True
+        refusal = delta.get("refusal")
+        if refusal:
+            out.append(TextDelta(refusal))
+            self.has_content = True
+        # Compatible reasoning servers (vLLM, DeepSeek …) stream their reasoning.
+        thought = delta.get("reasoning_content") or delta.get("reasoning")
+        if thought and isinstance(thought, str):
+            out.append(ReasoningDelta(thought))
+            self.has_content = True
+
+
+class OpenAICompletionsStreamDecoder(OpenAIStreamDecoder):
+    """Legacy ``text_completion`` chunks to stream events: each choice carries ``text``
+    (no delta, no tool calls); the finish reason, the usage chunk, errors and
+    ``data: [DONE]`` are read as for chat."""
+
+    __slots__ = ()
+
+    def content(self, choice: Any, out: list[StreamEvent]) -> None:
+        text = choice.get("text")
+        if text:
+            out.append(TextDelta(text))
+            self.has_content = True
+
+    # A completion has no reasoning fields: its text alone is content (and never opaque;
+    # the chat decoder's byte test could be fooled by a prompt's own words).
+
+    def native_content(self, event: SSEEvent, produced: bool) -> bool:
+        return produced
+
+    def native_opaque(self, event: SSEEvent, produced: bool) -> bool:
+        return False
 
 
 class OpenAIOptions(ProviderOptions, frozen=True):
@@ -167,12 +206,15 @@ class OpenAIProvider(HttpProvider):
 
     Options: ``organization``, ``project``; ``max_tokens_field`` (``max_completion_tokens``
     by default, or ``max_tokens``); ``stream_usage: false`` to leave out ``stream_options``.
+    Legacy completions bodies go to ``completions_path`` (for the models listing the
+    ``completions`` capability).
     """
 
     type_name = "openai"
-    wire = WireFormat.OPENAI_CHAT
+    wires = frozenset({WireFormat.OPENAI_CHAT, WireFormat.OPENAI_COMPLETIONS})
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     chat_path = "/chat/completions"
+    completions_path: ClassVar[str] = "/completions"
     models_path = "/models"
     embeddings_path = "/embeddings"
     embeds = True
@@ -187,6 +229,13 @@ class OpenAIProvider(HttpProvider):
         super().__init__(settings, clock=clock)
         self.max_tokens_field: str = self.options.max_tokens_field or self.default_max_tokens_field
         self.stream_usage = self.options.stream_usage
+        self._completions_url = self.base_url + self.completions_path
+
+    def endpoint(self, native: NativeBody | None) -> str:
+        """``completions_path`` for a legacy completions body, else the chat endpoint."""
+        if native is not None and native.wire is WireFormat.OPENAI_COMPLETIONS:
+            return self._completions_url
+        return self._chat_url
 
     def auth_headers(self) -> dict[str, str]:
         headers = super().auth_headers()
@@ -229,8 +278,9 @@ class OpenAIProvider(HttpProvider):
 
     def encode_native(self, native: NativeBody, model: str, *, stream: bool) -> bytes:
         """The client's own body, for ``model``: every field as sent, but the usage chunk
-        asked for on a stream (unless ``stream_usage`` is off) and the token limit in the
-        field this upstream takes (``max_tokens_field``)."""
+        asked for on a stream (unless ``stream_usage`` is off) and, for chat, the token limit
+        in the field this upstream takes (``max_tokens_field``; legacy completions have only
+        ``max_tokens``)."""
         changes: dict[str, Any] = {"model": model, "stream": stream}
         if stream and self.stream_usage:
             options = native.value("stream_options")
@@ -238,6 +288,8 @@ class OpenAIProvider(HttpProvider):
                 **(options if isinstance(options, dict) else {}),
                 "include_usage": True,
             }
+        if native.wire is WireFormat.OPENAI_COMPLETIONS:
+            return native.encode(changes)
         wanted = self.max_tokens_field
         other = "max_tokens" if wanted == "max_completion_tokens" else "max_completion_tokens"
         if other in native.fields:
@@ -275,9 +327,15 @@ class OpenAIProvider(HttpProvider):
         return body
 
     def new_decoder(self, request: ChatRequest, state: AttemptState) -> StreamDecoder:
-        return OpenAIStreamDecoder(request, state, self.native_body(request))
+        native = self.native_body(request)
+        if native is not None and native.wire is WireFormat.OPENAI_COMPLETIONS:
+            return OpenAICompletionsStreamDecoder(request, state, native)
+        return OpenAIStreamDecoder(request, state, native)
 
     def decode_completion(self, data: Any, request: ChatRequest, state: AttemptState) -> Completion:
+        native = request.native
+        if native is not None and native.wire is WireFormat.OPENAI_COMPLETIONS:
+            return self._decode_text_completion(data, request)
         choice = data["choices"][0]
         message = choice["message"]
         content = message.get("content") or message.get("refusal") or ""
@@ -303,4 +361,18 @@ class OpenAIProvider(HttpProvider):
             provider=self.name,
             model=request.model,
             reasoning=thought if isinstance(thought, str) else "",
+        )
+
+    def _decode_text_completion(self, data: Any, request: ChatRequest) -> Completion:
+        """A whole legacy ``text_completion``, read for the books (it is passed on as it came)."""
+        choice = data["choices"][0]
+        text = choice.get("text") or ""
+        if not isinstance(text, str):
+            raise TypeError(f"choice text is {type(text).__name__}, not a string")
+        return Completion(
+            text=text,
+            finish_reason=map_openai_finish_reason(choice.get("finish_reason") or "stop"),
+            usage=_usage(data.get("usage")),
+            provider=self.name,
+            model=request.model,
         )

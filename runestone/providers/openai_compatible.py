@@ -5,7 +5,9 @@
 go with every request (OpenRouter's ``HTTP-Referer``/``X-Title``, Azure's
 ``api-key`` …). Options as for OpenAI, except that ``max_tokens_field`` defaults
 to ``max_tokens``, which more servers understand; ``stream_usage: false`` for
-servers that reject ``stream_options``.
+servers that reject ``stream_options``. A server that serves OpenAI's legacy
+``/completions`` too (vLLM, llama.cpp …) takes ``/v1/completions`` requests for the
+models listing the ``completions`` capability.
 """
 
 from __future__ import annotations

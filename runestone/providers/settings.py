@@ -51,6 +51,8 @@ class Capability(enum.StrEnum):
     """It honours Anthropic's ``cache_control`` breakpoints."""
     SERVER_TOOLS = "server_tools"
     """It runs the provider's own tools (Anthropic's web search, code execution …)."""
+    COMPLETIONS = "completions"
+    """It serves the legacy completions endpoint (``/v1/completions``: a raw prompt)."""
 
 
 class Secret:
@@ -138,7 +140,7 @@ class ModelSpec(Shape, frozen=True):
     """Prompt plus completion tokens the model takes; a longer request goes elsewhere."""
     capabilities: frozenset[Capability] = frozenset()
     """What it can do beyond plain chat: tools, vision, json, prefill; embeddings for an
-    embedding model."""
+    embedding model; completions for one serving legacy ``/v1/completions``."""
     max_output_tokens: Count | None = None
     """The most completion tokens it writes."""
     dimensions: Count | None = None

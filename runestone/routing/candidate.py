@@ -36,9 +36,9 @@ class Candidate:
     health: HealthSnapshot | None = None
     circuit: CircuitState = CircuitState.CLOSED
     retry_at: float | None = None
-    wire: WireFormat | None = None
-    """The wire format its provider speaks natively, whose every field it carries (None:
-    it takes only what the one request model says)."""
+    wires: frozenset[WireFormat] = frozenset()
+    """The wire formats its provider speaks natively, whose every field it carries
+    (empty: it takes only what the one request model says)."""
     _key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -93,7 +93,7 @@ class Candidate:
         weight: float = 1.0,
         health: HealthSnapshot | None = None,
         circuit: CircuitSnapshot | None = None,
-        wire: WireFormat | None = None,
+        wires: frozenset[WireFormat] = frozenset(),
     ) -> Candidate:
         """Build from a configured model and (optionally) its provider's live snapshots."""
         return cls(
@@ -109,5 +109,5 @@ class Candidate:
             health=health,
             circuit=CircuitState.CLOSED if circuit is None else circuit.state,
             retry_at=None if circuit is None else circuit.retry_at,
-            wire=wire,
+            wires=wires,
         )

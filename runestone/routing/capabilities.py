@@ -19,16 +19,17 @@ def serves_kind(candidate: Candidate, requirements: Requirements) -> bool:
 def unmet_requirement(candidate: Candidate, requirements: Requirements) -> str | None:
     """Why ``candidate`` cannot serve the request, or ``None`` when it can.
 
-    It must speak the request's wire format if the request has fields only that format
-    carries, list every needed capability (tools, vision, json, prefill …), have a
-    context window of at least the estimated prompt plus ``max_tokens``, and
-    allow ``max_tokens`` of output. An unknown window or output limit passes.
+    It must speak the request's wire format (among those its provider speaks) if the
+    request has fields only that format carries, list every needed capability (tools,
+    vision, json, prefill …), have a context window of at least the estimated prompt
+    plus ``max_tokens``, and allow ``max_tokens`` of output. An unknown window or output
+    limit passes.
     """
     if not serves_kind(candidate, requirements):
         return "not an embedding model" if requirements.embeddings else "an embedding model"
     wire = requirements.wire
-    if wire is not None and candidate.wire is not wire:
-        return f"cannot carry {requirements.native_field} (only a {wire} upstream can)"
+    if wire is not None and wire not in candidate.wires:
+        return f"cannot carry {requirements.native_field} (only an upstream speaking {wire} can)"
     missing = requirements.capabilities - candidate.capabilities
     if missing:
         return "lacks " + ", ".join(sorted(missing))

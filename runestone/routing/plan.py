@@ -181,7 +181,7 @@ class _Planner:
             window, limit = candidate.context_window, candidate.max_output_tokens
             # The common case inline; unmet_requirement words the reason otherwise.
             kind = serves_kind(candidate, self.requirements) and (
-                wire is None or candidate.wire is wire
+                wire is None or wire in candidate.wires
             )
             fits = (
                 kind

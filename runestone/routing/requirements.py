@@ -60,6 +60,7 @@ _WANTED: Final = (
     Capability.THINKING,
     Capability.PROMPT_CACHING,
     Capability.SERVER_TOOLS,
+    Capability.COMPLETIONS,
 )
 _NEEDED: Final = {
     flags: frozenset(c for c, wanted in zip(_WANTED, flags, strict=True) if wanted)
@@ -83,6 +84,8 @@ class Requirements(Shape, frozen=True):
     thinking: bool = False
     prompt_caching: bool = False
     server_tools: bool = False
+    completions: bool = False
+    """A legacy completions request: only models serving that endpoint take it."""
     prompt_tokens: Annotated[int, Meta(ge=0)] = 0
     max_tokens: Count | None = None
     wire: WireFormat | None = None
@@ -94,7 +97,7 @@ class Requirements(Shape, frozen=True):
     @property
     def capabilities(self) -> frozenset[Capability]:
         """The capabilities a candidate must list."""
-        # The planner asks once per candidate: the 256 possible sets, made once.
+        # The planner asks once per candidate: the 512 possible sets, made once.
         return _NEEDED[
             self.tools,
             self.vision,
@@ -104,6 +107,7 @@ class Requirements(Shape, frozen=True):
             self.thinking,
             self.prompt_caching,
             self.server_tools,
+            self.completions,
         ]
 
     @property
@@ -144,6 +148,7 @@ class Requirements(Shape, frozen=True):
                 thinking=thinks or Capability.THINKING in asked,
                 prompt_caching=Capability.PROMPT_CACHING in asked,
                 server_tools=Capability.SERVER_TOOLS in asked,
+                completions=Capability.COMPLETIONS in asked,
                 prompt_tokens=estimate_prompt_tokens(request.messages, request.tools),
                 max_tokens=request.max_tokens,
                 wire=native.wire if only else None,

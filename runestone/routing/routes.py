@@ -85,7 +85,7 @@ def _candidates(snapshot: RoutingSnapshot, directory: Directory) -> list[Candida
                     weight=weight(f"{name}/{model.name}"),
                     health=None if status is None else status.health,
                     circuit=None if status is None else status.circuit,
-                    wire=entry.provider.wire,
+                    wires=entry.provider.wires,
                 )
             )
     return candidates

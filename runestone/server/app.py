@@ -8,6 +8,8 @@
 Routes::
 
     POST /v1/chat/completions    OpenAI chat completions, streamed or whole
+    POST /v1/completions         OpenAI legacy completions, streamed or whole: passed through
+                                 as written to a model with the ``completions`` capability
     POST /v1/responses           OpenAI Responses, stateless, streamed or whole (answered
                                  through chat completions: runestone.wire.openai_responses)
     *    /v1/responses/{id}...   404 saying so: no response is ever stored
@@ -67,6 +69,7 @@ from runestone.server.anthropic_schema import AnthropicDialect
 from runestone.server.auth import Access, access_for, authenticate, authorize, served_on
 from runestone.server.body import ClientGoneError, decode_body, read_body
 from runestone.server.catalog import ModelCatalog
+from runestone.server.completions_schema import CompletionsDialect
 from runestone.server.dialect import Dialect
 from runestone.server.errors import ApiError, from_exception, model_not_found, shutting_down
 from runestone.server.exchange import Exchange
@@ -88,10 +91,12 @@ _Body = TypeVar("_Body")
 _OPENAI: Final = OpenAIDialect()
 _ANTHROPIC: Final = AnthropicDialect()
 _RESPONSES: Final = ResponsesDialect()
+_COMPLETIONS: Final = CompletionsDialect()
 _METRICS_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 _ROUTE_LABELS: Final = frozenset(
     {
         "/v1/chat/completions",
+        "/v1/completions",
         "/v1/responses",
         "/v1/messages",
         "/v1/models",
@@ -112,6 +117,7 @@ def _request_id(headers: Mapping[str, str]) -> str:
 
 _CHAT_ROUTES: Final[dict[str, Dialect]] = {
     "/v1/chat/completions": _OPENAI,
+    "/v1/completions": _COMPLETIONS,
     "/v1/responses": _RESPONSES,
     "/v1/messages": _ANTHROPIC,
 }
@@ -260,6 +266,9 @@ class Gateway:
 
     async def chat_completions(self, request: Request) -> Response | Exchange:
         return await self.chat(request, _OPENAI)
+
+    async def completions(self, request: Request) -> Response | Exchange:
+        return await self.chat(request, _COMPLETIONS)
 
     async def responses(self, request: Request) -> Response | Exchange:
         return await self.chat(request, _RESPONSES)
@@ -556,8 +565,8 @@ def create_app(
             error = ApiError(
                 404,
                 f"unknown route: {request.method} {request.url.path} (the OpenAI API is under "
-                "/v1: POST /v1/chat/completions, POST /v1/responses, GET /v1/models; Anthropic's: "
-                "POST /v1/messages)",
+                "/v1: POST /v1/chat/completions, POST /v1/completions, POST /v1/responses, "
+                "GET /v1/models; Anthropic's: POST /v1/messages)",
                 code="unknown_route",
             )
         else:
@@ -578,6 +587,7 @@ def create_app(
 
     routes = [
         Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/completions", gateway.completions, methods=["POST"]),
         Route("/v1/responses", gateway.responses, methods=["POST"]),
         Route(
             "/v1/responses/{response_id:path}",

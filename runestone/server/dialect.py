@@ -1,9 +1,11 @@
 """What an API wire format provides to the exchange: parse a body, encode an answer.
 
-Three dialects exist — OpenAI's chat completions
+Four dialects exist — OpenAI's chat completions
 (:class:`runestone.server.openai_schema.OpenAIDialect`), OpenAI's Responses
-(:class:`runestone.server.responses_schema.ResponsesDialect`) and Anthropic's messages
-(:class:`runestone.server.anthropic_schema.AnthropicDialect`); the exchange
+(:class:`runestone.server.responses_schema.ResponsesDialect`), Anthropic's messages
+(:class:`runestone.server.anthropic_schema.AnthropicDialect`) and OpenAI's legacy
+completions (:class:`runestone.server.completions_schema.CompletionsDialect`, only
+ever passed through); the exchange
 (:mod:`runestone.server.exchange`) runs a request the same way for all of them.
 """
 

@@ -2,7 +2,8 @@
 
 Only what the fake needs is extracted (behaviour, streaming, prompt size, a
 trailing assistant message, the first tool's name). Anything the real API
-would refuse is a :class:`BadRequestError` whose message names the field.
+would refuse is a :class:`BadRequestError` whose message names the field. A legacy
+completions request (``openai_completions``) has a ``prompt`` instead of messages.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class ChatCall:
 
 
 def read_chat_call(api: str, body: object, headers: Mapping[str, str]) -> ChatCall:
-    """Validate a parsed request body for ``api`` ("openai" or "anthropic")."""
+    """Validate a parsed request body for ``api`` ("openai", "openai_completions" or
+    "anthropic")."""
     if not isinstance(body, dict):
         raise BadRequestError(f"request body must be a JSON object, got {type(body).__name__}")
     model = body.get("model")
@@ -47,14 +49,16 @@ def read_chat_call(api: str, body: object, headers: Mapping[str, str]) -> ChatCa
         selection = parse_model(model)
     except BehaviourError as exc:
         raise BadRequestError(f"'model': {exc}") from exc
-    messages = _messages(body.get("messages"))
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequestError(f"'stream' must be true or false, got {stream!r}")
-    if api == "anthropic":
-        _check_anthropic(body, messages, headers)
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    if api == "openai_completions":
+        return ChatCall(selection, stream, include_usage, _prompt_tokens(body), None, None)
+    messages = _messages(body.get("messages"))
+    if api == "anthropic":
+        _check_anthropic(body, messages, headers)
     texts = [_text(m.get("content")) for m in messages]
     texts.append(_text(body.get("system")))
     words = sum(len(text.split()) for text in texts)
@@ -67,6 +71,24 @@ def read_chat_call(api: str, body: object, headers: Mapping[str, str]) -> ChatCa
         last_assistant_text=_text(last.get("content")) if last["role"] == "assistant" else None,
         tool_name=_first_tool_name(body.get("tools")),
     )
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    """A completions prompt's size: its words, or its token ids (the longest prompt's)."""
+    prompt = body.get("prompt")
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(prompts, list) or not prompts:
+        raise BadRequestError(
+            "'prompt' must be a string, a list of strings, a list of token ids or a list of "
+            f"token-id lists, got {prompt!r}"
+        )
+    if all(isinstance(item, str) for item in prompts):
+        return max(1, max(len(item.split()) for item in prompts))
+    if all(isinstance(item, int) and not isinstance(item, bool) for item in prompts):
+        return len(prompts)
+    if all(isinstance(item, list) and item for item in prompts):
+        return max(len(item) for item in prompts)
+    raise BadRequestError(f"'prompt' mixes kinds of prompts: {prompt!r}")
 
 
 def _messages(value: object) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """The bytes the fake upstream puts on the wire, in OpenAI's and Anthropic's exact shapes.
 
-Two small classes, one per API, turn "a text delta", "the finish", "a 429"
-into that API's SSE frames and JSON bodies. They hold no state and do no I/O.
+Small classes, one per API (OpenAI chat, OpenAI legacy completions, Anthropic), turn
+"a text delta", "the finish", "a 429" into that API's SSE frames and JSON bodies. They
+hold no state and do no I/O.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "AnthropicWire",
     "ErrorKind",
     "Finish",
+    "OpenAICompletionsWire",
     "OpenAIWire",
     "Reply",
     "ToolCall",
@@ -390,6 +392,72 @@ class OpenAIWire(Wire):
             for name in names
         ]
         return {"object": "list", "data": data}
+
+
+class OpenAICompletionsWire(OpenAIWire):
+    """OpenAI legacy completions: ``text_completion`` frames, each choice's text in
+    ``text`` (no role chunk, no tool calls), then ``data: [DONE]``; errors and the model
+    listing as for chat."""
+
+    api = "openai_completions"
+    id_prefix = "cmpl-"
+
+    def _text_chunk(self, reply: Reply, text: str, finish: str | None = None) -> bytes:
+        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+        chunk: dict[str, Any] = {
+            "id": reply.id,
+            "object": "text_completion",
+            "created": reply.created,
+            "model": reply.model,
+            "system_fingerprint": "fp_runestone",
+            "choices": [choice],
+        }
+        if reply.include_usage:
+            chunk["usage"] = None
+        return self._frame(chunk)
+
+    def stream_start(self, reply: Reply, tool: ToolCall | None) -> list[bytes]:
+        return []  # the first frame is text
+
+    def text_delta(self, reply: Reply, text: str) -> bytes:
+        return self._text_chunk(reply, text)
+
+    def tool_delta(self, reply: Reply, piece: str) -> bytes:
+        return self._text_chunk(reply, piece)  # never played: a completion has no tools
+
+    def stream_finish(self, reply: Reply, finish: Finish, output_tokens: int) -> list[bytes]:
+        frames = [self._text_chunk(reply, "", "stop")]
+        if reply.include_usage:
+            last = {
+                "id": reply.id,
+                "object": "text_completion",
+                "created": reply.created,
+                "model": reply.model,
+                "system_fingerprint": "fp_runestone",
+                "choices": [],
+                "usage": self._usage(reply, output_tokens),
+            }
+            frames.append(self._frame(last))
+        return frames
+
+    def malformed(self, reply: Reply) -> bytes:
+        whole = self._text_chunk(reply, "lost ").decode()
+        return (whole[: len(whole) // 2] + "\n\n").encode()
+
+    def body(
+        self, reply: Reply, text: str | None, tool: ToolCall | None, output_tokens: int
+    ) -> dict[str, Any]:
+        return {
+            "id": reply.id,
+            "object": "text_completion",
+            "created": reply.created,
+            "model": reply.model,
+            "system_fingerprint": "fp_runestone",
+            "choices": [
+                {"text": text or "", "index": 0, "logprobs": None, "finish_reason": "stop"}
+            ],
+            "usage": self._usage(reply, output_tokens),
+        }
 
 
 class AnthropicWire(Wire):

@@ -8,9 +8,10 @@ any other model name is answered healthily. Every healthy answer is exactly
 :data:`KNOWN_TEXT`, so a truncated answer can never pass for a complete one.
 Every request is recorded as an :class:`Attempt`.
 
-Routes: ``POST /v1/chat/completions`` and ``GET /v1/models`` (OpenAI; base URL
-``openai_base_url``), ``POST /v1/messages`` (Anthropic; base URL
-``anthropic_base_url``). ``GET /v1/models`` answers in Anthropic's shape when
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (legacy
+``text_completion`` frames and bodies, a ``prompt`` instead of messages) and
+``GET /v1/models`` (OpenAI; base URL ``openai_base_url``), ``POST /v1/messages``
+(Anthropic; base URL ``anthropic_base_url``). ``GET /v1/models`` answers in Anthropic's shape when
 the request carries ``anthropic-version`` or ``x-api-key``; like a real server
 that is down it answers 503 while a ``down-for`` window requested since
 start/reset is still running. Listings are recorded too (:attr:`listings`).
@@ -57,7 +58,11 @@ tool-call                    with tools: a call of the first tool with arguments
 thinking                     reasoning first, then KNOWN_TEXT: Anthropic a signed
                              ``thinking`` block and cache usage fields; OpenAI
                              ``reasoning_content`` and cached/reasoning token details
+                             (legacy completions: the token details only)
 ============================ ========================================================
+
+The behaviours are the same on every route; on ``/v1/completions`` those that need
+messages or tools (``prefill``, ``reject-prefill``, ``tool-call``) answer healthily.
 
 A known behaviour with a bad argument (``cut-after:x``), or a request the real
 API would refuse (no ``max_tokens`` or ``anthropic-version`` for Anthropic, a
@@ -111,6 +116,7 @@ from runestone.testing._upstream_wire import (
     KNOWN_TOOL_ARGUMENTS,
     AnthropicWire,
     ErrorKind,
+    OpenAICompletionsWire,
     OpenAIWire,
     Reply,
     Wire,
@@ -141,9 +147,13 @@ _MAX_BODY = 64 * 1024 * 1024
 # Benchmarks open a thousand connections at once; a backlog of 128 would drop SYNs.
 _BACKLOG = 4096
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key"})
-_WIRES: dict[str, Wire] = {"openai": OpenAIWire(), "anthropic": AnthropicWire()}
+_WIRES: dict[str, Wire] = {
+    "openai": OpenAIWire(),
+    "openai_completions": OpenAICompletionsWire(),
+    "anthropic": AnthropicWire(),
+}
 _ROUTES_HINT = (
-    "the OpenAI API is POST /v1/chat/completions and GET /v1/models "
+    "the OpenAI API is POST /v1/chat/completions, POST /v1/completions and GET /v1/models "
     "(base URL http://host:port/v1); the Anthropic API is POST /v1/messages "
     "(base URL http://host:port)"
 )
@@ -156,7 +166,8 @@ class Attempt:
     time: float
     """When it was received, on the injected clock's monotonic time."""
     api: str
-    """``"openai"`` or ``"anthropic"``."""
+    """``"openai"`` (chat), ``"openai_completions"`` (legacy completions) or
+    ``"anthropic"``."""
     model: str
     behaviour: Behaviour | None
     """``None`` when the request was refused before its model could be read."""
@@ -420,6 +431,7 @@ class FakeUpstream:
         )
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_post("/v1/chat/completions", self._openai_chat)
+        app.router.add_post("/v1/completions", self._openai_completions)
         app.router.add_post("/v1/messages", self._anthropic_chat)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_post("/v1/embeddings", self._embeddings)
@@ -475,6 +487,9 @@ class FakeUpstream:
 
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
         return await self._chat(request, _WIRES["openai"])
+
+    async def _openai_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._chat(request, _WIRES["openai_completions"])
 
     async def _anthropic_chat(self, request: web.Request) -> web.StreamResponse:
         return await self._chat(request, _WIRES["anthropic"])

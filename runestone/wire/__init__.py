@@ -3,6 +3,8 @@
 - :mod:`runestone.wire.openai_chat`: OpenAI's chat-completions request;
 - :mod:`runestone.wire.openai_responses`: OpenAI's Responses request, mapped onto a
   chat request (stateless);
+- :mod:`runestone.wire.openai_completions`: OpenAI's legacy completions request (only
+  ever passed through);
 - :mod:`runestone.wire.anthropic_messages`: Anthropic's Messages request;
 - :mod:`runestone.wire.schema`: what they are built from (the struct base, the open
   union, decoding bytes and converting dicts);
@@ -15,6 +17,11 @@ from runestone.wire.anthropic_messages import (
     decode_messages_body,
 )
 from runestone.wire.openai_chat import ChatBody, DecodedChat, convert_chat, decode_chat
+from runestone.wire.openai_completions import (
+    CompletionsBody,
+    convert_completions_body,
+    decode_completions_body,
+)
 from runestone.wire.openai_responses import (
     DecodedResponses,
     ResponsesBody,
@@ -27,6 +34,7 @@ from runestone.wire.schema import BodyError, OpenUnion, Wire, convert, decoder, 
 __all__ = [
     "BodyError",
     "ChatBody",
+    "CompletionsBody",
     "DecodedChat",
     "DecodedResponses",
     "MessagesBody",
@@ -35,9 +43,11 @@ __all__ = [
     "Wire",
     "convert",
     "convert_chat",
+    "convert_completions_body",
     "convert_messages_body",
     "convert_responses",
     "decode_chat",
+    "decode_completions_body",
     "decode_messages_body",
     "decode_responses",
     "decoder",

@@ -25,7 +25,7 @@ ADMIN_KEY: Final = "sk-fuzz-admin-key-0002"
 UPSTREAM_KEYS: Final = ("sk-fuzz-upstream-openai-03", "sk-ant-fuzz-upstream-04")
 SECRETS: Final = (CLIENT_KEY, ADMIN_KEY, *UPSTREAM_KEYS)
 MAX_BODY: Final = 16_384
-EVERYTHING: Final = {"capabilities": ["tools", "vision", "json", "prefill"]}
+EVERYTHING: Final = {"capabilities": ["tools", "vision", "json", "prefill", "completions"]}
 
 _LOG_PROBLEMS: Final = re.compile(r"Traceback|internal_error|unhandled_error")
 

@@ -45,6 +45,7 @@ FUZZ = settings(
 )
 _TIMEOUT: Final = 15.0
 CHAT_ROUTES: Final = ("/v1/chat/completions", "/v1/messages")
+COMPLETIONS: Final = "/v1/completions"
 MODELS: Final = ("main/healthy", "backup/healthy", "sim/m", "healthy", "m")
 
 
@@ -103,7 +104,7 @@ def check_answer(path: str, status: int, headers: dict[str, str], body: bytes) -
         # Healthy upstreams: a stream that started ends complete, never in an error frame.
         assert b"event: error" not in body
         assert b'data: {"error"' not in body
-    elif path in CHAT_ROUTES or path.startswith(("/v1/models", "/health")):
+    elif path in CHAT_ROUTES or path == COMPLETIONS or path.startswith(("/v1/models", "/health")):
         json.loads(body)
 
 
@@ -204,6 +205,31 @@ chat_body = st.fixed_dictionaries(
 )
 
 
+token_ids = st.lists(st.integers(min_value=-3, max_value=2**40), max_size=4)
+completion_body = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(MODELS) | json_value,
+        "prompt": st.text(max_size=30)
+        | st.lists(st.text(max_size=10), max_size=3)
+        | token_ids
+        | st.lists(token_ids, max_size=3)
+        | st.lists(json_value, max_size=3)
+        | json_value,
+    },
+    optional={
+        "stream": st.booleans() | json_value,
+        "max_tokens": st.integers(min_value=-5, max_value=2**65) | json_value,
+        "stream_options": json_value,
+        "n": json_value,
+        "best_of": json_value,
+        "echo": json_value,
+        "logprobs": json_value,
+        "suffix": json_value,
+        "extra_field": json_value,
+    },
+)
+
+
 def _valid_message(model: str) -> dict[str, Any]:
     return {"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
 
@@ -220,6 +246,16 @@ def test_any_request_shaped_body_on_either_chat_route_keeps_every_invariant(
     data = json.dumps(body).encode()
     status, headers, answer = request(fuzz_server, "POST", route, data)
     check_answer(route, status, headers, answer)
+
+
+@FUZZ
+@given(body=completion_body)
+def test_any_completions_shaped_body_keeps_every_invariant(
+    fuzz_server: RunningServer, body: dict[str, Any]
+) -> None:
+    COUNTS["completions-shaped bodies"] += 1
+    status, headers, answer = request(fuzz_server, "POST", COMPLETIONS, json.dumps(body).encode())
+    check_answer(COMPLETIONS, status, headers, answer)
 
 
 @FUZZ

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from runestone.messages import WireFormat
 from runestone.providers.settings import Capability
 from runestone.resilience import CircuitState
 from runestone.routing import Candidate, Requirements
@@ -12,6 +13,7 @@ NOW = 1000.0
 
 prices = st.sampled_from([0.0, 0.15, 0.6, 2.5, 3.0, 10.0, 15.0, 60.0])
 capability_sets = st.frozensets(st.sampled_from(list(Capability)))
+wire_sets = st.frozensets(st.sampled_from(list(WireFormat)))
 windows = st.one_of(st.none(), st.sampled_from([4_096, 8_192, 32_000, 128_000, 200_000]))
 
 
@@ -49,6 +51,7 @@ def pools(draw: st.DrawFn, min_size: int = 1, max_size: int = 8) -> list[Candida
                 priority=priority,
                 circuit=circuit,
                 retry_at=retry_at,
+                wires=draw(wire_sets),
             )
         )
     return pool
@@ -61,6 +64,9 @@ requirements = st.builds(
     json=st.booleans(),
     prefill=st.booleans(),
     embeddings=st.booleans(),
+    completions=st.booleans(),
     prompt_tokens=st.integers(0, 150_000),
     max_tokens=st.one_of(st.none(), st.integers(1, 50_000)),
+    wire=st.one_of(st.none(), st.sampled_from(list(WireFormat))),
+    native_field=st.just("field"),
 )

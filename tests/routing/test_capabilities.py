@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 
+from runestone.messages import WireFormat
 from runestone.providers.settings import Capability
 from runestone.routing import Candidate, Requirements, capable, unmet_requirement
 
@@ -20,6 +21,8 @@ def test_the_filter_keeps_exactly_the_candidates_that_have_what_is_needed(
         fits = (
             # An embedding model serves embeddings only, a chat model chat only.
             (Capability.EMBEDDINGS in candidate.capabilities) == needs.embeddings
+            # A request only one format carries goes to a provider speaking it, among others.
+            and (needs.wire is None or needs.wire in candidate.wires)
             and needs.capabilities <= candidate.capabilities
             and (
                 candidate.context_window is None or candidate.context_window >= needs.context_tokens
@@ -60,3 +63,35 @@ def test_a_window_exactly_as_large_as_needed_fits() -> None:
 
 def test_unknown_limits_do_not_exclude() -> None:
     assert unmet_requirement(Candidate("p", "m"), Requirements(prompt_tokens=10**6)) is None
+
+
+def test_a_provider_speaking_several_formats_carries_a_request_of_any_of_them() -> None:
+    both = frozenset({WireFormat.OPENAI_CHAT, WireFormat.OPENAI_COMPLETIONS})
+    candidate = Candidate("p", "m", capabilities=frozenset({Capability.COMPLETIONS}), wires=both)
+    for wire in both:
+        assert unmet_requirement(candidate, Requirements(wire=wire, native_field="x")) is None
+    needs = Requirements(wire=WireFormat.ANTHROPIC_MESSAGES, native_field="top_k")
+    assert unmet_requirement(candidate, needs) == (
+        "cannot carry top_k (only an upstream speaking anthropic_messages can)"
+    )
+    plain = Candidate("p", "n")  # speaks no format natively
+    needs = Requirements(wire=WireFormat.OPENAI_COMPLETIONS, native_field="prompt")
+    assert unmet_requirement(plain, needs) == (
+        "cannot carry prompt (only an upstream speaking openai_completions can)"
+    )
+
+
+def test_a_completions_request_needs_a_model_listing_completions() -> None:
+    speaks = frozenset({WireFormat.OPENAI_CHAT, WireFormat.OPENAI_COMPLETIONS})
+    chat_only = Candidate("p", "chat", capabilities=frozenset({Capability.TOOLS}), wires=speaks)
+    needs = Requirements(
+        completions=True, wire=WireFormat.OPENAI_COMPLETIONS, native_field="prompt"
+    )
+    assert needs.capabilities == {Capability.COMPLETIONS}
+    assert unmet_requirement(chat_only, needs) == "lacks completions"
+    instruct = Candidate("p", "instruct", capabilities=frozenset(), wires=speaks)
+    assert capable([chat_only, instruct], needs) == []
+    serving = Candidate(
+        "p", "instruct", capabilities=frozenset({Capability.COMPLETIONS}), wires=speaks
+    )
+    assert capable([chat_only, serving], needs) == [serving]

@@ -123,13 +123,40 @@ def test_nothing_capable_raises_no_candidates_with_every_reason() -> None:
 
 
 def test_a_request_only_one_wire_format_carries_goes_only_to_its_upstreams() -> None:
-    pool = [replace(small, wire=WireFormat.OPENAI_CHAT), big, other]
+    pool = [replace(small, wires=frozenset({WireFormat.OPENAI_CHAT})), big, other]
     needs = Requirements(wire=WireFormat.OPENAI_CHAT, native_field="seed")
     assert keys("fast", pool, needs) == ("alpha/small",)
     with pytest.raises(NoCandidatesError) as raised:
         keys("beta/small", pool, needs)
     assert raised.value.reason is NoCandidatesReason.NO_CAPABLE_CANDIDATE
-    assert "beta/small: cannot carry seed (only a openai_chat upstream can)" in str(raised.value)
+    assert "beta/small: cannot carry seed (only an upstream speaking openai_chat can)" in str(
+        raised.value
+    )
+
+
+def test_a_candidate_of_several_wire_formats_takes_a_request_of_each() -> None:
+    both = frozenset({WireFormat.OPENAI_CHAT, WireFormat.OPENAI_COMPLETIONS})
+    serving = frozenset({Capability.COMPLETIONS})
+    pool = [
+        replace(small, wires=both, capabilities=serving),
+        replace(big, wires=frozenset({WireFormat.ANTHROPIC_MESSAGES}), capabilities=serving),
+        replace(other, wires=both),
+    ]
+    chat = Requirements(wire=WireFormat.OPENAI_CHAT, native_field="seed")
+    assert keys("fast", pool, chat) == ("beta/small", "alpha/small")
+    completion = Requirements(
+        completions=True, wire=WireFormat.OPENAI_COMPLETIONS, native_field="prompt"
+    )
+    assert keys("fast", pool, completion) == ("alpha/small",)
+    anthropic_only = [replace(pool[0], wires=frozenset({WireFormat.ANTHROPIC_MESSAGES})), pool[2]]
+    with pytest.raises(NoCandidatesError) as raised:
+        keys("fast", anthropic_only, completion)
+    assert raised.value.reason is NoCandidatesReason.NO_CAPABLE_CANDIDATE
+    message = str(raised.value)
+    assert "alpha/small: cannot carry prompt (only an upstream speaking openai_completions" in (
+        message
+    )
+    assert "beta/small: lacks completions" in message
 
 
 def test_an_alias_to_nothing_configured_has_no_capable_candidate() -> None:

@@ -162,6 +162,20 @@ def test_a_native_request_with_fields_only_its_format_carries_needs_that_format(
     assert plain.wire is None
 
 
+def test_a_completions_request_needs_a_completions_model_of_its_format() -> None:
+    native = NativeBody(
+        WireFormat.OPENAI_COMPLETIONS,
+        {},
+        only_native=("prompt",),
+        needs=frozenset({Capability.COMPLETIONS}),
+    )
+    request = ChatRequest.from_dict({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    needs = Requirements.from_request(request.replace(native=native))
+    assert (needs.wire, needs.native_field) == (WireFormat.OPENAI_COMPLETIONS, "prompt")
+    assert needs.completions
+    assert needs.capabilities == {Capability.COMPLETIONS}
+
+
 def test_a_reasoning_effort_needs_a_thinking_model_unless_minimal() -> None:
     base = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
     thinks = Requirements.from_request(ChatRequest.from_dict({**base, "reasoning_effort": "low"}))
