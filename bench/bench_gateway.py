@@ -56,7 +56,7 @@ and the target of issue 10 for each row; the routes section has tables of its ow
 
     python bench/bench_gateway.py [--only NAMES] [--skip NAMES] [--requests 300]
         [--duration 6] [--rounds 3] [--streams 1000] [--huge 10000]
-        [--route-requests 120] [--route-duration 3] [--large-kb 50]
+        [--route-requests 100] [--route-duration 2.4] [--large-kb 50]
         [--litellm PATH] [--portkey PATH] [--node PATH] [--no-litellm-long]
 
 NAMES are comma-separated parties (runestone, relay, litellm, portkey) and/or
@@ -1209,10 +1209,10 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds of load per party")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of that load")
     parser.add_argument(
-        "--route-requests", type=int, default=120, help="sequential requests per route and party"
+        "--route-requests", type=int, default=100, help="sequential requests per route and party"
     )
     parser.add_argument(
-        "--route-duration", type=float, default=3.0, help="seconds of load per route and party"
+        "--route-duration", type=float, default=2.4, help="seconds of load per route and party"
     )
     parser.add_argument(
         "--large-kb", type=int, default=50, help="KB of messages in the large /v1/messages body"
