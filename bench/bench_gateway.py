@@ -33,6 +33,15 @@ Sections, each measured side by side in one run, the parties taking turns:
 - ``streams``: streams of 20 text chunks at 64 concurrent clients (the fake
   upstream's ``prefill`` behaviour continues a prefix of its known text: the
   prefix is chosen so the rest is 20 tokens); streams/s and CPU per stream.
+- ``routes``: issue 12, route by route on the same upstream and the same ``runestone
+  serve``: chat completions, ``/v1/messages`` passed through to the upstream's Anthropic
+  API (a small body and a Claude-Code-like one of ~50 KB of messages, ``--large-kb``), and
+  ``/v1/responses`` translated onto chat completions, each whole and streamed. Sequential
+  requests, the direct call to the upstream taking turns with the gateways: added median
+  and p90; then concurrent rounds, interleaved: the gateway's CPU per request. LiteLLM
+  serves all four; Portkey ``/v1/messages`` (``x-portkey-provider: anthropic``), not
+  ``/v1/responses`` here (it forwards OpenAI's own Responses API, which the fake upstream
+  lacks): a route a party cannot serve is said with the reason. See bench/README.md.
 - ``long``: 1,000 concurrent streams of about 10 s each from a paced upstream,
   one party at a time, each in a fresh process: how many complete correctly,
   time to first token p99, total p99, server CPU over the run, peak RSS (VmHWM),
@@ -43,14 +52,15 @@ Sections, each measured side by side in one run, the parties taking turns:
   hold the streams the run is capped to what fits, said in one line.
 
 A closing table gives each figure for each party, runestone's ratio to each peer,
-and the target of issue 10 for each row.
+and the target of issue 10 for each row; the routes section has tables of its own.
 
     python bench/bench_gateway.py [--only NAMES] [--skip NAMES] [--requests 300]
         [--duration 6] [--rounds 3] [--streams 1000] [--huge 10000]
+        [--route-requests 100] [--route-duration 2.4] [--large-kb 50]
         [--litellm PATH] [--portkey PATH] [--node PATH] [--no-litellm-long]
 
 NAMES are comma-separated parties (runestone, relay, litellm, portkey) and/or
-sections (latency, rps, streams, long, huge): ``--only runestone,portkey,rps``
+sections (latency, rps, streams, routes, long, huge): ``--only runestone,portkey,rps``
 runs the rps section for those two.
 """
 
@@ -79,6 +89,7 @@ sys.path.insert(0, str(ROOT))
 
 import _common  # noqa: E402 - after the path set-up above
 import _load  # noqa: E402
+import _requests  # noqa: E402
 from _common import (  # noqa: E402
     Party,
     percentile,
@@ -106,8 +117,16 @@ PREFIX = "".join(KNOWN_TOKENS[: len(KNOWN_TOKENS) - CHUNKS])
 REST = KNOWN_TEXT[len(PREFIX) :]
 MESSAGES_20 = [*MESSAGES, {"role": "assistant", "content": PREFIX}]
 
+# The routes section's Anthropic model: a name the fake upstream does not know answers
+# healthily (KNOWN_TEXT), on its Anthropic API; the capabilities a Claude-Code-like request
+# needs (thinking, cache_control, tools).
+CLAUDE_MODEL = "claude-healthy"
+CLAUDE_CAPABILITIES = ("tools", "prefill", "thinking", "prompt_caching")
+ANTHROPIC_VERSION = "2023-06-01"
+ANTHROPIC_BETA = "interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14"
+
 PARTIES = ("runestone", "relay", "litellm", "portkey")
-SECTIONS = ("latency", "rps", "streams", "long", "huge")
+SECTIONS = ("latency", "rps", "streams", "routes", "long", "huge")
 PEERS = ("litellm", "portkey")
 DEFAULT_PORTKEY = Path("/work/peers/node_modules/@portkey-ai/gateway/build/start-server.js")
 
@@ -131,19 +150,34 @@ def _timeouts() -> dict[str, float]:
 
 
 def start_runestone(
-    upstream: Party, directory: Path, name: str = "runestone", streams: int = 4000
+    upstream: Party,
+    directory: Path,
+    name: str = "runestone",
+    streams: int = 4000,
+    routes: bool = False,
 ) -> Party:
+    """``runestone serve`` on ``upstream``; with ``routes``, its Anthropic API as a provider too."""
+    providers: dict[str, object] = {
+        "up": {
+            "type": "openai",
+            "api_key": "sk-bench-upstream",
+            "base_url": upstream.url,
+            "max_connections": streams,
+            "timeouts": _timeouts(),
+            "models": {MODEL: {}, PREFILL_MODEL: {}},
+        }
+    }
+    if routes:
+        providers["ant"] = {
+            "type": "anthropic",
+            "api_key": "sk-bench-upstream",
+            "base_url": upstream.root,
+            "max_connections": streams,
+            "timeouts": _timeouts(),
+            "models": {CLAUDE_MODEL: {"capabilities": list(CLAUDE_CAPABILITIES)}},
+        }
     config = {
-        "providers": {
-            "up": {
-                "type": "openai",
-                "api_key": "sk-bench-upstream",
-                "base_url": upstream.url,
-                "max_connections": streams,
-                "timeouts": _timeouts(),
-                "models": {MODEL: {}, PREFILL_MODEL: {}},
-            }
-        },
+        "providers": providers,
         "pool": {"max_in_flight": streams, "request_timeout": 600},
         "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace": 5},
         "logging": {"level": "WARNING"},
@@ -256,16 +290,25 @@ async def _wait_ready(party: Party, url: str, what: str, directory: Path, limit:
     raise SystemExit(f"{what} did not become ready within {limit:g} s; see {directory}")
 
 
-async def start_litellm(executable: str, upstream: Party, directory: Path) -> Party:
-    def entry(model: str) -> dict[str, object]:
-        params = {"model": f"openai/{model}", "api_base": upstream.url, "api_key": "sk-bench-up"}
+async def start_litellm(
+    executable: str, upstream: Party, directory: Path, routes: bool = False
+) -> Party:
+    def entry(model: str, kind: str = "openai", base: str = upstream.url) -> dict[str, object]:
+        params = {"model": f"{kind}/{model}", "api_base": base, "api_key": "sk-bench-up"}
         return {"model_name": model, "litellm_params": params}
 
-    config = {
-        "model_list": [entry(MODEL), entry(PREFILL_MODEL)],
+    models = [entry(MODEL), entry(PREFILL_MODEL)]
+    config: dict[str, object] = {
+        "model_list": models,
         "litellm_settings": {"drop_params": True, "set_verbose": False},
         "general_settings": {"master_key": BENCH_KEY},
     }
+    if routes:
+        models.append(entry(CLAUDE_MODEL, "anthropic", upstream.root))
+        # /v1/responses onto chat completions, as runestone does (the fake upstream has no
+        # Responses API); a refused request must not cool the model down for the next route.
+        models[0]["litellm_params"]["use_chat_completions_api"] = True  # type: ignore[index]
+        config["router_settings"] = {"disable_cooldowns": True}
     path = directory / "litellm.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     port = _free_port()
@@ -332,16 +375,25 @@ def find_peers(args: argparse.Namespace, parties: list[str]) -> Installed:
 
 
 async def start_party(
-    name: str, upstream: Party, directory: Path, peers: Installed, streams: int = 4000
+    name: str,
+    upstream: Party,
+    directory: Path,
+    peers: Installed,
+    streams: int = 4000,
+    routes: bool = False,
 ) -> Party | None:
-    """Start party ``name`` against ``upstream``; None (said in one line) if it cannot run."""
+    """Start party ``name`` against ``upstream``; None (said in one line) if it cannot run.
+
+    With ``routes``, runestone and LiteLLM also get the upstream's Anthropic API.
+    """
     try:
         if name == "runestone":
-            return start_runestone(upstream, directory, f"runestone-{upstream.pid}", streams)
+            label = f"runestone-{upstream.pid}"
+            return start_runestone(upstream, directory, label, streams, routes)
         if name == "relay":
             return start_relay(upstream, directory, f"relay-{upstream.pid}")
         if name == "litellm" and peers.litellm is not None:
-            return await start_litellm(peers.litellm, upstream, directory)
+            return await start_litellm(peers.litellm, upstream, directory, routes)
         if name == "portkey" and peers.portkey is not None:
             return await start_portkey(*peers.portkey, upstream, directory)
     except SystemExit as exc:
@@ -515,6 +567,265 @@ def report_long(run: LongRun, party: Party, seconds: float) -> None:
         print(f"  failed x{count}: {problem}")
 
 
+# --------------------------------------------------------------------------- routes
+
+
+@dataclass(frozen=True)
+class RouteCase:
+    """One route measured against a direct call of the upstream (issue 12)."""
+
+    key: str
+    """Of the summary rows: ``chat``, ``messages``, ``messages_large``, ``responses``."""
+    title: str
+    stream: bool
+    path: str
+    """Under a gateway's root: ``/v1/chat/completions``, ``/v1/messages``, ``/v1/responses``."""
+    body: bytes
+    direct_path: str
+    """Under the upstream's root: the same API, or chat completions for /v1/responses."""
+    direct_body: bytes
+    anthropic: bool = False
+    beta: bool = False
+    """Send ``anthropic-beta`` as Claude Code does."""
+
+    @property
+    def mode(self) -> str:
+        return "stream" if self.stream else "whole"
+
+    @property
+    def name(self) -> str:
+        return f"{self.key}_{self.mode}"
+
+    def terminal(self, direct: bool) -> bytes:
+        """What the terminal event's line of a complete stream holds."""
+        path = self.direct_path if direct else self.path
+        if path.endswith("/messages"):
+            return b'"message_stop"'
+        if path.endswith("/responses"):
+            return b'"response.completed"'
+        return b"data: [DONE]"
+
+
+def _anthropic_body(stream: bool) -> bytes:
+    body = {"model": CLAUDE_MODEL, "max_tokens": 1024, "messages": MESSAGES, "stream": stream}
+    return json.dumps(body).encode()
+
+
+def _responses_body(stream: bool) -> bytes:
+    return json.dumps({"model": MODEL, "input": MESSAGES, "stream": stream}).encode()
+
+
+def route_cases(large_bytes: int) -> list[RouteCase]:
+    cases = []
+    for stream in (False, True):
+        chat = _payload(stream)
+        kind = "streamed" if stream else "whole"
+        large = json.dumps(_requests.claude_code(CLAUDE_MODEL, large_bytes, stream=stream))
+        cases += [
+            RouteCase(
+                "chat",
+                f"POST /v1/chat/completions, {kind}: OpenAI body to the OpenAI upstream",
+                stream,
+                "/v1/chat/completions",
+                chat,
+                "/v1/chat/completions",
+                chat,
+            ),
+            RouteCase(
+                "messages",
+                f"POST /v1/messages, {kind}: Anthropic body to the Anthropic upstream "
+                "(pass-through)",
+                stream,
+                "/v1/messages",
+                _anthropic_body(stream),
+                "/v1/messages",
+                _anthropic_body(stream),
+                anthropic=True,
+            ),
+            RouteCase(
+                "messages_large",
+                f"POST /v1/messages, {kind}, Claude-Code-like body of {len(large) / 1000:.0f} KB "
+                f"(~{large_bytes / 1000:.0f} KB of messages, cache_control, tool_use/tool_result, "
+                "thinking)",
+                stream,
+                "/v1/messages",
+                large.encode(),
+                "/v1/messages",
+                large.encode(),
+                anthropic=True,
+                beta=True,
+            ),
+            RouteCase(
+                "responses",
+                f"POST /v1/responses, {kind}: translated onto chat completions "
+                "(direct: the same prompt as chat completions)",
+                stream,
+                "/v1/responses",
+                _responses_body(stream),
+                "/v1/chat/completions",
+                chat,
+            ),
+        ]
+    return cases
+
+
+def _route_headers(case: RouteCase, party: Party, direct: bool) -> dict[str, str]:
+    headers = _headers(party)
+    if case.anthropic and not direct:
+        headers = {**headers, "anthropic-version": ANTHROPIC_VERSION}
+        if party.name == "portkey":
+            headers["x-portkey-provider"] = "anthropic"
+    elif case.anthropic:
+        headers = {**headers, "anthropic-version": ANTHROPIC_VERSION}
+    if case.beta:
+        headers["anthropic-beta"] = ANTHROPIC_BETA
+    return headers
+
+
+def route_request(case: RouteCase) -> _load.OneRequest:
+    """One request of ``case``; the upstream party gets the direct call."""
+    prepared: dict[str, tuple[str, bytes, dict[str, str], bytes]] = {}
+
+    def target(party: Party) -> tuple[str, bytes, dict[str, str], bytes]:
+        found = prepared.get(party.name)
+        if found is None:
+            direct = party.name == "upstream"
+            path, body = (case.direct_path, case.direct_body) if direct else (case.path, case.body)
+            headers = _route_headers(case, party, direct)
+            found = (party.root + path, body, headers, case.terminal(direct))
+            prepared[party.name] = found
+        return found
+
+    async def one(client: aiohttp.ClientSession, party: Party) -> bool:
+        url, body, headers, terminal = target(party)
+        async with client.post(url, data=body, headers=headers) as response:
+            if not case.stream:
+                data = await response.read()
+                return response.status == 200 and _KNOWN in data
+            # Seen, not last: LiteLLM follows response.completed with a data: [DONE].
+            ended = False
+            async for line in response.content:
+                ended = ended or terminal in line
+            return response.status == 200 and ended
+
+    one.target = target  # type: ignore[attr-defined]
+    return one
+
+
+def _stream_text(case: RouteCase, direct: bool, raw: bytes) -> str:
+    """The answer's text, from a stream's data lines, in the format of the API called."""
+    path = case.direct_path if direct else case.path
+    text = []
+    for line in raw.splitlines():
+        if not line.startswith(b"data: ") or line == b"data: [DONE]":
+            continue
+        event = jsonio.loads(line[6:])
+        if path.endswith("/chat/completions"):
+            for choice in event.get("choices", ()):
+                text.append((choice.get("delta") or {}).get("content") or "")
+        elif path.endswith("/messages"):
+            if event.get("type") == "content_block_delta":
+                text.append(event["delta"].get("text", ""))
+        elif event.get("type") == "response.output_text.delta":
+            text.append(event["delta"])
+    return "".join(text)
+
+
+async def check_route(case: RouteCase, party: Party) -> str:
+    """Why ``party`` cannot serve ``case`` here ("" when it answers it in full and right)."""
+    one = route_request(case)
+    url, body, headers, _ = one.target(party)  # type: ignore[attr-defined]
+    direct = party.name == "upstream"
+    try:
+        async with _load.session(total=60) as client:
+            async with client.post(url, data=body, headers=headers) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    return f"HTTP {response.status}: {raw[:160].decode(errors='replace')}"
+            if case.stream:
+                if _stream_text(case, direct, raw) != KNOWN_TEXT:
+                    return f"the streamed text is not the upstream's: {raw[:160]!r}"
+            elif _KNOWN not in raw:
+                return f"the answer does not hold the upstream's text: {raw[:160]!r}"
+            if not await one(client, party):  # what the timed requests check
+                return "the timed request's check fails"
+    except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as exc:
+        return repr(exc)[:200]
+    return ""
+
+
+@dataclass
+class RouteResult:
+    times: dict[str, list[float]]
+    loads: dict[str, _load.Load]
+    refused: dict[str, str]
+
+
+async def measure_route(
+    args: argparse.Namespace, case: RouteCase, upstream: Party, gateways: list[Party]
+) -> RouteResult:
+    """Sequential requests, the gateways and the direct call taking turns (latency), then
+    concurrent rounds, interleaved (the gateway's CPU per request)."""
+    problem = await check_route(case, upstream)
+    if problem:
+        raise SystemExit(f"the fake upstream failed {case.name} called directly: {problem}")
+    refused = {}
+    serving = []
+    for party in gateways:
+        problem = await check_route(case, party)
+        if problem:
+            refused[party.name] = problem
+        else:
+            serving.append(party)
+    one = route_request(case)
+    times = await _load.sequential([upstream, *serving], one, args.route_requests)
+    loads = await _load.interleaved(
+        serving, one, args.clients, args.route_duration, args.rounds, warmup=0.5
+    )
+    return RouteResult(times, loads, refused)
+
+
+def report_route(
+    case: RouteCase, result: RouteResult, args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    """Print one route's table; each gateway's added median, added p90 and CPU per request."""
+    times = result.times
+    base = times["upstream"]
+    base_median, base_p90 = statistics.median(base) * 1000, percentile(base, 0.9) * 1000
+    print(f"\n{case.title}")
+    print(
+        f"  latency: {len(base)} sequential requests each, the direct call and the gateways "
+        f"taking turns; CPU per request and req/s: {args.clients} concurrent clients, "
+        f"{args.route_duration:g} s each in {args.rounds} interleaved rounds"
+    )
+    width = 12
+    print(
+        f"  {'party':{width}} {'median':>9} {'p90':>9} {'added median':>13} {'added p90':>10}"
+        f" {'CPU/request':>12} {'req/s':>7}"
+    )
+    figures: dict[str, dict[str, float]] = {}
+    for name, values in times.items():
+        median, p90 = statistics.median(values) * 1000, percentile(values, 0.9) * 1000
+        line = f"  {name:{width}} {median:6.3f} ms {p90:6.3f} ms"
+        if name == "upstream":
+            print(f"{line} {'(direct call)':>13}")
+            continue
+        load = result.loads[name]
+        figures[name] = {
+            "median": median - base_median,
+            "p90": p90 - base_p90,
+            "cpu": load.cpu_per_request_ms,
+        }
+        failed = f" ({load.failed} failed)" if load.failed else ""
+        print(
+            f"{line} {median - base_median:+10.3f} ms {p90 - base_p90:+7.3f} ms"
+            f" {load.cpu_per_request_ms:9.3f} ms {load.rate:7.0f}{failed}"
+        )
+    for name, problem in result.refused.items():
+        print(f"  {name:{width}} not served here: {problem}")
+    return figures
+
+
 # --------------------------------------------------------------------------- the summary
 
 
@@ -579,6 +890,82 @@ def _rows(args: argparse.Namespace) -> dict[str, Row]:
     }
 
 
+@dataclass
+class RouteFigures:
+    figures: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    """Per case (``messages_stream``, …), per gateway: added median, added p90, CPU."""
+    refused: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per case, the gateways that could not serve it here, and why."""
+
+
+async def routes_section(
+    args: argparse.Namespace, upstream: Party, parties: list[Party]
+) -> RouteFigures:
+    gateways = [party for party in parties if party.name != "relay"]
+    if len(gateways) != len(parties):
+        print("\nrelay: it serves chat completions only; left out of the routes section")
+    out = RouteFigures()
+    for case in route_cases(args.large_kb * 1000):
+        result = await measure_route(args, case, upstream, gateways)
+        out.figures[case.name] = report_route(case, result, args)
+        if result.refused:
+            out.refused[case.name] = result.refused
+    return out
+
+
+_ROUTE_KEYS = ("chat", "messages", "messages_large", "responses")
+_ROUTE_LABELS = {
+    "chat": "/v1/chat/completions",
+    "messages": "/v1/messages pass-through",
+    "messages_large": "/v1/messages pass-through, large",
+    "responses": "/v1/responses onto chat",
+}
+_FIGURES = {"median": "added median", "p90": "added p90", "cpu": "CPU per request"}
+
+
+def route_rows(figures: dict[str, dict[str, dict[str, float]]]) -> dict[str, Row]:
+    """The summary rows of the routes section: each figure of each route, each gateway."""
+    rows: dict[str, Row] = {}
+    for mode in ("whole", "stream"):
+        for key in _ROUTE_KEYS:
+            measured = figures.get(f"{key}_{mode}")
+            if measured is None:
+                continue
+            for figure, what in _FIGURES.items():
+                row = Row(f"{_ROUTE_LABELS[key]}, {mode}: {what}", "ms", True, digits=3)
+                row.values = {name: values[figure] for name, values in measured.items()}
+                chat = figures.get(f"chat_{mode}", {}).get("runestone", {}).get(figure)
+                if key.startswith("messages") and figure != "p90" and chat is not None:
+                    # Issue 12: a pass-through /v1/messages adds no more than chat completions.
+                    row.target = f"<= chat's {chat:.3f} ms"
+                    row.meets = lambda v, chat=chat: v <= chat
+                rows[f"{key}_{mode}_{figure}"] = row
+    return rows
+
+
+def print_route_ratios(figures: dict[str, dict[str, dict[str, float]]]) -> None:
+    """Runestone's figures for /v1/messages and /v1/responses over its chat completions'."""
+    ours = {case: values["runestone"] for case, values in figures.items() if "runestone" in values}
+    print("\nRunestone, each route over chat completions in the same mode (below 1: cheaper)")
+    head = f"{'route':42} {'mode':>6}" + "".join(f" {what:>16}" for what in _FIGURES.values())
+    print(head)
+    print("-" * len(head))
+    for mode in ("whole", "stream"):
+        chat = ours.get(f"chat_{mode}")
+        for key in _ROUTE_KEYS[1:]:
+            route = ours.get(f"{key}_{mode}")
+            if chat is None or route is None:
+                continue
+            line = f"{_ROUTE_LABELS[key] + ' / chat':42} {mode:>6}"
+            for figure in _FIGURES:
+                # An added latency near zero makes a ratio of noise: both are in the rows above.
+                if chat[figure] > 0.005:
+                    line += f" {route[figure] / chat[figure]:15.2f}x"
+                else:
+                    line += f" {'n/a':>16}"
+            print(line)
+
+
 def _cell(value: float | None, row: Row) -> str:
     if value is None:
         return "—"
@@ -588,7 +975,15 @@ def _cell(value: float | None, row: Row) -> str:
     return f"{value:,.{row.digits}f}{unit}"
 
 
-def print_summary(rows: dict[str, Row], parties: list[str]) -> None:
+_HEADING = (
+    "Summary (ratio = runestone / peer; for times, CPU and memory below 1 is better;",
+    "the targets are issue 10's, set for the default sizes of each run)",
+)
+
+
+def print_summary(
+    rows: dict[str, Row], parties: list[str], heading: tuple[str, ...] = _HEADING
+) -> None:
     shown = [row for row in rows.values() if row.values]
     if not shown:
         return
@@ -597,8 +992,9 @@ def print_summary(rows: dict[str, Row], parties: list[str]) -> None:
     width = max(len(row.label) for row in shown)
     head = f"{'figure':{width}} " + " ".join(f"{c:>11}" for c in columns)
     head += "".join(f" {'rs / ' + p:>13}" for p in peers) + f"  {'target':>24}  verdict"
-    print("\nSummary (ratio = runestone / peer; for times, CPU and memory below 1 is better;")
-    print("the targets are issue 10's, set for the default sizes of each run)")
+    print()
+    for line in heading:
+        print(line)
     print(head)
     print("-" * len(head))
     for row in shown:
@@ -660,17 +1056,22 @@ async def run(args: argparse.Namespace) -> None:
     peers = find_peers(args, names)
     rows = _rows(args)
 
-    if {"latency", "rps", "streams"} & set(sections):
+    routes = RouteFigures()
+    if {"latency", "rps", "streams", "routes"} & set(sections):
         with running() as started:
             upstream = start_upstream(0.0)
             started.append(upstream)
             targets = [upstream]
             for name in names:
-                party = await start_party(name, upstream, directory, peers)
+                party = await start_party(
+                    name, upstream, directory, peers, routes="routes" in sections
+                )
                 if party is not None:
                     started.append(party)
                     targets.append(party)
             await short_sections(args, sections, targets, rows)
+            if "routes" in sections:
+                routes = await routes_section(args, upstream, targets[1:])
 
     if "long" in sections:
         interval = args.stream_seconds / len(KNOWN_TOKENS)
@@ -725,6 +1126,21 @@ async def run(args: argparse.Namespace) -> None:
         print("\nthe huge run is runestone's alone: left out with it")
 
     print_summary(rows, names)
+    if routes.figures:
+        print_summary(
+            route_rows(routes.figures),
+            [name for name in names if name != "relay"],
+            (
+                "Routes (issue 12): what each gateway adds over calling the fake upstream "
+                "directly, in ms;",
+                "ratio = runestone / peer, below 1 is better; the target: a pass-through "
+                "/v1/messages adds no more than chat completions",
+            ),
+        )
+        for case, refused in routes.refused.items():
+            for name, problem in refused.items():
+                print(f"  — {name} does not serve {case} here: {problem[:110]}")
+        print_route_ratios(routes.figures)
 
 
 def book_long(rows: dict[str, Row], prefix: str, name: str, long: LongRun) -> None:
@@ -792,6 +1208,15 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=64, help="concurrent clients (64)")
     parser.add_argument("--duration", type=float, default=6.0, help="seconds of load per party")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of that load")
+    parser.add_argument(
+        "--route-requests", type=int, default=100, help="sequential requests per route and party"
+    )
+    parser.add_argument(
+        "--route-duration", type=float, default=2.4, help="seconds of load per route and party"
+    )
+    parser.add_argument(
+        "--large-kb", type=int, default=50, help="KB of messages in the large /v1/messages body"
+    )
     parser.add_argument("--streams", type=int, default=1000, help="concurrent long streams")
     parser.add_argument("--huge", type=int, default=10_000, help="streams of the huge run")
     parser.add_argument("--stream-seconds", type=float, default=10.0, help="length of each")
