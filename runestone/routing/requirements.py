@@ -17,6 +17,7 @@ from typing import Annotated, Any, Final
 
 from msgspec import Meta
 
+from runestone import jsonio
 from runestone.messages import (
     ChatRequest,
     ImagePart,
@@ -191,7 +192,7 @@ def estimate_prompt_tokens(messages: Iterable[object], tools: Iterable[object] =
         images += pictures
     count = len(items)
     for tool in tools:
-        chars += len(_json(tool.to_dict() if isinstance(tool, Tool) else tool))
+        chars += _json_size(_tool_dict(tool) if isinstance(tool, Tool) else tool)
     return estimate_from_size(chars, count, images)
 
 
@@ -202,7 +203,7 @@ def estimate_from_size(chars: int, messages: int, images: int) -> int:
 
 def _message_size(message: Message) -> tuple[int, int]:
     calls = message.tool_calls
-    chars = len(_json([call.to_dict() for call in calls])) if calls else 0
+    chars = _json_size([call.to_dict() for call in calls]) if calls else 0
     images = 0
     content = message.content
     if isinstance(content, str):
@@ -214,10 +215,53 @@ def _message_size(message: Message) -> tuple[int, int]:
             elif isinstance(part, ImagePart):
                 images += 1
             elif isinstance(part, RawPart):
-                chars += len(_json(part.data))
+                text, attached = _raw_size(part.data)
+                chars += text
+                images += attached
     return chars, images
 
 
-def _json(value: object) -> str:
-    # Only for sizing: anything json cannot encode is sized by its repr.
-    return json.dumps(value, default=repr, separators=(",", ":"))
+def _tool_dict(tool: Tool) -> dict[str, Any]:
+    # Tool.to_dict's shape without its copy of the schema: this only sizes it.
+    function: dict[str, Any] = {"name": tool.name, "description": tool.description}
+    if tool.parameters is not None:
+        function["parameters"] = tool.parameters
+    return {"type": "function", "function": function}
+
+
+_ATTACHMENT_CHARS: Final = 1024
+
+
+def _raw_size(value: object) -> tuple[int, int]:
+    """The characters of a part kept verbatim, and the attachments in it: a long string
+    with no whitespace (base64: a document, audio, a file) is an attachment, allowed for
+    as an image is, not counted a token per four of its characters."""
+    chars = 0
+    attachments = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if len(item) > _ATTACHMENT_CHARS and not any(c.isspace() for c in item[:256]):
+                attachments += 1
+            else:
+                chars += len(item) + 2
+        elif isinstance(item, Mapping):
+            for key, inner in item.items():
+                chars += len(str(key)) + 3
+                stack.append(inner)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+            chars += 2
+        else:
+            chars += len(repr(item))
+    return chars, attachments
+
+
+def _json_size(value: object) -> int:
+    """The length of ``value`` as compact JSON (only for sizing: what JSON cannot encode
+    is sized by its repr)."""
+    try:
+        return len(jsonio.dumps(value))
+    except TypeError:
+        return len(json.dumps(value, default=repr, separators=(",", ":")))

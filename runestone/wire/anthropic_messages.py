@@ -16,7 +16,6 @@ JSON nested too deep) is checked in :meth:`MessagesBody.to_request`, on the stru
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
 
@@ -499,7 +498,7 @@ def _to_messages(turn: Turn, index: int, check: Callable[..., None]) -> list[Mes
         elif isinstance(block, ToolUseBlock):
             # (request → messages → message → content → block → input)
             check(block.input, levels=MAX_NESTING - 5, field=f"messages.{index}.content.{j}.input")
-            arguments = json.dumps(block.input, separators=(",", ":"))
+            arguments = jsonio.dumps(block.input).decode()
             calls.append(ToolCall(block.id, block.name, arguments))
     text = "".join(texts)
     if not calls and not text and not kept:

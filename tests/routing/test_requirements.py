@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runestone.exceptions import RequestValidationError
-from runestone.messages import ChatRequest, NativeBody, WireFormat
+from runestone.messages import (
+    ChatRequest,
+    Message,
+    NativeBody,
+    RawPart,
+    Role,
+    TextPart,
+    WireFormat,
+)
 from runestone.providers.settings import Capability
 from runestone.routing import Requirements, estimate_prompt_tokens
 from runestone.routing.requirements import (
@@ -185,3 +193,13 @@ def test_a_reasoning_effort_needs_a_thinking_model_unless_minimal() -> None:
         Capability.THINKING
         not in Requirements.from_request(ChatRequest.from_dict(quiet)).capabilities
     )
+
+
+def test_an_attachment_kept_verbatim_is_allowed_for_like_an_image_not_by_its_length() -> None:
+    document = RawPart(
+        "document",
+        {"type": "document", "source": {"type": "base64", "data": "QUJD" * 50_000}},
+    )
+    message = Message(Role.USER, (TextPart("Summarise this."), document))
+    tokens = estimate_prompt_tokens([message])
+    assert IMAGE_TOKENS < tokens < IMAGE_TOKENS + 100  # not 200,000 characters' worth
