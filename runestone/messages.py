@@ -417,29 +417,42 @@ class ChatRequest:
         return out
 
 
-def nesting(value: object) -> int:
-    """How many levels of objects and lists ``value`` nests (0 for a string or a number)."""
+def nesting(value: object, *, above: int | None = None) -> int:
+    """How many levels of objects and lists ``value`` nests (0 for a string or a number);
+    ``above``: stop counting once it is deeper than that (the answer is then ``above + 1``)."""
+    if not isinstance(value, Mapping | list | tuple):
+        return 0
     deepest = 0
-    stack: list[tuple[object, int]] = [(value, 1)]
+    stack: list[tuple[Any, int]] = [(value, 1)]
     # A loop, not recursion: the value is the client's and may be as deep as it likes.
     while stack:
         node, level = stack.pop()
-        if isinstance(node, Mapping):
-            children: Iterable[object] = node.values()
-        elif isinstance(node, list | tuple):
-            children = node
-        else:
-            continue
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in children)
+        if level > deepest:
+            deepest = level
+            if above is not None and deepest > above:
+                return deepest
+        children: Iterable[object] = node.values() if isinstance(node, Mapping) else node
+        for child in children:
+            # Most children are strings and numbers: told apart by their exact type first,
+            # as an isinstance against Mapping (an ABC) is the slow test.
+            kind = type(child)
+            if kind is dict or kind is list or kind is tuple:
+                stack.append((child, level + 1))
+            elif kind in _SCALARS:
+                continue
+            elif isinstance(child, Mapping | list | tuple):
+                stack.append((child, level + 1))
     return deepest
+
+
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 
 def check_nesting(value: object, *, levels: int, field: str) -> None:
     """Refuse ``value`` (a :class:`RequestValidationError` naming ``field``) when it nests
     more than ``levels`` levels: the levels of the request above it use up the rest of
     :data:`MAX_NESTING`."""
-    if isinstance(value, Mapping | list | tuple) and nesting(value) > levels:
+    if isinstance(value, Mapping | list | tuple) and nesting(value, above=levels) > levels:
         raise RequestValidationError(
             f"nested more than {MAX_NESTING} levels deep (objects and lists, counted from the "
             "top of the request); flatten it",

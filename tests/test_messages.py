@@ -39,6 +39,7 @@ from runestone.messages import (
     ToolChoiceMode,
     Usage,
     WireFormat,
+    nesting,
 )
 
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
@@ -579,3 +580,19 @@ def test_an_encoded_native_body_parses_to_the_body_with_the_changes(
 ) -> None:
     native = _native_of(json.dumps(body).encode())
     assert json.loads(native.encode(changes)) == {**body, **changes}
+
+
+@given(
+    st.recursive(
+        st.none() | st.integers() | st.text(max_size=3),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner),
+        max_leaves=20,
+    ),
+    st.integers(min_value=0, max_value=6),
+)
+def test_nesting_stopped_early_is_exact_up_to_its_bound_and_past_it_otherwise(
+    value: Any, above: int
+) -> None:
+    depth = nesting(value)
+    stopped = nesting(value, above=above)
+    assert stopped == depth if depth <= above else stopped > above
