@@ -266,6 +266,9 @@ class WireFormat(enum.StrEnum):
     OPENAI_COMPLETIONS = "openai_completions"
     """OpenAI's legacy completions (``POST /v1/completions``): a raw prompt, which no
     other format carries, so such a request is only ever passed through."""
+    OPENAI_RESPONSES = "openai_responses"
+    """OpenAI's Responses API (``POST /v1/responses``): translated onto chat completions
+    for every other upstream, passed through to one that speaks it."""
 
 
 @dataclass(frozen=True, slots=True)
