@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from runestone.exceptions import RateLimitedError, UpstreamServerError
+from runestone.exceptions import RateLimitedError, StreamCutError, UpstreamServerError
 from runestone.io import DataPlane
 from runestone.messages import (
     ChatRequest,
@@ -29,8 +29,8 @@ from runestone.providers import OpenAIProvider
 from runestone.providers.errors import AttemptState
 from runestone.providers.openai_responses import OpenAIResponsesStreamDecoder, decode_response
 from runestone.providers.sse import SSEEvent
-from runestone.testing.upstream import FakeUpstream
-from tests.providers.helpers import make_provider
+from runestone.testing.upstream import KNOWN_TEXT, FakeUpstream
+from tests.providers.helpers import collect, make_provider
 
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
@@ -271,3 +271,61 @@ def test_which_providers_speak_the_responses_api(
     native = responses_request().native
     assert (provider.native_body(responses_request()) is not None) is speaks
     assert native is not None
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"), [("openai", {}), ("openai_compatible", {"responses": True})]
+)
+def test_a_responses_stream_goes_to_the_responses_endpoint_and_comes_back_as_sent(
+    plane: DataPlane, fake_upstream: FakeUpstream, kind: str, options: dict[str, Any]
+) -> None:
+    provider = make_provider(plane, fake_upstream, kind, **options)
+    outcome = collect(plane, provider, responses_request(stream=True, store=False))
+    assert outcome.error is None
+    passed = [event for event in outcome.events if type(event) is Passthrough]
+    assert "".join(p.text for p in passed) == KNOWN_TEXT
+    frames = b"".join(p.data for p in passed).decode()
+    assert frames.startswith("event: response.created\n")
+    assert "event: response.completed\n" in frames
+    done = outcome.done
+    assert done is not None
+    assert done.finish_reason == "stop"
+    assert outcome.usage is not None
+    assert outcome.usage.completion_tokens == len(KNOWN_TEXT.split(" "))
+    (attempt,) = fake_upstream.attempts
+    assert attempt.api == "openai_responses"
+    assert attempt.body == {
+        "model": "healthy",
+        "input": "Say the known text",
+        "stream": True,
+        "store": False,
+    }
+
+
+def test_a_cut_responses_stream_is_a_stream_cut(
+    plane: DataPlane, fake_upstream: FakeUpstream
+) -> None:
+    provider = make_provider(plane, fake_upstream, "openai")
+    outcome = collect(plane, provider, responses_request(model="cut-after:3", stream=True))
+    assert isinstance(outcome.error, StreamCutError)
+    assert outcome.error.content_delivered
+    failed = collect(plane, provider, responses_request(model="error-event-after:2", stream=True))
+    # After content an upstream's error event is a cut, as on every stream.
+    assert isinstance(failed.error, StreamCutError)
+    assert "server_error" in str(failed.error)
+
+
+def test_a_whole_response_is_the_upstreams_body(
+    plane: DataPlane, fake_upstream: FakeUpstream
+) -> None:
+    provider = make_provider(plane, fake_upstream, "openai")
+    completion = plane.run(provider.complete(responses_request()), timeout=10)
+    assert completion.text == KNOWN_TEXT
+    assert completion.finish_reason == "stop"
+    assert completion.usage is not None
+    assert completion.native is not None
+    body = json.loads(completion.native)
+    assert body["object"] == "response"
+    assert body["output"][0]["content"][0]["text"] == KNOWN_TEXT
+    (attempt,) = fake_upstream.attempts
+    assert attempt.api == "openai_responses"
