@@ -40,6 +40,7 @@ from runestone.exceptions import (
     ErrorReason,
     InternalProviderError,
     MalformedResponseError,
+    NoCandidatesError,
     ProviderError,
     RateLimitedError,
     RequestValidationError,
@@ -600,6 +601,8 @@ class StreamError(_Frozen, frozen=True):
     A plain string naming one is taken too (and kept as its :class:`ErrorKind`)."""
     reason: ErrorReason | None = None
     """Why, machine-readably, where the kind alone does not say (``unknown_model`` …)."""
+    field: str = ""
+    """The request field it is about, where one is (no candidate could carry it)."""
 
     def __post_init__(self) -> None:
         kind: object = self.kind
@@ -622,7 +625,8 @@ class StreamError(_Frozen, frozen=True):
                 content_delivered=exc.content_delivered,
             )
         reason = exc.reason if isinstance(exc, RunestoneError) else None
-        return cls(error_class, str(exc), kind=ErrorKind.of(exc), reason=reason)
+        field = exc.field if isinstance(exc, NoCandidatesError) else ""
+        return cls(error_class, str(exc), kind=ErrorKind.of(exc), reason=reason, field=field)
 
     def to_exception(self) -> ProviderError:
         """The matching :class:`ProviderError`, for callers that raise rather than stream."""

@@ -579,3 +579,16 @@ def test_an_encoded_native_body_parses_to_the_body_with_the_changes(
 ) -> None:
     native = _native_of(json.dumps(body).encode())
     assert json.loads(native.encode(changes)) == {**body, **changes}
+
+
+def test_a_routing_refusal_keeps_the_field_no_candidate_could_carry() -> None:
+    from runestone.exceptions import NoCandidatesError
+    from runestone.server.errors import from_stream_error
+
+    error = NoCandidatesError("nothing can serve 'x': a/b: cannot carry seed (…)", field="seed")
+    event = StreamError.from_exception(error)
+    assert event.field == "seed"
+    api = from_stream_error(event, model="x")
+    assert (api.status, api.code, api.param) == (400, "model_not_supported", "seed")
+    plain = from_stream_error(StreamError.from_exception(NoCandidatesError("none")), model="x")
+    assert plain.param == "model"
