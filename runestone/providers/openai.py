@@ -362,7 +362,7 @@ class OpenAIProvider(HttpProvider):
         return OpenAIStreamDecoder(request, state, native)
 
     def decode_completion(self, data: Any, request: ChatRequest, state: AttemptState) -> Completion:
-        native = request.native
+        native = self.native_body(request)  # None when it was translated for this upstream
         if native is not None and native.wire is WireFormat.OPENAI_COMPLETIONS:
             return self._decode_text_completion(data, request)
         if native is not None and native.wire is WireFormat.OPENAI_RESPONSES:
