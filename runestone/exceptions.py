@@ -152,14 +152,21 @@ class OverloadedError(RunestoneError):
 
 
 class NoCandidatesError(RunestoneError):
-    """No configured provider/model can serve this request; ``reason`` says why."""
+    """No configured provider/model can serve this request; ``reason`` says why, ``field``
+    the request field no candidate could carry, when that is why (``previous_response_id``
+    with no upstream speaking the Responses API …)."""
 
     reason: NoCandidatesReason
 
     def __init__(
-        self, message: str, *, reason: NoCandidatesReason = NoCandidatesReason.NO_CAPABLE_CANDIDATE
+        self,
+        message: str,
+        *,
+        reason: NoCandidatesReason = NoCandidatesReason.NO_CAPABLE_CANDIDATE,
+        field: str = "",
     ) -> None:
         self.reason = reason
+        self.field = field
         super().__init__(message)
 
 

@@ -40,6 +40,7 @@ from runestone.exceptions import (
     ErrorReason,
     InternalProviderError,
     MalformedResponseError,
+    NoCandidatesError,
     ProviderError,
     RateLimitedError,
     RequestValidationError,
@@ -266,6 +267,9 @@ class WireFormat(enum.StrEnum):
     OPENAI_COMPLETIONS = "openai_completions"
     """OpenAI's legacy completions (``POST /v1/completions``): a raw prompt, which no
     other format carries, so such a request is only ever passed through."""
+    OPENAI_RESPONSES = "openai_responses"
+    """OpenAI's Responses API (``POST /v1/responses``): translated onto chat completions
+    for every other upstream, passed through to one that speaks it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -610,6 +614,8 @@ class StreamError(_Frozen, frozen=True):
     A plain string naming one is taken too (and kept as its :class:`ErrorKind`)."""
     reason: ErrorReason | None = None
     """Why, machine-readably, where the kind alone does not say (``unknown_model`` …)."""
+    field: str = ""
+    """The request field it is about, where one is (no candidate could carry it)."""
 
     def __post_init__(self) -> None:
         kind: object = self.kind
@@ -632,7 +638,8 @@ class StreamError(_Frozen, frozen=True):
                 content_delivered=exc.content_delivered,
             )
         reason = exc.reason if isinstance(exc, RunestoneError) else None
-        return cls(error_class, str(exc), kind=ErrorKind.of(exc), reason=reason)
+        field = exc.field if isinstance(exc, NoCandidatesError) else ""
+        return cls(error_class, str(exc), kind=ErrorKind.of(exc), reason=reason, field=field)
 
     def to_exception(self) -> ProviderError:
         """The matching :class:`ProviderError`, for callers that raise rather than stream."""

@@ -596,3 +596,16 @@ def test_nesting_stopped_early_is_exact_up_to_its_bound_and_past_it_otherwise(
     depth = nesting(value)
     stopped = nesting(value, above=above)
     assert stopped == depth if depth <= above else stopped > above
+
+
+def test_a_routing_refusal_keeps_the_field_no_candidate_could_carry() -> None:
+    from runestone.exceptions import NoCandidatesError
+    from runestone.server.errors import from_stream_error
+
+    error = NoCandidatesError("nothing can serve 'x': a/b: cannot carry seed (…)", field="seed")
+    event = StreamError.from_exception(error)
+    assert event.field == "seed"
+    api = from_stream_error(event, model="x")
+    assert (api.status, api.code, api.param) == (400, "model_not_supported", "seed")
+    plain = from_stream_error(StreamError.from_exception(NoCandidatesError("none")), model="x")
+    assert plain.param == "model"

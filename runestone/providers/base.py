@@ -83,10 +83,11 @@ class Provider(abc.ABC):
     """It implements :meth:`count_tokens` (its upstream counts a prompt's tokens)."""
     embeds: ClassVar[bool] = False
     """It implements :meth:`embed` (for the models configured with ``embeddings``)."""
-    wires: ClassVar[frozenset[WireFormat]] = frozenset()
+    wires: frozenset[WireFormat] = frozenset()
     """The wire formats its upstream speaks natively: a request written in one of them is
     passed through losslessly (:class:`runestone.messages.NativeBody`); empty: it takes
-    only the one request model."""
+    only the one request model. A class's own set, which an instance may narrow from its
+    options (``openai_compatible`` speaks the Responses API only when told it does)."""
     default_probe_method: ClassVar[ProbeMethod] = ProbeMethod.MODELS
 
     def __init__(self, settings: ProviderSettings, *, clock: Clock = SYSTEM_CLOCK) -> None:

@@ -9,6 +9,10 @@ A legacy completions request (``POST /v1/completions``, a raw prompt) is only
 ever passed through, as the client wrote it, to ``POST {base_url}/completions``;
 its ``text_completion`` chunks are read for the books the same way (the text in
 ``choices[0].text``).
+
+A Responses request (``POST /v1/responses``) is passed through the same way to
+``POST {base_url}/responses`` (:mod:`runestone.providers.openai_responses` reads its
+events); ``openai_compatible`` servers take it only with the option ``responses: true``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from runestone.messages import (
 from runestone.providers.base import ProviderOptions
 from runestone.providers.errors import AttemptState, classify_error_body
 from runestone.providers.http import HttpProvider, StreamDecoder, loads
+from runestone.providers.openai_responses import OpenAIResponsesStreamDecoder, decode_response
 from runestone.providers.settings import ProviderSettings
 from runestone.providers.sse import SSEEvent
 
@@ -199,6 +204,10 @@ class OpenAIOptions(ProviderOptions, frozen=True):
     """The request field the token limit goes in (default: the type's own)."""
     stream_usage: bool = True
     """Ask for usage in streams (``stream_options``); false for servers that refuse it."""
+    responses: bool | None = None
+    """The server speaks OpenAI's Responses API (``POST {base_url}/responses``), so
+    ``/v1/responses`` requests are passed through to it as written (default: true for
+    ``openai``, false for ``openai_compatible``, since few compatible servers do)."""
 
 
 class OpenAIProvider(HttpProvider):
@@ -207,14 +216,20 @@ class OpenAIProvider(HttpProvider):
     Options: ``organization``, ``project``; ``max_tokens_field`` (``max_completion_tokens``
     by default, or ``max_tokens``); ``stream_usage: false`` to leave out ``stream_options``.
     Legacy completions bodies go to ``completions_path`` (for the models listing the
-    ``completions`` capability).
+    ``completions`` capability), Responses bodies to ``responses_path`` (unless
+    ``responses: false``).
     """
 
     type_name = "openai"
-    wires = frozenset({WireFormat.OPENAI_CHAT, WireFormat.OPENAI_COMPLETIONS})
+    wires = frozenset(
+        {WireFormat.OPENAI_CHAT, WireFormat.OPENAI_COMPLETIONS, WireFormat.OPENAI_RESPONSES}
+    )
     default_base_url: ClassVar[str | None] = "https://api.openai.com/v1"
     chat_path = "/chat/completions"
     completions_path: ClassVar[str] = "/completions"
+    responses_path: ClassVar[str] = "/responses"
+    default_responses: ClassVar[bool] = True
+    """Whether the type speaks the Responses API unless its ``responses`` option says."""
     models_path = "/models"
     embeddings_path = "/embeddings"
     embeds = True
@@ -230,11 +245,19 @@ class OpenAIProvider(HttpProvider):
         self.max_tokens_field: str = self.options.max_tokens_field or self.default_max_tokens_field
         self.stream_usage = self.options.stream_usage
         self._completions_url = self.base_url + self.completions_path
+        self._responses_url = self.base_url + self.responses_path
+        responses = self.options.responses
+        if not (self.default_responses if responses is None else responses):
+            self.wires = self.wires - {WireFormat.OPENAI_RESPONSES}
 
     def endpoint(self, native: NativeBody | None) -> str:
-        """``completions_path`` for a legacy completions body, else the chat endpoint."""
-        if native is not None and native.wire is WireFormat.OPENAI_COMPLETIONS:
-            return self._completions_url
+        """``completions_path`` for a legacy completions body, ``responses_path`` for a
+        Responses one, else the chat endpoint."""
+        if native is not None:
+            if native.wire is WireFormat.OPENAI_COMPLETIONS:
+                return self._completions_url
+            if native.wire is WireFormat.OPENAI_RESPONSES:
+                return self._responses_url
         return self._chat_url
 
     def auth_headers(self) -> dict[str, str]:
@@ -280,8 +303,12 @@ class OpenAIProvider(HttpProvider):
         """The client's own body, for ``model``: every field as sent, but the usage chunk
         asked for on a stream (unless ``stream_usage`` is off) and, for chat, the token limit
         in the field this upstream takes (``max_tokens_field``; legacy completions have only
-        ``max_tokens``)."""
+        ``max_tokens``). A Responses body changes in its model and ``stream`` alone (its
+        usage always comes in ``response.completed``; ``store`` stays as the client sent
+        it)."""
         changes: dict[str, Any] = {"model": model, "stream": stream}
+        if native.wire is WireFormat.OPENAI_RESPONSES:
+            return native.encode(changes)
         if stream and self.stream_usage:
             options = native.value("stream_options")
             changes["stream_options"] = {
@@ -330,12 +357,16 @@ class OpenAIProvider(HttpProvider):
         native = self.native_body(request)
         if native is not None and native.wire is WireFormat.OPENAI_COMPLETIONS:
             return OpenAICompletionsStreamDecoder(request, state, native)
+        if native is not None and native.wire is WireFormat.OPENAI_RESPONSES:
+            return OpenAIResponsesStreamDecoder(request, state, native)
         return OpenAIStreamDecoder(request, state, native)
 
     def decode_completion(self, data: Any, request: ChatRequest, state: AttemptState) -> Completion:
-        native = request.native
+        native = self.native_body(request)  # None when it was translated for this upstream
         if native is not None and native.wire is WireFormat.OPENAI_COMPLETIONS:
             return self._decode_text_completion(data, request)
+        if native is not None and native.wire is WireFormat.OPENAI_RESPONSES:
+            return decode_response(data, request, self.name)
         choice = data["choices"][0]
         message = choice["message"]
         content = message.get("content") or message.get("refusal") or ""

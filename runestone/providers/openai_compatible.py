@@ -7,7 +7,9 @@ go with every request (OpenRouter's ``HTTP-Referer``/``X-Title``, Azure's
 to ``max_tokens``, which more servers understand; ``stream_usage: false`` for
 servers that reject ``stream_options``. A server that serves OpenAI's legacy
 ``/completions`` too (vLLM, llama.cpp …) takes ``/v1/completions`` requests for the
-models listing the ``completions`` capability.
+models listing the ``completions`` capability. One that serves OpenAI's Responses API
+(``/responses``) takes ``/v1/responses`` requests as written with the option
+``responses: true``; without it they are translated onto its chat completions.
 """
 
 from __future__ import annotations
@@ -27,3 +29,4 @@ class OpenAICompatibleProvider(OpenAIProvider):
     requires_api_key = False
     requires_base_url = True
     default_max_tokens_field: ClassVar[str] = "max_tokens"
+    default_responses: ClassVar[bool] = False

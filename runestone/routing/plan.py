@@ -124,7 +124,12 @@ def plan(
         soonest = min(waiting, key=_retry_time)
         return Plan(model, (soonest,), panic=True, excluded=tuple(planner.excluded))
     reasons = "; ".join(f"{e.key}: {e.reason}" for e in planner.excluded) or "no candidates"
-    raise NoCandidatesError(f"nothing can serve {model!r}: {reasons}", reason=planner.why_none())
+    field = requirements.native_field
+    if not any(e.reason.startswith(f"cannot carry {field} ") for e in planner.excluded):
+        field = ""  # not why: every candidate that could carry it lacked something else
+    raise NoCandidatesError(
+        f"nothing can serve {model!r}: {reasons}", reason=planner.why_none(), field=field
+    )
 
 
 class _Planner:

@@ -168,7 +168,7 @@ def from_exception(exc: BaseException, *, model: str = "") -> ApiError:
     if isinstance(exc, OverloadedError):
         return ApiError(429, str(exc), code="server_overloaded", retry_after=1)
     if isinstance(exc, NoCandidatesError):
-        return _no_candidates(exc.reason, str(exc), model)
+        return _no_candidates(exc.reason, str(exc), model, exc.field)
     if isinstance(exc, ProviderError):
         if exc.error_class is ErrorClass.INTERNAL:
             return _internal(exc.message, exc.provider, exc.model)
@@ -202,7 +202,7 @@ def from_stream_error(event: StreamError, *, model: str = "") -> ApiError:
     if event.error_class is ErrorClass.INTERNAL:
         return _internal(event.message, event.provider, event.model)
     if isinstance(reason, NoCandidatesReason):
-        return _no_candidates(reason, event.message, model)
+        return _no_candidates(reason, event.message, model, event.field)
     if reason is SupervisionReason.SHUTTING_DOWN:
         return shutting_down()
     if kind is ErrorKind.OVERLOADED_ERROR:
@@ -263,7 +263,9 @@ def shutting_down(
     )
 
 
-def _no_candidates(reason: NoCandidatesReason, message: str, model: str) -> ApiError:
+def _no_candidates(
+    reason: NoCandidatesReason, message: str, model: str, field: str = ""
+) -> ApiError:
     if reason is NoCandidatesReason.UNKNOWN_MODEL:
         return model_not_found(model)
     if reason in (NoCandidatesReason.ALL_HELD_BACK, NoCandidatesReason.NOT_READY):
@@ -277,7 +279,8 @@ def _no_candidates(reason: NoCandidatesReason, message: str, model: str) -> ApiE
         400,
         f"no configured model can serve this request: {message}",
         code="model_not_supported",
-        param="model",
+        # The field no candidate can carry, when that is why; else the model's choice.
+        param=field or "model",
     )
 
 

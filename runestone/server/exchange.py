@@ -338,6 +338,8 @@ class Exchange:
                 failure: StreamError = event  # type: ignore[assignment]
                 self._finished = True
                 error = from_stream_error(failure, model=self._call.request.model)
+                if passed is not None:
+                    encoder.follow(passed)  # its error goes on from the upstream's frames
                 log.info(
                     "stream_failed_after_commit",
                     request_id=self._request_id,

@@ -24,6 +24,14 @@ false). A streamed answer is SSE, every event with its ``sequence_number``::
     event: response.output_item.done
     event: response.completed               (or response.incomplete) the whole response
 
+An upstream that speaks the Responses API itself gets the body as the client wrote it
+(:class:`~runestone.messages.NativeBody`; only its model and ``stream`` changed) and
+its answer is passed back unchanged; every other one gets the translation. Fields only
+such an upstream can carry (``previous_response_id``, ``conversation``, ``background``,
+built-in tools, ``item_reference`` items, ``include`` asking for encrypted reasoning,
+unknown fields: :func:`~runestone.wire.openai_responses.native_fields`) send the
+request to it alone; with none configured, the 400 names the field.
+
 A failure after content has been sent is ``event: error`` — its ``code``,
 ``message`` and ``param``, and the same as a nested ``error`` object, which the
 openai SDK raises as an ``APIError`` — then ``event: response.failed`` (status
@@ -32,24 +40,40 @@ openai SDK raises as an ``APIError`` — then ``event: response.failed`` (status
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
+import msgspec
+
 from runestone import jsonio
+from runestone.exceptions import RequestValidationError
 from runestone.messages import (
+    ChatRequest,
     Completion,
     FinishReason,
+    Message,
+    NativeBody,
     Passthrough,
     ReasoningDelta,
+    Role,
     ToolCall,
     ToolCallDelta,
     Usage,
+    WireFormat,
 )
 from runestone.server.dialect import NO_HEADERS, ChatCall
 from runestone.server.errors import ApiError
-from runestone.wire.openai_responses import convert_responses, decode_responses
+from runestone.wire.openai_responses import (
+    STATEFUL,
+    ResponsesBody,
+    convert_responses,
+    decode_responses,
+    native_fields,
+)
+from runestone.wire.schema import BodyError
 
 __all__ = [
     "INCOMPLETE_REASONS",
@@ -360,7 +384,11 @@ class ResponseStream:
         return b""
 
     def follow(self, frames: Passthrough) -> None:
-        """Never called: a Responses request is never passed through."""
+        """Go on numbering after the upstream's frames (a passed-through stream is never
+        continued, so nothing else is carried over)."""
+        numbers = _SEQUENCE.findall(frames.data)
+        if numbers:
+            self._seq = int(numbers[-1]) + 1
 
     def closing(self, finish_reason: str, usage: Usage | None) -> bytes:
         """Close the open item, then ``response.completed`` (or ``response.incomplete``)
@@ -391,14 +419,65 @@ class ResponseStream:
         return out + self._event("response.failed", {"response": response})
 
 
+_SEQUENCE: Final = re.compile(rb'"sequence_number":\s*(\d+)')
+_FIELDS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_STATE_HINT: Final = (
+    "this gateway is stateless and keeps no responses or conversations: {field} needs an "
+    "upstream that "
+    "speaks the Responses API and keeps them, and none can take this request ({message}); "
+    "send the whole conversation in input instead"
+)
+_NATIVE_HINT: Final = (
+    "{field} can only go to an upstream that speaks the Responses API itself, and none can "
+    "take this request ({message})"
+)
+_TOOLS_HINT: Final = (
+    "only function tools are translated onto chat completions: {field} needs an upstream "
+    "that speaks the Responses API itself, and none can take this request ({message})"
+)
+
+
+def _routing_request(body: ResponsesBody, fields: Mapping[str, msgspec.Raw]) -> ChatRequest:
+    """A request for routing alone, when the translation cannot be made of a body only a
+    native upstream can take (function outputs answering calls it keeps …): its input
+    and instructions as one user message, sized as written."""
+    text = " ".join(
+        bytes(fields[name]).decode() for name in ("instructions", "input") if name in fields
+    )
+    return ChatRequest(
+        model=body.model,
+        messages=(Message(Role.USER, text),),
+        stream=bool(body.stream),
+        max_tokens=body.max_output_tokens,
+    )
+
+
 class ResponsesDialect:
     """``POST /v1/responses``."""
 
     name = "responses"
 
     def decode(self, body: bytes, headers: Mapping[str, str] = NO_HEADERS) -> ChatCall:
-        decoded = decode_responses(body)
-        return ChatCall(decoded.to_request(), True, decoded.body.echo())
+        try:
+            fields = _FIELDS.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            decode_responses(body)  # no JSON object: raises the BodyError naming why
+            raise BodyError("the body is not a JSON object") from None
+        names, translatable = native_fields(fields)
+        if not names:
+            decoded = decode_responses(body)
+            native = NativeBody(WireFormat.OPENAI_RESPONSES, fields)
+            request = decoded.to_request().replace(native=native)
+            return ChatCall(request, True, decoded.body.echo())
+        # Only a native upstream can take it; the rest is still checked, and translated
+        # for routing where it can be.
+        decoded = convert_responses(translatable)
+        native = NativeBody(WireFormat.OPENAI_RESPONSES, fields, only_native=tuple(names))
+        try:
+            request = decoded.to_request()
+        except RequestValidationError:
+            request = _routing_request(decoded.body, fields)
+        return ChatCall(request.replace(native=native), True, decoded.body.echo())
 
     def stream_encoder(self, call: ChatCall) -> ResponseStream:
         return ResponseStream(call.request.model, echo=call.echo)
@@ -417,4 +496,12 @@ class ResponsesDialect:
         )
 
     def error_body(self, error: ApiError) -> dict[str, Any]:
+        field = error.param
+        if error.code == "model_not_supported" and field and field != "model":
+            # No candidate could carry a field only a native upstream can: say why.
+            template = _STATE_HINT if field in STATEFUL else _NATIVE_HINT
+            if field.startswith("tools["):
+                template = _TOOLS_HINT
+            hint = template.format(field=field, message=error.message)
+            error = ApiError(error.status, hint, code=error.code, param=field)
         return error.openai_body()

@@ -3,7 +3,9 @@
 Only what the fake needs is extracted (behaviour, streaming, prompt size, a
 trailing assistant message, the first tool's name). Anything the real API
 would refuse is a :class:`BadRequestError` whose message names the field. A legacy
-completions request (``openai_completions``) has a ``prompt`` instead of messages.
+completions request (``openai_completions``) has a ``prompt`` instead of messages, a
+Responses one (``openai_responses``) ``input`` (a string or items) and ``instructions``;
+the fake keeps no responses, so a ``previous_response_id`` is accepted and not read.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class ChatCall:
 
 
 def read_chat_call(api: str, body: object, headers: Mapping[str, str]) -> ChatCall:
-    """Validate a parsed request body for ``api`` ("openai", "openai_completions" or
-    "anthropic")."""
+    """Validate a parsed request body for ``api`` ("openai", "openai_completions",
+    "openai_responses" or "anthropic")."""
     if not isinstance(body, dict):
         raise BadRequestError(f"request body must be a JSON object, got {type(body).__name__}")
     model = body.get("model")
@@ -56,6 +58,8 @@ def read_chat_call(api: str, body: object, headers: Mapping[str, str]) -> ChatCa
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     if api == "openai_completions":
         return ChatCall(selection, stream, include_usage, _prompt_tokens(body), None, None)
+    if api == "openai_responses":
+        return _responses_call(body, selection, stream)
     messages = _messages(body.get("messages"))
     if api == "anthropic":
         _check_anthropic(body, messages, headers)
@@ -70,6 +74,31 @@ def read_chat_call(api: str, body: object, headers: Mapping[str, str]) -> ChatCa
         input_tokens=max(1, words),
         last_assistant_text=_text(last.get("content")) if last["role"] == "assistant" else None,
         tool_name=_first_tool_name(body.get("tools")),
+    )
+
+
+def _responses_call(body: dict[str, Any], selection: Selection, stream: bool) -> ChatCall:
+    given = body.get("input")
+    if isinstance(given, str):
+        items: list[Any] = [{"role": "user", "content": given}]
+    elif isinstance(given, list) and given:
+        items = given
+    else:
+        raise BadRequestError(f"'input' must be a string or a non-empty list, got {given!r}")
+    texts = [_text(item.get("content")) for item in items if isinstance(item, dict)]
+    texts.append(_text(body.get("instructions")))
+    words = sum(len(text.split()) for text in texts)
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise BadRequestError(f"'tools' must be a list, got {type(tools).__name__}")
+    functions = [t for t in tools or () if isinstance(t, dict) and t.get("type") == "function"]
+    return ChatCall(
+        selection=selection,
+        stream=stream,
+        include_usage=True,  # a Responses stream ends with its usage, always
+        input_tokens=max(1, words),
+        last_assistant_text=None,  # no prefill in the Responses API
+        tool_name=_first_tool_name(functions),
     )
 
 

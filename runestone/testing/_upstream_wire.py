@@ -1,8 +1,10 @@
 """The bytes the fake upstream puts on the wire, in OpenAI's and Anthropic's exact shapes.
 
-Small classes, one per API (OpenAI chat, OpenAI legacy completions, Anthropic), turn
-"a text delta", "the finish", "a 429" into that API's SSE frames and JSON bodies. They
-hold no state and do no I/O.
+Small classes, one per API (OpenAI chat, OpenAI legacy completions, OpenAI Responses,
+Anthropic), turn "a text delta", "the finish", "a 429" into that API's SSE frames and
+JSON bodies. They do no I/O and hold no state, but for the Responses one, whose events
+are numbered and end with the whole response: :meth:`Wire.for_reply` gives a fresh one
+for each answer.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "ErrorKind",
     "Finish",
     "OpenAICompletionsWire",
+    "OpenAIResponsesWire",
     "OpenAIWire",
     "Reply",
     "ToolCall",
@@ -216,6 +219,10 @@ class Wire(ABC):
     id_prefix: ClassVar[str]
     tool_id_prefix: ClassVar[str]
     request_id_header: ClassVar[str]
+
+    def for_reply(self) -> Wire:
+        """The wire to write one answer with (itself, unless it keeps count of the frames)."""
+        return self
 
     @abstractmethod
     def stream_start(self, reply: Reply, tool: ToolCall | None) -> list[bytes]:
@@ -458,6 +465,224 @@ class OpenAICompletionsWire(OpenAIWire):
             ],
             "usage": self._usage(reply, output_tokens),
         }
+
+
+class OpenAIResponsesWire(OpenAIWire):
+    """OpenAI's Responses API: named SSE events, each with its ``sequence_number``, from
+    ``response.created`` to ``response.completed`` (which holds the whole response, its
+    usage too); a whole answer is the ``response`` object. Errors and listings as for
+    chat. Stateful (the numbers, the text so far): one instance per answer."""
+
+    api = "openai_responses"
+    id_prefix = "resp_"
+    tool_id_prefix = "call_"
+
+    def __init__(self) -> None:
+        self._seq = 0
+        self._reply: Reply | None = None
+        self._tool: ToolCall | None = None
+        self._parts: list[str] = []
+        self._done: dict[str, Any] | None = None
+
+    def for_reply(self) -> OpenAIResponsesWire:
+        return OpenAIResponsesWire()
+
+    def _event(self, kind: str, **payload: Any) -> bytes:
+        data = {"type": kind, **payload, "sequence_number": self._seq}
+        self._seq += 1
+        return f"event: {kind}\ndata: {_dumps(data)}\n\n".encode()
+
+    @staticmethod
+    def _item_id(reply: Reply, prefix: str) -> str:
+        return prefix + reply.id.removeprefix("resp_")
+
+    @staticmethod
+    def _usage(reply: Reply, output_tokens: int) -> dict[str, Any]:
+        thinking = reply.thinking
+        return {
+            "input_tokens": reply.input_tokens,
+            "input_tokens_details": {
+                "cached_tokens": CACHE_READ_TOKENS if thinking else 0,
+                "cache_write_tokens": CACHE_CREATION_TOKENS if thinking else 0,
+            },
+            "output_tokens": output_tokens,
+            "output_tokens_details": {
+                "reasoning_tokens": len(KNOWN_THOUGHT.split()) if thinking else 0
+            },
+            "total_tokens": reply.input_tokens + output_tokens,
+        }
+
+    def _response(
+        self,
+        reply: Reply,
+        status: str,
+        output: list[dict[str, Any]],
+        usage: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "id": reply.id,
+            "object": "response",
+            "created_at": reply.created,
+            "status": status,
+            "background": False,
+            "completed_at": reply.created if status == "completed" else None,
+            "error": error,
+            "incomplete_details": None,
+            "instructions": None,
+            "max_output_tokens": None,
+            "model": reply.model,
+            "output": output,
+            "parallel_tool_calls": True,
+            "previous_response_id": None,
+            "reasoning": {"effort": None, "summary": None},
+            "store": False,
+            "temperature": 1.0,
+            "text": {"format": {"type": "text"}, "verbosity": "medium"},
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": 1.0,
+            "truncation": "disabled",
+            "usage": usage,
+            "user": None,
+            "metadata": {},
+        }
+
+    def _message(self, reply: Reply, text: str | None, status: str) -> dict[str, Any]:
+        content = (
+            []
+            if text is None
+            else [{"type": "output_text", "annotations": [], "logprobs": [], "text": text}]
+        )
+        return {
+            "id": self._item_id(reply, "msg_"),
+            "type": "message",
+            "status": status,
+            "content": content,
+            "role": "assistant",
+        }
+
+    def _call(self, reply: Reply, tool: ToolCall, arguments: str, status: str) -> dict[str, Any]:
+        return {
+            "id": self._item_id(reply, "fc_"),
+            "type": "function_call",
+            "status": status,
+            "arguments": arguments,
+            "call_id": tool.id,
+            "name": tool.name,
+        }
+
+    def _output(self, reply: Reply, status: str) -> list[dict[str, Any]]:
+        done = "".join(self._parts)
+        tool = self._tool
+        if tool is None:
+            return [self._message(reply, done, status)]
+        return [self._call(reply, tool, done, status)]
+
+    def stream_start(self, reply: Reply, tool: ToolCall | None) -> list[bytes]:
+        self._reply, self._tool = reply, tool
+        opening = self._response(reply, "in_progress", [])
+        frames = [
+            self._event("response.created", response=opening),
+            self._event("response.in_progress", response=opening),
+        ]
+        if tool is not None:
+            item = self._call(reply, tool, "", "in_progress")
+            frames.append(self._event("response.output_item.added", output_index=0, item=item))
+            return frames
+        frames.append(
+            self._event(
+                "response.output_item.added",
+                output_index=0,
+                item=self._message(reply, None, "in_progress"),
+            )
+        )
+        frames.append(
+            self._event(
+                "response.content_part.added",
+                item_id=self._item_id(reply, "msg_"),
+                output_index=0,
+                content_index=0,
+                part={"type": "output_text", "annotations": [], "logprobs": [], "text": ""},
+            )
+        )
+        return frames
+
+    def text_delta(self, reply: Reply, text: str) -> bytes:
+        self._parts.append(text)
+        return self._event(
+            "response.output_text.delta",
+            item_id=self._item_id(reply, "msg_"),
+            output_index=0,
+            content_index=0,
+            delta=text,
+            logprobs=[],
+        )
+
+    def tool_delta(self, reply: Reply, piece: str) -> bytes:
+        self._parts.append(piece)
+        return self._event(
+            "response.function_call_arguments.delta",
+            item_id=self._item_id(reply, "fc_"),
+            output_index=0,
+            delta=piece,
+        )
+
+    def stream_finish(self, reply: Reply, finish: Finish, output_tokens: int) -> list[bytes]:
+        done = "".join(self._parts)
+        (item,) = self._output(reply, "completed")
+        frames: list[bytes] = []
+        if self._tool is None:
+            where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+            frames.append(self._event("response.output_text.done", **where, text=done, logprobs=[]))
+            frames.append(
+                self._event("response.content_part.done", **where, part=item["content"][0])
+            )
+        else:
+            frames.append(
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=0,
+                    name=self._tool.name,
+                    arguments=done,
+                )
+            )
+        frames.append(self._event("response.output_item.done", output_index=0, item=item))
+        self._done = self._response(
+            reply, "completed", [item], usage=self._usage(reply, output_tokens)
+        )
+        return frames
+
+    def stream_end(self) -> bytes:
+        assert self._done is not None, "stream_finish first"
+        return self._event("response.completed", response=self._done)
+
+    def malformed(self, reply: Reply) -> bytes:
+        whole = self.text_delta(reply, "lost ").decode()
+        self._parts.pop()
+        return (whole[: len(whole) // 2] + "\n\n").encode()
+
+    def error_event(self, kind: ErrorKind | None = None) -> bytes:
+        _, body = self.error(kind or ErrorKind.SERVER_ERROR, _event_detail(kind), 0)
+        error = body["error"]
+        code = error["code"] or error["type"]
+        out = self._event("error", code=code, message=error["message"], param=error["param"])
+        reply = self._reply
+        if reply is None:
+            return out
+        failure = {"code": code, "message": error["message"]}
+        response = self._response(reply, "failed", self._output(reply, "incomplete"), error=failure)
+        return out + self._event("response.failed", response=response)
+
+    def body(
+        self, reply: Reply, text: str | None, tool: ToolCall | None, output_tokens: int
+    ) -> dict[str, Any]:
+        if tool is None:
+            output = [self._message(reply, text or "", "completed")]
+        else:
+            output = [self._call(reply, tool, KNOWN_TOOL_ARGUMENTS, "completed")]
+        return self._response(reply, "completed", output, usage=self._usage(reply, output_tokens))
 
 
 class AnthropicWire(Wire):

@@ -9,9 +9,12 @@ any other model name is answered healthily. Every healthy answer is exactly
 Every request is recorded as an :class:`Attempt`.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (legacy
-``text_completion`` frames and bodies, a ``prompt`` instead of messages) and
-``GET /v1/models`` (OpenAI; base URL ``openai_base_url``), ``POST /v1/messages``
-(Anthropic; base URL ``anthropic_base_url``). ``GET /v1/models`` answers in Anthropic's shape when
+``text_completion`` frames and bodies, a ``prompt`` instead of messages),
+``POST /v1/responses`` (the Responses API: ``input`` and ``instructions``; its named
+events from ``response.created`` to ``response.completed``, each with its
+``sequence_number``, or a whole ``response`` object) and ``GET /v1/models`` (OpenAI;
+base URL ``openai_base_url``), ``POST /v1/messages`` (Anthropic; base URL
+``anthropic_base_url``). ``GET /v1/models`` answers in Anthropic's shape when
 the request carries ``anthropic-version`` or ``x-api-key``; like a real server
 that is down it answers 503 while a ``down-for`` window requested since
 start/reset is still running. Listings are recorded too (:attr:`listings`).
@@ -37,9 +40,11 @@ stall-after:N                N tokens, then silence / headers, then silence
 malformed-chunk              one unparseable frame mid-stream, the rest complete
                              / a 200 whose body is not JSON
 no-done                      finish reason and usage, no ``[DONE]`` / ``message_stop``
+                             (Responses: the items closed, no ``response.completed``)
                              / healthy
 error-event-after:N          N tokens, then an in-stream error (OpenAI ``data:
-                             {"error": …}``, Anthropic ``event: error`` overloaded)
+                             {"error": …}``, Anthropic ``event: error`` overloaded,
+                             Responses ``event: error`` then ``response.failed``)
                              / OpenAI 500, Anthropic 529
 invalid-event-after:N        N tokens, then an in-stream error that is the request's
                              fault (``invalid_request_error``) / 400
@@ -58,11 +63,13 @@ tool-call                    with tools: a call of the first tool with arguments
 thinking                     reasoning first, then KNOWN_TEXT: Anthropic a signed
                              ``thinking`` block and cache usage fields; OpenAI
                              ``reasoning_content`` and cached/reasoning token details
-                             (legacy completions: the token details only)
+                             (legacy completions, Responses: the token details only)
 ============================ ========================================================
 
 The behaviours are the same on every route; on ``/v1/completions`` those that need
-messages or tools (``prefill``, ``reject-prefill``, ``tool-call``) answer healthily.
+messages or tools (``prefill``, ``reject-prefill``, ``tool-call``) answer healthily, on
+``/v1/responses`` those that need a prefill (``prefill``, ``reject-prefill``); its
+``tool-call`` calls the first ``function`` tool, in a ``function_call`` item.
 
 A known behaviour with a bad argument (``cut-after:x``), or a request the real
 API would refuse (no ``max_tokens`` or ``anthropic-version`` for Anthropic, a
@@ -117,6 +124,7 @@ from runestone.testing._upstream_wire import (
     AnthropicWire,
     ErrorKind,
     OpenAICompletionsWire,
+    OpenAIResponsesWire,
     OpenAIWire,
     Reply,
     Wire,
@@ -150,10 +158,12 @@ _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key"
 _WIRES: dict[str, Wire] = {
     "openai": OpenAIWire(),
     "openai_completions": OpenAICompletionsWire(),
+    "openai_responses": OpenAIResponsesWire(),
     "anthropic": AnthropicWire(),
 }
 _ROUTES_HINT = (
-    "the OpenAI API is POST /v1/chat/completions, POST /v1/completions and GET /v1/models "
+    "the OpenAI API is POST /v1/chat/completions, POST /v1/completions, POST /v1/responses "
+    "and GET /v1/models "
     "(base URL http://host:port/v1); the Anthropic API is POST /v1/messages "
     "(base URL http://host:port)"
 )
@@ -166,8 +176,8 @@ class Attempt:
     time: float
     """When it was received, on the injected clock's monotonic time."""
     api: str
-    """``"openai"`` (chat), ``"openai_completions"`` (legacy completions) or
-    ``"anthropic"``."""
+    """``"openai"`` (chat), ``"openai_completions"`` (legacy completions),
+    ``"openai_responses"`` (the Responses API) or ``"anthropic"``."""
     model: str
     behaviour: Behaviour | None
     """``None`` when the request was refused before its model could be read."""
@@ -432,6 +442,7 @@ class FakeUpstream:
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_post("/v1/chat/completions", self._openai_chat)
         app.router.add_post("/v1/completions", self._openai_completions)
+        app.router.add_post("/v1/responses", self._openai_responses)
         app.router.add_post("/v1/messages", self._anthropic_chat)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_post("/v1/embeddings", self._embeddings)
@@ -490,6 +501,9 @@ class FakeUpstream:
 
     async def _openai_completions(self, request: web.Request) -> web.StreamResponse:
         return await self._chat(request, _WIRES["openai_completions"])
+
+    async def _openai_responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._chat(request, _WIRES["openai_responses"])
 
     async def _anthropic_chat(self, request: web.Request) -> web.StreamResponse:
         return await self._chat(request, _WIRES["anthropic"])
@@ -553,7 +567,9 @@ class FakeUpstream:
             include_usage=call.include_usage,
             thinking=call.selection.behaviour is Behaviour.THINKING,
         )
-        script = script_for(call, wire, reply, self._timing, first=first, elapsed=elapsed)
+        script = script_for(
+            call, wire.for_reply(), reply, self._timing, first=first, elapsed=elapsed
+        )
         return record(script, call)
 
     async def _play(self, request: web.Request, wire: Wire, script: Script) -> web.StreamResponse:

@@ -30,12 +30,17 @@ message items                   messages of the same role (``input_text`` /
 ``text.verbosity``
 ==============================  =====================================================
 
-The gateway keeps no state: ``previous_response_id``, ``conversation``,
+The gateway keeps no state: translated, ``previous_response_id``, ``conversation``,
 ``item_reference`` items and ``background`` are refused naming the field, ``store``
-is accepted and nothing is stored. ``include``, ``truncation``, ``stream_options``
-and ``reasoning.summary`` are accepted and change nothing (there is nothing to
-include, no truncation is done, and no reasoning is returned). Every other field is
-refused: a Responses field this translation does not know could not be honoured.
+is accepted and nothing is stored. A body decoded for a pass-through
+(:func:`native_fields`) names them instead, with what else only an upstream speaking
+the Responses API can carry (built-in tools and their calls, ``include`` values asking
+for upstream state, reasoning items' encrypted content, fields this schema does not
+know): such a request goes only to that upstream, as written. ``include``,
+``truncation``, ``stream_options`` and ``reasoning.summary`` are accepted and change
+nothing in a translation (there is nothing to include, no truncation is done, and no
+reasoning is returned). Every other field is refused by it: a Responses field this
+translation does not know could not be honoured.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from runestone.wire.openai_chat import ToolName, ToolParameters, tool_choice
 from runestone.wire.schema import OpenUnion, Wire, convert, dec_hook, decoder, may_nest_deep
 
 __all__ = [
+    "STATEFUL",
     "DecodedResponses",
     "FunctionCallItem",
     "FunctionCallOutputItem",
@@ -73,6 +79,7 @@ __all__ = [
     "ResponsesBody",
     "convert_responses",
     "decode_responses",
+    "native_fields",
 ]
 
 _MODEL: Final = "the model (or alias) to answer with, a non-empty string"
@@ -571,6 +578,88 @@ def convert_responses(data: object) -> DecodedResponses:
         data = dict(data)
     # msgspec passes free-form values (dict[str, Any]) through as they are.
     return DecodedResponses(convert(copy.deepcopy(data), ResponsesBody), True)
+
+
+# --------------------------------------------------------------------------- pass-through
+
+STATEFUL: Final = ("previous_response_id", "conversation", "background")
+"""The fields asking for state kept upstream: named first among those only a native
+upstream can carry."""
+_STATE_INCLUDES: Final = frozenset({"reasoning.encrypted_content"})
+_PLACEHOLDER: Final = {"type": "reasoning"}  # an input item the translation drops
+
+
+def native_fields(fields: Mapping[str, msgspec.Raw]) -> tuple[list[str], dict[str, Any]]:
+    """The fields of a body (each top-level one as its JSON text) that only an upstream
+    speaking the Responses API can carry, as the API names them (``previous_response_id``,
+    ``tools[1].type``, ``input[0].type``, ``include``, ``input[2].encrypted_content``, an
+    unknown field's name); and the body without them, for the translation that sizes and
+    routes it (a dropped input item is left as an empty reasoning item, so the others keep
+    their indices in a refusal). The body is returned decoded only when some are named."""
+    names: list[str] = []
+    later: list[str] = []
+    drop: set[str] = set()
+    for name in STATEFUL:
+        raw = fields.get(name)
+        if raw is None:
+            continue
+        value = msgspec.json.decode(raw)
+        if value is not None and value is not False:
+            names.append(name)
+            drop.add(name)
+    for name in fields:
+        if name not in FIELDS:
+            later.append(name)
+            drop.add(name)
+    changed: dict[str, Any] = {}
+    tools = _decoded(fields, "tools")
+    if isinstance(tools, list):
+        kept = []
+        for i, tool in enumerate(tools):
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            if isinstance(kind, str) and kind != "function":
+                later.append(f"tools[{i}].type")
+            else:
+                kept.append(tool)
+        if len(kept) != len(tools):
+            changed["tools"] = kept
+            choice = _decoded(fields, "tool_choice")
+            if isinstance(choice, dict) and choice.get("type") != "function":
+                later.append("tool_choice")
+                drop.add("tool_choice")
+    include = _decoded(fields, "include")
+    if isinstance(include, list) and any(value in _STATE_INCLUDES for value in include):
+        later.append("include")
+        drop.add("include")
+    items = _decoded(fields, "input")
+    if isinstance(items, list):
+        translated = list(items)
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            kind = item.get("type", "message")
+            if kind == "reasoning" and item.get("encrypted_content"):
+                later.append(f"input[{i}].encrypted_content")
+                translated[i] = _PLACEHOLDER
+            elif isinstance(kind, str) and kind not in ("message", *_ITEMS):
+                later.append(f"input[{i}].type")
+                translated[i] = _PLACEHOLDER
+        if translated != items:
+            changed["input"] = translated
+    names.extend(later)
+    if not names:
+        return names, {}
+    body = {
+        name: changed[name] if name in changed else msgspec.json.decode(raw)
+        for name, raw in fields.items()
+        if name not in drop
+    }
+    return names, body
+
+
+def _decoded(fields: Mapping[str, msgspec.Raw], name: str) -> Any:
+    raw = fields.get(name)
+    return None if raw is None else msgspec.json.decode(raw)
 
 
 # --------------------------------------------------------------------------- to the model

@@ -148,7 +148,9 @@ def fake_upstream_config(up: FakeUpstream) -> dict[str, Any]:
 
     return {
         "providers": {
-            "oai": provider("openai", up.openai_base_url),
+            # Responses clients here check the translation onto chat completions; the
+            # pass-through is tested in tests/server/test_responses_passthrough.py.
+            "oai": {**provider("openai", up.openai_base_url), "responses": False},
             "ant": provider("anthropic", up.anthropic_base_url),
         },
         "routing": {"policy": "priority", "aliases": _FAKE_ALIASES},

@@ -132,6 +132,10 @@ def test_a_request_only_one_wire_format_carries_goes_only_to_its_upstreams() -> 
     assert "beta/small: cannot carry seed (only an upstream speaking openai_chat can)" in str(
         raised.value
     )
+    assert raised.value.field == "seed"  # the field no candidate could carry: the 400's param
+    with pytest.raises(NoCandidatesError) as other_reason:
+        keys("fast", pool, Requirements(vision=True))
+    assert other_reason.value.field == ""
 
 
 def test_a_candidate_of_several_wire_formats_takes_a_request_of_each() -> None:

@@ -69,7 +69,9 @@ def gateway_config(up: FakeUpstream, hold: HoldingUpstream) -> dict[str, Any]:
     models["structured"] = {"capabilities": ["json"]}
     return {
         "providers": {
-            "main": provider("openai", up.openai_base_url, models),
+            # Translated Responses requests: /v1/responses passed through is tested in
+            # test_responses_passthrough.py.
+            "main": provider("openai", up.openai_base_url, models, responses=False),
             "backup": provider(
                 "anthropic",
                 up.anthropic_base_url,
