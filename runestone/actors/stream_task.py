@@ -185,6 +185,7 @@ class StreamTask(LoopActor):
         self.env = env
         self._queue: deque[Route] = deque()
         self._tried: set[Route] = set()
+        self._rewaited: set[tuple[Route, int]] = set()
         self._current: _Current | None = None
         self._asking: _Asking | None = None
         self._tokens = 0
@@ -396,6 +397,8 @@ class StreamTask(LoopActor):
             self._start_attempt(route, asking.entry, asking.attempt, mode, answer)
             return
         if isinstance(answer, Refused):
+            if self._wait_out_cooldown(asking, answer):
+                return
             self._record(route, OutcomeKind.CIRCUIT_OPEN, mode=mode)
             if self._wait_for_recovery(route, asking.attempt, mode, answer, asking.entry):
                 return
@@ -441,6 +444,28 @@ class StreamTask(LoopActor):
         task.add_done_callback(ended)
         if mode is not AttemptMode.FRESH and self.env.metrics is not None:
             self.env.metrics.resumes.labels(mode=mode.value).inc()
+
+    def _wait_out_cooldown(self, asking: _Asking, refused: Refused) -> bool:
+        """A retry that waited out its route's cooldown is refused for a cooldown that is
+        still running: the provider actor booked it a moment after the retry was timed (an
+        outcome is told, not asked). Wait the rest once, rather than fail over a request
+        the route was about to take."""
+        key = (asking.route, asking.attempt)
+        if (
+            asking.attempt < 2
+            or asking.mode is not AttemptMode.FRESH
+            or refused.retry_at is None
+            or key in self._rewaited
+        ):
+            return False
+        now = self.env.clock.monotonic()
+        wait = refused.retry_at - now
+        if wait > asking.entry.config.retry.max_retry_after or now + wait >= self.ctx.deadline:
+            return False
+        self._rewaited.add(key)
+        self._tried.discard(asking.route)
+        self._schedule(max(0.0, wait), _RetryDue(asking.route, asking.attempt))
+        return True
 
     def _wait_for_recovery(
         self,
