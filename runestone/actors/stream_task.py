@@ -451,21 +451,26 @@ class StreamTask(LoopActor):
         outcome is told, not asked). Wait the rest once, rather than fail over a request
         the route was about to take."""
         key = (asking.route, asking.attempt)
-        if (
-            asking.attempt < 2
-            or asking.mode is not AttemptMode.FRESH
-            or refused.retry_at is None
-            or key in self._rewaited
-        ):
+        if asking.attempt < 2 or asking.mode is not AttemptMode.FRESH or key in self._rewaited:
             return False
-        now = self.env.clock.monotonic()
-        wait = refused.retry_at - now
-        if wait > asking.entry.config.retry.max_retry_after or now + wait >= self.ctx.deadline:
+        wait = self._recovery_wait(refused, asking.entry)
+        if wait is None:
             return False
         self._rewaited.add(key)
         self._tried.discard(asking.route)
         self._schedule(max(0.0, wait), _RetryDue(asking.route, asking.attempt))
         return True
+
+    def _recovery_wait(self, refused: Refused, entry: ProviderEntry) -> float | None:
+        """How long until ``refused``'s breaker admits again, when that is worth waiting
+        for: known, within the route's ``max_retry_after``, and before the deadline."""
+        if refused.retry_at is None:
+            return None
+        now = self.env.clock.monotonic()
+        wait = refused.retry_at - now
+        if wait > entry.config.retry.max_retry_after or now + wait >= self.ctx.deadline:
+            return None
+        return wait
 
     def _wait_for_recovery(
         self,
@@ -478,11 +483,10 @@ class StreamTask(LoopActor):
         """Panic mode: the last candidate is open. Rather than fail outright, wait for its
         recovery when that comes soon enough (within the deadline and the route's
         ``max_retry_after``), then ask it again."""
-        if self._queue or refused.retry_at is None or mode is not AttemptMode.FRESH:
+        if self._queue or mode is not AttemptMode.FRESH:
             return False
-        now = self.env.clock.monotonic()
-        wait = refused.retry_at - now
-        if wait > entry.config.retry.max_retry_after or now + wait >= self.ctx.deadline:
+        wait = self._recovery_wait(refused, entry)
+        if wait is None:
             return False
         log.info("routing_panic_wait", request_id=self.ctx.id, route=str(route), wait=wait)
         self._tried.discard(route)

@@ -34,13 +34,13 @@ from runestone.messages import (
     TextDelta,
     ToolCall,
     ToolCallDelta,
-    Usage,
     WireFormat,
 )
 from runestone.providers.base import ProviderOptions
 from runestone.providers.errors import AttemptState, classify_error_body
 from runestone.providers.http import HttpProvider, StreamDecoder, loads
 from runestone.providers.openai_responses import OpenAIResponsesStreamDecoder, decode_response
+from runestone.providers.openai_usage import read_usage
 from runestone.providers.settings import ProviderSettings
 from runestone.providers.sse import SSEEvent
 
@@ -70,19 +70,6 @@ _DONE: Final = b"[DONE]"
 def map_openai_finish_reason(reason: str) -> str:
     """OpenAI's finish reason as a :class:`FinishReason` value (unknown ones pass through)."""
     return _FINISH_REASONS.get(reason, reason)
-
-
-def _usage(data: object) -> Usage | None:
-    if not isinstance(data, Mapping):
-        return None
-    prompt = data.get("prompt_tokens_details")
-    completion = data.get("completion_tokens_details")
-    return Usage(
-        int(data.get("prompt_tokens") or 0),
-        int(data.get("completion_tokens") or 0),
-        int(prompt.get("cached_tokens") or 0) if isinstance(prompt, Mapping) else 0,
-        int(completion.get("reasoning_tokens") or 0) if isinstance(completion, Mapping) else 0,
-    )
 
 
 class OpenAIStreamDecoder(StreamDecoder):
@@ -122,7 +109,7 @@ class OpenAIStreamDecoder(StreamDecoder):
                     self.finish_reason = _FINISH_REASONS.get(reason, reason)
             usage = chunk.get("usage")
             if usage:
-                self.usage = _usage(usage)
+                self.usage = read_usage(usage)
                 self._bare_usage = not choices
             elif chunk.get("error"):
                 state = self.state
@@ -388,7 +375,7 @@ class OpenAIProvider(HttpProvider):
             text=content,
             tool_calls=calls,
             finish_reason=map_openai_finish_reason(reason),
-            usage=_usage(data.get("usage")),
+            usage=read_usage(data.get("usage")),
             provider=self.name,
             model=request.model,
             reasoning=thought if isinstance(thought, str) else "",
@@ -403,7 +390,7 @@ class OpenAIProvider(HttpProvider):
         return Completion(
             text=text,
             finish_reason=map_openai_finish_reason(choice.get("finish_reason") or "stop"),
-            usage=_usage(data.get("usage")),
+            usage=read_usage(data.get("usage")),
             provider=self.name,
             model=request.model,
         )

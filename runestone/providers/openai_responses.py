@@ -49,6 +49,7 @@ from runestone.messages import (
 )
 from runestone.providers.errors import AttemptState, classify_error_body
 from runestone.providers.http import StreamDecoder, loads
+from runestone.providers.openai_usage import read_usage
 from runestone.providers.sse import SSEEvent
 
 __all__ = [
@@ -71,16 +72,7 @@ _ENDS: Final = frozenset({"response.completed", "response.incomplete"})
 
 def responses_usage(data: object) -> Usage | None:
     """A Responses ``usage`` object as :class:`Usage` (None when there is none)."""
-    if not isinstance(data, Mapping):
-        return None
-    given = data.get("input_tokens_details")
-    made = data.get("output_tokens_details")
-    return Usage(
-        int(data.get("input_tokens") or 0),
-        int(data.get("output_tokens") or 0),
-        int(given.get("cached_tokens") or 0) if isinstance(given, Mapping) else 0,
-        int(made.get("reasoning_tokens") or 0) if isinstance(made, Mapping) else 0,
-    )
+    return read_usage(data, "input", "output")
 
 
 def responses_finish_reason(response: Mapping[str, Any]) -> str:

@@ -144,7 +144,6 @@ class _Planner:
         "requirements",
         "seen",
         "small",
-        "too_small",
     )
 
     def __init__(self, requirements: Requirements, index: Mapping[str, Candidate], now: float):
@@ -155,16 +154,15 @@ class _Planner:
         self.seen: set[str] = set()
         self.excluded: list[Exclusion] = []
         self.blocked: list[Candidate] = []
-        self.too_small = False
-        """A candidate had the capabilities asked for but not the room (window, output)."""
         self.small: list[str] = []
-        """The keys of those candidates, in the order they were seen."""
+        """The candidates that had the capabilities asked for but not the room (window,
+        output, or a context window no larger than the one exceeded), in order."""
 
     def why_none(self) -> NoCandidatesReason:
         """Why nothing was taken: held back wins (it passes), then room, then ability."""
         if self.blocked:
             return NoCandidatesReason.ALL_HELD_BACK
-        if self.too_small:
+        if self.small:
             return NoCandidatesReason.CONTEXT_TOO_LONG
         return NoCandidatesReason.NO_CAPABLE_CANDIDATE
 
@@ -196,11 +194,10 @@ class _Planner:
             )
             reason = None if fits else unmet_requirement(candidate, self.requirements)
             if reason is not None and kind and needed <= candidate.capabilities:
-                self.too_small = True
                 self.small.append(key)
             if reason is None and floor is not None and window is not None and window <= floor:
                 reason = f"context window {window} not larger than the {floor} exceeded"
-                self.too_small = True
+                self.small.append(key)
             if reason is None and candidate.is_blocked(now):
                 self.blocked.append(candidate)
                 reason = _blocked_reason(candidate, now)

@@ -129,30 +129,21 @@ class Requirements(Shape, frozen=True):
         :class:`RequestValidationError` naming it.
         """
         if isinstance(request, ChatRequest):
-            thinks = request.extra.get("reasoning_effort") not in (None, "minimal")
             native = request.native
-            if native is None:
-                return cls(
-                    tools=request.uses_tools,
-                    vision=request.uses_images,
-                    json=request.wants_json,
-                    thinking=thinks,
-                    prompt_tokens=estimate_prompt_tokens(request.messages, request.tools),
-                    max_tokens=request.max_tokens,
-                )
-            asked = native.needs
-            only = native.only_native
+            asked = frozenset() if native is None else native.needs
+            only = () if native is None else native.only_native
             return cls(
                 tools=request.uses_tools,
                 vision=request.uses_images,
                 json=request.wants_json,
-                thinking=thinks or Capability.THINKING in asked,
+                thinking=request.extra.get("reasoning_effort") not in (None, "minimal")
+                or Capability.THINKING in asked,
                 prompt_caching=Capability.PROMPT_CACHING in asked,
                 server_tools=Capability.SERVER_TOOLS in asked,
                 completions=Capability.COMPLETIONS in asked,
                 prompt_tokens=estimate_prompt_tokens(request.messages, request.tools),
                 max_tokens=request.max_tokens,
-                wire=native.wire if only else None,
+                wire=native.wire if native is not None and only else None,
                 native_field=only[0] if only else "",
             )
         # A dict is read by the request's schema, as leniently as this needs it.

@@ -41,7 +41,7 @@ from runestone.messages import (
 from runestone.providers.settings import Capability
 from runestone.server.dialect import NO_HEADERS, ChatCall
 from runestone.server.errors import ApiError
-from runestone.server.openai_schema import DONE_FRAME, usage_body
+from runestone.server.openai_schema import DONE_FRAME, error_frame, usage_body
 from runestone.wire.openai_completions import decode_completions_body
 
 __all__ = ["CompletionsDialect", "TextCompletionEncoder", "new_text_completion_id"]
@@ -117,7 +117,7 @@ class TextCompletionEncoder:
     @staticmethod
     def error(error: ApiError) -> bytes:
         """An in-band error frame (no ``[DONE]`` follows it)."""
-        return b"data: " + jsonio.dumps(error.openai_body()) + b"\n\n"
+        return error_frame(error)
 
 
 class CompletionsDialect:

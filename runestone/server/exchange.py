@@ -66,6 +66,9 @@ HEADER_PROVIDER: Final = "x-runestone-provider"
 HEADER_MODEL: Final = "x-runestone-model"
 HEADER_ATTEMPTS: Final = "x-runestone-attempts"
 
+_ENCODED: Final = frozenset({TextDelta, ToolCallDelta, ReasoningDelta})
+"""The content events the dialect's encoder writes (the rest are passed or terminal)."""
+
 _SSE_HEADERS: Final = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -301,23 +304,17 @@ class Exchange:
                 except StopAsyncIteration:
                     break
             kind = type(event)
+            if passed is not None and kind in _ENCODED:
+                encoder.follow(passed)  # a continuation's content, after passed frames
+                passed = None
             if kind is Passthrough:
                 passed = event  # type: ignore[assignment]
                 frame = event.data  # type: ignore[union-attr]
             elif kind is TextDelta:
-                if passed is not None:
-                    encoder.follow(passed)
-                    passed = None
                 frame = encoder.text(event.text)  # type: ignore[union-attr]
             elif kind is ToolCallDelta:
-                if passed is not None:
-                    encoder.follow(passed)
-                    passed = None
                 frame = encoder.tool_call(event)  # type: ignore[arg-type]
             elif kind is ReasoningDelta:
-                if passed is not None:
-                    encoder.follow(passed)
-                    passed = None
                 frame = encoder.reasoning(event)  # type: ignore[arg-type]
             elif kind is Usage:
                 usage = event  # type: ignore[assignment]

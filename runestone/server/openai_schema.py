@@ -45,6 +45,7 @@ __all__ = [
     "completion_body",
     "decode_chat_call",
     "embeddings_body",
+    "error_frame",
     "new_completion_id",
     "parse_chat",
     "usage_body",
@@ -262,7 +263,12 @@ class ChunkEncoder:
     @staticmethod
     def error(error: ApiError) -> bytes:
         """An in-band error frame (no ``[DONE]`` follows it)."""
-        return b"data: " + jsonio.dumps(error.openai_body()) + b"\n\n"
+        return error_frame(error)
+
+
+def error_frame(error: ApiError) -> bytes:
+    """OpenAI's in-band error frame, ``data: {"error": {…}}``, for any of its streams."""
+    return b"data: " + jsonio.dumps(error.openai_body()) + b"\n\n"
 
 
 class OpenAIDialect:
