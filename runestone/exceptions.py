@@ -50,6 +50,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ChildStartError",
+    "ClusterUnavailableError",
     "ConfigError",
     "ContentPolicyError",
     "ContextLengthExceededError",
@@ -178,6 +179,13 @@ class NoHealthyUpstreamError(NoCandidatesError):
         self, message: str, *, reason: NoCandidatesReason = NoCandidatesReason.ALL_HELD_BACK
     ) -> None:
         super().__init__(message, reason=reason)
+
+
+class ClusterUnavailableError(RunestoneError):
+    """Redis could not be used within its deadline (or is known to be down).
+
+    Never reaches a caller: the cluster falls back to the replica's local state.
+    """
 
 
 class SupervisionError(RunestoneError):
@@ -330,6 +338,7 @@ class ErrorKind(enum.StrEnum):
     CONFIG_ERROR = "ConfigError"
     REQUEST_VALIDATION_ERROR = "RequestValidationError"
     OVERLOADED_ERROR = "OverloadedError"
+    CLUSTER_UNAVAILABLE_ERROR = "ClusterUnavailableError"
     NO_CANDIDATES_ERROR = "NoCandidatesError"
     NO_HEALTHY_UPSTREAM_ERROR = "NoHealthyUpstreamError"
     SUPERVISION_ERROR = "SupervisionError"

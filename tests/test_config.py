@@ -916,13 +916,47 @@ BAD_CONFIGS: list[tuple[str, Callable[[], Mapping[str, Any]], str]] = [
     ),
     (
         "unknown client key field",
-        _with("auth", {"keys": [{"key": "k-1", "name": "a", "tpm": 5}]}),
-        "auth.keys[0].tpm: unknown key; did you mean 'rpm'?",
+        _with("auth", {"keys": [{"key": "k-1", "name": "a", "rpn": 5}]}),
+        "auth.keys[0].rpn: unknown key; did you mean 'rpm'?",
+    ),
+    (
+        "zero tokens a minute",
+        _with("auth", {"keys": [{"key": "k-1", "name": "a", "tpm": 0}]}),
+        "auth.keys[0].tpm: expected an integer >= 1, got 0",
+    ),
+    (
+        "a cluster without its Redis URL",
+        _with("cluster", {"namespace": "gw"}),
+        "cluster.redis_url: required: a redis://, rediss:// or unix:// URL",
+    ),
+    (
+        "a cluster Redis URL that is not a Redis URL",
+        _with("cluster", {"redis_url": "http://redis:6379"}),
+        "cluster.redis_url: expected a redis://, rediss:// or unix:// URL, got 'http://redis:6379'",
+    ),
+    (
+        "a cluster heartbeat of zero",
+        _with("cluster", {"redis_url": "redis://r", "heartbeat": 0}),
+        "cluster.heartbeat: expected a number > 0, got 0",
+    ),
+    (
+        "an unknown cluster key",
+        _with("cluster", {"redis_url": "redis://r", "namespaces": "x"}),
+        "cluster.namespaces: unknown key; did you mean 'namespace'?",
+    ),
+    (
+        "client keys in a cluster without a secret to hash them with",
+        lambda: {
+            **_with("auth", {"keys": [{"key": "k-1", "name": "a"}]})(),
+            "cluster": {"redis_url": "redis://r"},
+        },
+        "cluster.secret: required with auth.keys: the server-side key that client key names "
+        "are hashed with before they reach Redis (e.g. secret: ${RUNESTONE_CLUSTER_SECRET})",
     ),
     (
         "client keys as a mapping",
         _with("auth", {"keys": {"team-a": "k-1"}}),
-        "auth.keys: expected a list of {key, name, rpm, max_streams}, got a mapping",
+        "auth.keys: expected a list of {key, name, rpm, max_streams, tpm}, got a mapping",
     ),
     (
         "unknown auth key",

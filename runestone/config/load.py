@@ -61,6 +61,7 @@ _TOP_KEYS: Final = (
     "server",
     "auth",
     "logging",
+    "cluster",
     "defaults",
     "cost_table",
 )
@@ -223,6 +224,13 @@ class _Builder:
                 "it; add auth.keys or bind a loopback address (127.0.0.1)",
                 path="server.host",
             )
+        cluster = file["cluster"]
+        if cluster is not None and auth.keys and cluster.secret is None:
+            raise ConfigError(
+                "required with auth.keys: the server-side key that client key names are "
+                "hashed with before they reach Redis (e.g. secret: ${RUNESTONE_CLUSTER_SECRET})",
+                path="cluster.secret",
+            )
         return Config(
             providers=MappingProxyType(live),
             skipped=skipped,
@@ -232,6 +240,7 @@ class _Builder:
             server=server,
             auth=auth,
             logging=file["logging"],
+            cluster=cluster,
             source=self.origin,
         )
 
@@ -485,6 +494,7 @@ def _keys(
                 name=name,
                 rpm=getattr(entry, "rpm", None),
                 max_streams=getattr(entry, "max_streams", None),
+                tpm=getattr(entry, "tpm", None),
             )
         )
     return tuple(keys)

@@ -9,6 +9,7 @@ has been checked (live providers only, aliases resolved).
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from msgspec import Meta
 from runestone.providers.base import ProbeMethod
 from runestone.providers.settings import ModelInfo, ProviderSettings, Secret
 from runestone.resilience import CircuitBreakerPolicy, RetryPolicy
-from runestone.schema import FINITE, FieldError, Shape
+from runestone.schema import FINITE, FieldError, Positive, Shape
 from runestone.supervisors.intensity import IntensityPolicy
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "SCHEMA_COMMENT",
     "ApiKey",
     "AuthConfig",
+    "ClusterConfig",
     "Config",
     "LoggingConfig",
     "PoolConfig",
@@ -136,6 +138,52 @@ class ServerConfig(Shape, frozen=True):
             )
 
 
+class ClusterConfig(Shape, frozen=True):
+    """``cluster``: replicas that are one gateway, sharing circuits, health, key limits and
+    an instance registry through Redis (:mod:`runestone.cluster`). Absent: one process.
+
+    Every Redis call has ``deadline`` seconds; past it (or with Redis down) the replica
+    runs on its own state until Redis answers again, and no request fails for it.
+    """
+
+    redis_url: Annotated[
+        str,
+        Meta(
+            pattern=r"^(redis|rediss|unix)://",
+            extra={"expected": "a redis://, rediss:// or unix:// URL"},
+        ),
+    ]
+    """Where Redis is, e.g. ``redis://redis.internal:6379/0`` (usually ``${REDIS_URL}``)."""
+    namespace: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+$")] = "runestone"
+    """The prefix of every Redis key: replicas of one gateway share it, others do not."""
+    instance: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]+$")] | None = None
+    """This replica's name in the registry (default: host name and process id)."""
+    secret: Annotated[str, Meta(min_length=1)] | None = None
+    """The server-side key client key names are hashed with before they reach Redis
+    (required with ``auth.keys``); usually ``${VAR}``."""
+    heartbeat: Positive = 1.0
+    """Seconds between heartbeats; a replica silent for three of them leaves the view."""
+    deadline: Positive = 0.1
+    """Seconds any one Redis call may take before the replica falls back to local state."""
+    lease_ttl: Positive | None = None
+    """Seconds a stream slot outlives its replica's last heartbeat (default: three
+    heartbeats), so a crashed replica never keeps capacity."""
+
+    def __repr__(self) -> str:
+        # Neither the secret nor a password in the URL is ever shown.
+        url = re.sub(r"//[^@/]*@", "//***@", self.redis_url)
+        secret = None if self.secret is None else "'**********'"
+        return (
+            f"ClusterConfig(redis_url={url!r}, namespace={self.namespace!r}, "
+            f"instance={self.instance!r}, secret={secret})"
+        )
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a lease lasts without renewal."""
+        return 3 * self.heartbeat if self.lease_ttl is None else self.lease_ttl
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     """One client key of the HTTP server, with its optional limits."""
@@ -144,6 +192,7 @@ class ApiKey:
     name: str
     rpm: int | None = None
     max_streams: int | None = None
+    tpm: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +284,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    cluster: ClusterConfig | None = None
     source: str | None = None
 
     def model_refs(self) -> tuple[str, ...]:

@@ -22,7 +22,13 @@ from typing import Annotated, Any, Final, Literal, Union
 import msgspec
 from msgspec import Meta
 
-from runestone.config.model import LoggingConfig, PoolConfig, ResumeConfig, ServerConfig
+from runestone.config.model import (
+    ClusterConfig,
+    LoggingConfig,
+    PoolConfig,
+    ResumeConfig,
+    ServerConfig,
+)
 from runestone.providers.base import ProbeMethod, Provider
 from runestone.providers.registry import provider_type, provider_types
 from runestone.providers.settings import ProviderBlock, Timeouts, Url
@@ -186,6 +192,8 @@ class ClientKey(Shape, frozen=True):
     """Requests a minute it may make."""
     max_streams: Count | None = None
     """Requests it may have in flight at once."""
+    tpm: Count | None = None
+    """Tokens a minute it may use, booked from each answer's usage (prompt and output)."""
 
 
 class AdminKey(Shape, frozen=True):
@@ -201,7 +209,7 @@ class AuthSection(Shape, frozen=True):
     """``auth``: client keys and admin keys of the HTTP server."""
 
     keys: Annotated[
-        list[ClientKey], Meta(extra={"expected": "a list of {key, name, rpm, max_streams}"})
+        list[ClientKey], Meta(extra={"expected": "a list of {key, name, rpm, max_streams, tpm}"})
     ] = []
     """Client keys; none means the server is open (allowed only on a loopback bind)."""
     admin_keys: Annotated[list[AdminKey], Meta(extra={"expected": "a list of {key, name}"})] = []
@@ -327,6 +335,7 @@ def _file_schema(types: tuple[tuple[str, type[Provider]], ...]) -> type[msgspec.
             ("server", ServerConfig, ServerConfig()),
             ("auth", AuthSection, AuthSection()),
             ("logging", LoggingConfig, LoggingConfig()),
+            ("cluster", ClusterConfig | None, None),
             ("defaults", Defaults, Defaults()),
             ("cost_table", CostTable, msgspec.field(default_factory=list)),
         ],
@@ -344,6 +353,7 @@ def _file_schema(types: tuple[tuple[str, type[Provider]], ...]) -> type[msgspec.
         "server": "Where `runestone serve` listens.",
         "auth": "Client keys (with limits) and admin keys.",
         "logging": "Log level and format.",
+        "cluster": "Replicas sharing circuits, health, key limits and a registry via Redis.",
         "defaults": "Settings every provider block starts from.",
         "cost_table": "Legacy: per-model prices and capabilities of legacy provider blocks.",
     }

@@ -24,6 +24,7 @@ CONFIGS = [BUNDLED_CONFIG, *sorted(EXAMPLES.glob("*.yaml"))]
 
 # What a schema cannot say: references between keys, what is live, keys given twice.
 ONLY_THE_LOADER_KNOWS = {
+    "client keys in a cluster without a secret to hash them with",
     "health probe model the provider does not serve",
     "circuit probe cap below the probe interval",
     "provider name with a slash",
