@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -44,7 +44,7 @@ from runestone.actors.provider_factory import (
 from runestone.actors.router import Router, UpdateRouting
 from runestone.actors.stream_task import TaskEnv
 from runestone.clock import Cancellable, Clock
-from runestone.config import Config, load_config
+from runestone.config import ClusterConfig, Config, load_config
 from runestone.directory import Directory
 from runestone.embeddings import run_embeddings
 from runestone.exceptions import (
@@ -93,6 +93,9 @@ from runestone.supervisors import (
     supervisor_spec,
 )
 from runestone.token_count import TokenCount, count_tokens
+
+if TYPE_CHECKING:
+    from runestone.cluster import Cluster
 
 __all__ = ["EventStream", "LoopClock", "Response", "System", "start"]
 
@@ -274,7 +277,11 @@ class System:
         self._holder = _Holder()
         self._stopped = False
         self._started_at = self.clock.monotonic()
+        self.cluster: Cluster | None = None
+        """This replica's membership of a cluster (``config.cluster``), or None: one process."""
         try:
+            if config.cluster is not None:
+                self._join(config.cluster)
             self._start_tree()
         except BaseException:
             if self._own_data_plane:
@@ -282,6 +289,30 @@ class System:
             raise
 
     # -- start and stop ---------------------------------------------------------------------
+
+    def _join(self, settings: ClusterConfig) -> None:
+        """Connect to the cluster's Redis (or find it down: then run alone until it answers)."""
+        from runestone.cluster import Cluster  # only a cluster imports Redis
+
+        cluster = Cluster(settings, health=self._replica_health)
+        coro = cluster.open()
+        if self.data_plane.in_loop_thread():
+            raise RuntimeError("start a clustered System off its data-plane loop")
+        self.data_plane.run(coro, timeout=max(5.0, 10 * settings.deadline))
+        self.data_plane.register_closeable(cluster)
+        self.cluster = cluster
+
+    def _replica_health(self) -> dict[str, Any]:
+        """What this replica tells the cluster of itself each heartbeat (read on the loop)."""
+        providers = {
+            name: entry.status.to_dict()
+            for name, entry in self.directory.entries().items()
+            if entry.status is not None
+        }
+        return {
+            "providers": providers,
+            "uptime": round(self.clock.monotonic() - self._started_at, 3),
+        }
 
     def _start_tree(self) -> None:
         config = self.config
