@@ -95,7 +95,7 @@ from runestone.supervisors import (
 from runestone.token_count import TokenCount, count_tokens
 
 if TYPE_CHECKING:
-    from runestone.cluster import Cluster
+    from runestone.cluster import Cluster, SharedCircuits
 
 __all__ = ["EventStream", "LoopClock", "Response", "System", "start"]
 
@@ -278,6 +278,7 @@ class System:
         self._stopped = False
         self._started_at = self.clock.monotonic()
         self.cluster: Cluster | None = None
+        self._circuits: SharedCircuits | None = None
         """This replica's membership of a cluster (``config.cluster``), or None: one process."""
         try:
             if config.cluster is not None:
@@ -292,7 +293,7 @@ class System:
 
     def _join(self, settings: ClusterConfig) -> None:
         """Connect to the cluster's Redis (or find it down: then run alone until it answers)."""
-        from runestone.cluster import Cluster  # only a cluster imports Redis
+        from runestone.cluster import Cluster, SharedCircuits  # only a cluster imports Redis
 
         cluster = Cluster(settings, health=self._replica_health)
         coro = cluster.open()
@@ -301,6 +302,7 @@ class System:
         self.data_plane.run(coro, timeout=max(5.0, 10 * settings.deadline))
         self.data_plane.register_closeable(cluster)
         self.cluster = cluster
+        self._circuits = SharedCircuits(cluster, self.data_plane)
 
     def _replica_health(self) -> dict[str, Any]:
         """What this replica tells the cluster of itself each heartbeat (read on the loop)."""
@@ -330,6 +332,7 @@ class System:
             providers=lambda: holder.get().providers(),
             on_state_change=on_state_change,
             metrics=metrics,
+            circuits=self._circuits,
         )
         task_env = TaskEnv(
             directory=self.directory,

@@ -38,10 +38,13 @@ from runestone.resilience import (
     Permit,
     ProbeTicket,
     StateChange,
+    TransitionReason,
 )
+from runestone.resilience.failure_policy import CircuitEffect, failure_policy
 from runestone.supervisors import SupervisedActor
 
 if TYPE_CHECKING:
+    from runestone.cluster.circuits import SharedCircuit, SharedState
     from runestone.metrics import Metrics
 
 __all__ = [
@@ -116,6 +119,25 @@ class RecoveryProbeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedHeard:
+    """The cluster changed this provider's shared circuit (``None``: Redis is back, read it)."""
+
+    state: SharedState | None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedDone:
+    """A call to the shared circuit ended: ``then(state)``, ``None`` when Redis failed.
+
+    ``undeliverable`` is told instead when this actor is gone by then (a waiting caller).
+    """
+
+    state: SharedState | None
+    then: Callable[[SharedState | None], None]
+    undeliverable: Callable[[BaseException], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Drain:
     """Stop after the attempts in flight end; ``notify`` is called (with the child id) then."""
 
@@ -130,6 +152,8 @@ class ProviderActor(SupervisedActor):
         ProbeResult,
         RecoveryProbeDue,
         RecoveryProbeResult,
+        SharedHeard,
+        SharedDone,
     )
 
     def __init__(
@@ -147,8 +171,15 @@ class ProviderActor(SupervisedActor):
         probe_when_open: bool = False,
         metrics: Metrics | None = None,
         gate: PermitGate | None = None,
+        share: SharedCircuit | None = None,
     ) -> None:
         super().__init__()
+        # Cluster mode: the circuit is decided in Redis while it answers (runestone.cluster).
+        self._share = share
+        self._shared_epoch = -1
+        self._shared_failures = 0
+        self._shared_probes: dict[int, str] = {}
+        self._opened_alone = False
         self._gate = gate or PermitGate(name)
         self._probe = probe
         self._probe_interval = probe_interval
@@ -172,11 +203,153 @@ class ProviderActor(SupervisedActor):
     def on_start(self) -> None:
         self._publish()
         self._schedule_probe()
+        if self._share is not None:
+            self._share.listen(self._heard)
+            self._when_done(self._share.read(), self._reconcile)
 
     def on_stop(self) -> None:
         if self._probe_timer is not None:
             self._probe_timer.cancel()
         self._cancel_recovery_timer()
+        if self._share is not None:
+            self._share.unlisten(self._heard)
+
+    # -- the shared circuit (cluster mode) -------------------------------------------------
+
+    def _heard(self, state: SharedState | None) -> None:
+        """On the loop: a change published by another replica, or a rejoin (None)."""
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(SharedHeard(state))
+
+    def _when_done(
+        self,
+        future: concurrent.futures.Future[SharedState],
+        then: Callable[[SharedState | None], None],
+        undeliverable: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """Run ``then`` in this actor with the answer of a shared call (None: Redis failed)."""
+        own = self.actor_ref
+
+        def done(f: concurrent.futures.Future[SharedState]) -> None:
+            try:
+                state: SharedState | None = f.result()
+            except BaseException as exc:  # noqa: BLE001 - any failure means: decide alone
+                state = None
+                if (
+                    not isinstance(exc, Exception)
+                    or type(exc).__name__ != "ClusterUnavailableError"
+                ):
+                    log.warning("shared_circuit_call_failed", provider=self.name, error=repr(exc))
+            try:
+                own.tell(SharedDone(state, then, undeliverable))
+            except pykka.ActorDeadError as exc:
+                if undeliverable is not None:
+                    undeliverable(exc)
+
+        future.add_done_callback(done)
+
+    def _adopt(self, state: SharedState | None) -> None:
+        """Take on the shared circuit's state, unless it is older news than we have."""
+        if state is None or state.epoch < self._shared_epoch:
+            return
+        newer = state.epoch > self._shared_epoch
+        self._shared_epoch = state.epoch
+        if state.state is CircuitState.CLOSED:
+            self._shared_failures = state.consecutive
+        local = self._breaker.state
+        if newer or local is not state.state or state.state is CircuitState.OPEN:
+            self._evidence = {"cluster_reason": state.reason, "decided_by": state.by}
+            self._breaker.adopt(state.state, open_for=state.open_in)
+            self._evidence = {}
+        if state.state is not CircuitState.CLOSED or local is CircuitState.CLOSED:
+            self._opened_alone = False
+        self._publish()
+
+    def _reconcile(self, state: SharedState | None) -> None:
+        """After a start or a rejoin: adopt the shared record, or push an opening made alone."""
+        share = self._share
+        if state is None or share is None:
+            return
+        if (
+            self._opened_alone
+            and state.state is CircuitState.CLOSED
+            and self._breaker.state is not CircuitState.CLOSED
+        ):
+            self._opened_alone = False
+            self._shared_epoch = max(self._shared_epoch, state.epoch)
+            self._when_done(share.opened("consecutive_failures"), self._adopt)
+            return
+        self._adopt(state)
+
+    def _shared_decides(self) -> bool:
+        """Whether an Acquire goes to the shared circuit: it is up, and only the shared
+        circuit can say (open or half-open, not forced, not cooling after a 429)."""
+        share = self._share
+        return (
+            share is not None
+            and share.up
+            and self._breaker.forced is None
+            and self._breaker.cooling_until is None
+            and self._breaker.state is not CircuitState.CLOSED
+        )
+
+    def _shared_acquire(self, message: Acquire) -> None:
+        assert self._share is not None
+        assert message.reply is not None
+        probe_id, future = self._share.acquire(panic=message.panic)
+
+        def granted(state: SharedState | None) -> None:
+            assert message.reply is not None
+            message.reply(self._granted(message.panic, probe_id, state))
+
+        self._when_done(future, granted, message.undeliverable)
+
+    def _granted(self, panic: bool, probe_id: str, state: SharedState | None) -> Permit | Refused:
+        if state is None:  # Redis failed: decide alone
+            return self._acquire(panic)
+        self._adopt(state)
+        if state.granted and state.state is CircuitState.HALF_OPEN:
+            permit = self._breaker.grant_probe()
+            self._shared_probes[permit.id] = probe_id
+            self._publish()
+            return permit
+        if state.granted:
+            return self._acquire(panic)
+        now = self._clock.monotonic()
+        retry_at = None if state.open_in is None else now + state.open_in
+        if panic or retry_at is None:
+            retry_at = self._breaker.panic_retry_at if panic else self._breaker.retry_at
+        return Refused(self.name, retry_at)
+
+    def _share_outcome(self, permit: Permit, current: bool, error: Any) -> None:
+        """Tell the shared circuit what an attempt under ``permit`` ended in."""
+        share = self._share
+        if share is None:
+            return
+        probe_id = self._shared_probes.pop(permit.id, None)
+        counts = error is not None and (
+            failure_policy(error.error_class).circuit is CircuitEffect.FAILURE
+        )
+        if probe_id is not None:
+            result = "success" if error is None else "failure" if counts else "release"
+            self._when_done(share.settle(probe_id, result), self._adopt)
+        elif current and share.up:
+            if counts:
+                self._when_done(share.fail(), self._failed)
+            elif error is None and self._shared_failures > 0:
+                self._shared_failures = 0
+                self._when_done(share.succeed(), self._adopt)
+
+    def _share_release(self, permit: Permit) -> None:
+        """A shared probe's attempt was never made or was cancelled: free its slot."""
+        probe_id = self._shared_probes.pop(permit.id, None)
+        if probe_id is not None and self._share is not None:
+            self._when_done(self._share.settle(probe_id, "release"), self._adopt)
+
+    def _failed(self, state: SharedState | None) -> None:
+        if state is not None and state.state is CircuitState.CLOSED:
+            self._shared_failures = state.consecutive
+        self._adopt(state)
 
     # -- out-of-band probes of an open circuit ---------------------------------------------
 
@@ -311,6 +484,23 @@ class ProviderActor(SupervisedActor):
             self._on_state_change(self.name, change)
         if change.new is CircuitState.OPEN or change.old is CircuitState.OPEN:
             self._schedule_recovery_probe()
+        self._share_change(change)
+
+    def _share_change(self, change: StateChange) -> None:
+        """A transition on this replica's own evidence is the cluster's too."""
+        share = self._share
+        if share is None or change.reason is TransitionReason.CLUSTER:
+            return
+        if change.new is CircuitState.OPEN and change.reason in (
+            TransitionReason.CONSECUTIVE_FAILURES,
+            TransitionReason.FAILURE_RATE,
+        ):
+            if share.up:
+                self._when_done(share.opened(change.reason.value), self._adopt)
+            else:
+                self._opened_alone = True
+        elif change.reason is TransitionReason.HEALTH_PROBE_PASSED and share.up:
+            self._when_done(share.probe_passed(self._shared_epoch), self._adopt)
 
     def _status(self) -> ProviderStatus:
         # Attempts in flight are counted by the gate, on the loop, as they start and end.
@@ -324,13 +514,24 @@ class ProviderActor(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case Acquire(panic=panic, reply=reply):
+                if reply is not None and self._shared_decides():
+                    self._shared_acquire(message)
+                    return None
                 answer = self._acquire(panic)
                 if reply is None:
                     return answer
                 reply(answer)
+            case SharedDone(state=state, then=then):
+                then(state)
+            case SharedHeard(state=None):
+                if self._share is not None:
+                    self._when_done(self._share.read(), self._reconcile)
+            case SharedHeard(state=state):
+                self._adopt(state)
             case AttemptOutcome():
                 self._settle(message)
             case Release(permit=permit):
+                self._share_release(permit)
                 self._breaker.release(permit)
                 self._publish()
                 self._maybe_drained()
@@ -386,6 +587,8 @@ class ProviderActor(SupervisedActor):
                 f"provider actor {self.name!r} got the outcome of an attempt without a permit"
             )
         error = outcome.error
+        current = permit.epoch == self._breaker.epoch and self._breaker.forced is None
+        self._share_outcome(permit, current, error)
         if error is None:
             self._breaker.record_success(permit)
             self._health.record_attempt(outcome)

@@ -33,6 +33,7 @@ from runestone.supervisors import (
 )
 
 if TYPE_CHECKING:
+    from runestone.cluster.circuits import SharedCircuits
     from runestone.config import ProviderConfig
     from runestone.io import DataPlane
     from runestone.metrics import Metrics
@@ -61,6 +62,8 @@ class FactoryEnv:
     providers: Callable[[], SupervisorHandle]
     on_state_change: Callable[[str, StateChange], None] | None = None
     metrics: Metrics | None = None
+    circuits: SharedCircuits | None = None
+    """Cluster mode: the circuits shared through Redis (None: each provider decides alone)."""
     rng: random.Random = field(default_factory=random.Random)
     generations: dict[str, int] = field(default_factory=dict)
     initialized: bool = False
@@ -102,6 +105,12 @@ def provider_spec(entry: ProviderEntry, env: FactoryEnv) -> ChildSpec:
     """The child spec of ``entry``'s provider actor."""
 
     def start() -> pykka.ActorRef[Any]:
+        circuits = env.circuits
+        share = (
+            None
+            if circuits is None
+            else circuits.circuit(entry.name, entry.config.circuit_breaker, rng=env.rng)
+        )
         return ProviderActor.start(
             entry.name,
             entry.child_id,
@@ -117,6 +126,7 @@ def provider_spec(entry: ProviderEntry, env: FactoryEnv) -> ChildSpec:
             probe_interval=entry.config.probe_interval,
             probe_when_open=entry.provider.has_health_probe,
             metrics=env.metrics,
+            share=share,
         )
 
     return ChildSpec(entry.child_id, start, restart=RestartType.PERMANENT)

@@ -6,6 +6,7 @@ imports Redis.
 
 from __future__ import annotations
 
+from runestone.cluster.circuits import SharedCircuit, SharedCircuits, SharedState
 from runestone.cluster.cluster import Cluster, default_instance
 from runestone.cluster.link import Link, LinkState
 from runestone.cluster.names import KeySpace
@@ -18,5 +19,8 @@ __all__ = [
     "LinkState",
     "Member",
     "Registry",
+    "SharedCircuit",
+    "SharedCircuits",
+    "SharedState",
     "default_instance",
 ]

@@ -93,6 +93,8 @@ class TransitionReason(enum.StrEnum):
     FORCED_OPEN = "forced_open"
     FORCED_CLOSED = "forced_closed"
     RESET = "reset"
+    CLUSTER = "cluster"
+    """Adopted from the cluster's shared circuit (:meth:`CircuitBreaker.adopt`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +291,11 @@ class CircuitBreaker:
     def state(self) -> CircuitState:
         """The current state, after any transition that has fallen due."""
         return self.poll()
+
+    @property
+    def epoch(self) -> int:
+        """Counts the breaker's fresh starts; a permit of an older epoch is stale."""
+        return self._epoch
 
     @property
     def forced(self) -> CircuitState | None:
@@ -506,6 +513,51 @@ class CircuitBreaker:
         if self._forced is not None or self._state is not CircuitState.CLOSED:
             return None
         return self._epoch, self._cooling_until
+
+    # -- a state decided elsewhere (cluster mode) -------------------------------------------
+
+    def adopt(self, state: CircuitState, *, open_for: float | None = None) -> None:
+        """Take on ``state``, decided by the cluster's shared circuit (reason ``cluster``).
+
+        Open: for ``open_for`` more seconds (an opening already under way only has
+        its end moved). Half-open: with no probes of its own in flight; the shared
+        circuit counts them, and :meth:`grant_probe` issues the permits it granted.
+        A forced state stands: an operator's word is not overruled by the cluster.
+        """
+        if self._forced is not None:
+            return
+        now = self._clock.monotonic()
+        self._refresh(now)
+        if state is CircuitState.OPEN:
+            until = now + max(0.0, open_for or 0.0)
+            if self._state is CircuitState.OPEN:
+                self._open_until = until
+                return
+            self._openings += 1
+            self._open_until = until
+            self._probe_ticket = None
+            self._probe_at = None if self._probe_interval is None else now + self._probe_interval
+            self._enter(now, CircuitState.OPEN, TransitionReason.CLUSTER)
+            self._refresh(now)  # an opening that is already over is half-open at once
+        elif state is CircuitState.HALF_OPEN:
+            if self._state is not CircuitState.HALF_OPEN:
+                self._enter(now, CircuitState.HALF_OPEN, TransitionReason.CLUSTER)
+        elif self._state is not CircuitState.CLOSED:
+            self._close(now, TransitionReason.CLUSTER)
+
+    def grant_probe(self) -> Permit:
+        """A half-open probe permit whose slot the shared circuit granted (cluster mode).
+
+        It settles like one from :meth:`acquire`; the local probe limit is not applied,
+        the shared one having been. The breaker is made half-open first if it is not.
+        """
+        now = self._clock.monotonic()
+        self._refresh(now)
+        if self._state is not CircuitState.HALF_OPEN:
+            self._enter(now, CircuitState.HALF_OPEN, TransitionReason.CLUSTER)
+        permit = self._permit(now, probe=True)
+        self._probes[permit.id] = now
+        return permit
 
     # -- out-of-band probes ----------------------------------------------------------------
 
