@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -255,7 +256,12 @@ def _two_replicas(
                 "backup": anthropic_provider(up, models("healthy")),
             },
             aliases={"m": [f"primary/{primary}", "backup/healthy"]},
-            cluster={"redis_url": redis_server.url, "instance": name, "heartbeat": 0.1},
+            cluster={
+                "redis_url": redis_server.url,
+                "instance": name,
+                "heartbeat": 0.1,
+                "deadline": 1.0,
+            },
         )
         systems.append(runestone.start(cfg))
     return systems
@@ -321,3 +327,121 @@ def test_one_replicas_failures_and_anothers_add_up_to_the_opening(
         finally:
             for system in (a, b):
                 system.stop()
+
+
+def test_half_open_probes_across_replicas_never_exceed_the_configured_number(
+    redis_server: RedisServer,
+) -> None:
+    slow = "slow-first-token:0.4"
+    with FakeUpstream() as up:
+        systems = []
+        for name in ("a", "b"):
+            cfg = config(
+                {
+                    "primary": openai_provider(
+                        up,
+                        models("unavailable", slow),
+                        retry={"max_attempts": 1},
+                        circuit_breaker={
+                            "consecutive_failures": 2,
+                            "jitter": 0,
+                            "recovery": 0.2,
+                            "half_open_probes": 1,
+                            "half_open_successes": 2,
+                            "probe_interval": None,
+                        },
+                    ),
+                    "backup": anthropic_provider(up, models("healthy")),
+                },
+                aliases={
+                    "down": ["primary/unavailable", "backup/healthy"],
+                    "m": [f"primary/{slow}", "backup/healthy"],
+                },
+                cluster={
+                    "redis_url": redis_server.url,
+                    "instance": name,
+                    "heartbeat": 0.1,
+                    "deadline": 1.0,
+                },
+            )
+            systems.append(runestone.start(cfg))
+        a, b = systems
+        try:
+            for _ in range(2):
+                list(a.stream({"model": "down", "messages": USER}))
+                settle(a)
+            _until(lambda: _state(b) == "open", timeout=1.0)
+            time.sleep(0.25)  # the opening's recovery time passing is what is under test
+            barrier = threading.Barrier(16)
+            answered: list[str] = []
+
+            def ask(system: System) -> None:
+                barrier.wait()
+                events = list(system.stream({"model": "m", "messages": USER}))
+                last = events[-1]
+                assert isinstance(last, Done)
+                answered.append(last.provider)
+
+            threads = [threading.Thread(target=ask, args=(s,)) for s in (a, b) * 8]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            assert len(answered) == 16
+            probes = [x for x in up.attempts if x.model == slow]
+            assert len(probes) == 1, "one probe slot across both replicas while half-open"
+            assert answered.count("primary") == 1
+        finally:
+            for system in systems:
+                system.stop()
+
+
+def test_with_redis_down_a_replica_decides_alone_and_its_opening_reaches_the_others_on_rejoin(
+    redis_server: RedisServer,
+) -> None:
+    with FakeUpstream() as up:
+        a, b = _two_replicas(up, redis_server, "unavailable", recovery=30)
+        try:
+            redis_server.stop()
+            for _ in range(2):
+                assert _ask(a).provider == "backup"  # no request fails for Redis
+                settle(a)
+            assert _state(a) == "open"  # decided alone
+            assert _state(b) == "closed"
+            redis_server.start()
+            # Both rejoin; a pushes the opening it made alone, b adopts it.
+            _until(lambda: _state(b) == "open", timeout=5.0)
+            assert _state(a) == "open"
+        finally:
+            for system in (a, b):
+                system.stop()
+
+
+def test_a_replica_started_later_adopts_the_open_circuit(redis_server: RedisServer) -> None:
+    with FakeUpstream() as up:
+        a, b = _two_replicas(up, redis_server, "unavailable", recovery=30)
+        try:
+            for _ in range(2):
+                _ask(a)
+                settle(a)
+            _until(lambda: _state(b) == "open")
+            b.stop()
+            cfg = config(
+                {
+                    "primary": openai_provider(up, models("unavailable")),
+                    "backup": anthropic_provider(up, models("healthy")),
+                },
+                aliases={"m": ["primary/unavailable", "backup/healthy"]},
+                cluster={"redis_url": redis_server.url, "instance": "c"},
+            )
+            c = runestone.start(cfg)
+            try:
+                _until(lambda: _state(c) == "open")
+                hits = len(up.attempts)
+                assert _ask(c).provider == "backup"
+                assert [x.model for x in up.attempts[hits:]] == ["healthy"]
+            finally:
+                c.stop()
+        finally:
+            a.stop()
+            b.stop()
