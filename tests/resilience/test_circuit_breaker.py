@@ -629,3 +629,72 @@ def test_bad_probe_settings_name_their_key(settings_: dict[str, Any], path: str)
     with pytest.raises(ConfigError) as caught:
         CircuitBreakerPolicy(**settings_)
     assert caught.value.path == path
+
+
+# -- a state decided elsewhere (cluster mode) -------------------------------------------------
+
+
+def test_adopting_an_opening_refuses_calls_for_as_long_as_the_cluster_said() -> None:
+    clock = FakeClock()
+    breaker = make(clock, recovery=30)
+    changes: list[StateChange] = []
+    breaker.add_listener(changes.append)
+    before = admit(breaker)
+    breaker.adopt(OPEN, open_for=2.0)
+    assert breaker.state is OPEN
+    assert changes[-1].reason is TransitionReason.CLUSTER
+    assert breaker.acquire() is None
+    assert breaker.retry_at == pytest.approx(clock.monotonic() + 2.0)
+    breaker.record_success(before)  # a permit from before the opening is stale
+    assert breaker.state is OPEN
+    clock.advance(2.0)
+    assert breaker.state is HALF_OPEN
+
+
+def test_adopting_an_opening_while_open_only_moves_its_end() -> None:
+    clock = FakeClock()
+    breaker = make(clock, recovery=30, jitter=0)
+    open_it(breaker)
+    epoch = breaker.epoch
+    breaker.adopt(OPEN, open_for=1.0)
+    assert breaker.epoch == epoch
+    assert breaker.retry_at == pytest.approx(clock.monotonic() + 1.0)
+
+
+def test_adopting_an_opening_that_is_already_over_is_half_open_at_once() -> None:
+    breaker = make(FakeClock())
+    breaker.adopt(OPEN, open_for=0.0)
+    assert breaker.state is HALF_OPEN
+
+
+def test_adopting_half_open_and_closed_follows_the_cluster() -> None:
+    breaker = make(FakeClock())
+    open_it(breaker)
+    breaker.adopt(HALF_OPEN)
+    assert breaker.state is HALF_OPEN
+    breaker.adopt(CLOSED)
+    assert breaker.state is CLOSED
+    assert breaker.acquire() is not None
+
+
+def test_an_operators_forced_state_is_not_overruled_by_the_cluster() -> None:
+    breaker = make(FakeClock())
+    breaker.force_closed()
+    breaker.adopt(OPEN, open_for=10)
+    assert breaker.state is CLOSED
+    assert breaker.forced is CLOSED
+
+
+def test_a_probe_granted_by_the_cluster_ignores_the_local_limit_and_settles_as_a_probe() -> None:
+    clock = FakeClock()
+    breaker = make(clock, half_open_probes=1, half_open_successes=2)
+    open_it(breaker)
+    breaker.adopt(HALF_OPEN)
+    first, second = breaker.grant_probe(), breaker.grant_probe()
+    assert first.probe
+    assert second.probe
+    assert breaker.snapshot().probes_in_flight == 2
+    breaker.record_success(first)
+    assert breaker.state is HALF_OPEN
+    breaker.record_success(second)
+    assert breaker.state is CLOSED
