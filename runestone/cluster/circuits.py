@@ -253,7 +253,7 @@ class SharedCircuits:
         self._listeners[provider] = listener
 
     def unlisten(self, provider: str, listener: Listener) -> None:
-        if self._listeners.get(provider) is listener:
+        if self._listeners.get(provider) == listener:  # bound methods: equal, never identical
             del self._listeners[provider]
 
     def probe_id(self) -> str:
