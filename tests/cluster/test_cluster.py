@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 
@@ -136,3 +138,17 @@ def test_a_paused_redis_costs_one_deadline_then_nothing(redis_server: RedisServe
             await a.aclose()
 
     asyncio.run(main())
+
+
+def test_a_single_process_never_imports_redis() -> None:
+    code = (
+        "import sys, runestone\n"
+        "system = runestone.start(configure_logs=False)\n"
+        "user = [{'role': 'user', 'content': 'hi'}]\n"
+        "list(system.stream({'model': 'sim-fast', 'messages': user}))\n"
+        "system.stop()\n"
+        "print('redis' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
