@@ -24,6 +24,7 @@ member live while its last heartbeat is at most three heartbeats old).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import signal
@@ -48,6 +49,7 @@ __all__ = [
     "LOAD_KEY",
     "SLOW",
     "Answer",
+    "Load",
     "Replicas",
     "ask",
     "client",
@@ -386,3 +388,67 @@ async def ask(
 
 def _since(begun: float) -> float:
     return time.perf_counter() - begun
+
+
+class Load:
+    """``clients`` concurrent clients on each of ``urls``, asking until the block ends.
+
+    Every other request of a client is streamed. Each answer is kept with the
+    :attr:`phase` it began in (the test names the phases: "before", "redis down" …).
+
+    >>> async with Load(http, replicas.urls) as load:          # doctest: +SKIP
+    ...     await load.more(50)          # 50 more answers, whatever their phase
+    ...     load.phase = "redis down"
+    """
+
+    def __init__(
+        self, http: aiohttp.ClientSession, urls: Sequence[str], *, clients: int = 4
+    ) -> None:
+        self._http = http
+        self._urls = list(urls)
+        self._clients = clients
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.phase = "start"
+        self.answers: list[tuple[str, Answer]] = []
+
+    async def _client(self, url: str, n: int) -> None:
+        stream = bool(n % 2)
+        while not self._stopping:
+            phase = self.phase
+            answer = await ask(self._http, url, stream=stream)
+            stream = not stream
+            self.answers.append((phase, answer))
+            for waiter in [w for w in self._waiters if len(self.answers) >= w[0]]:
+                self._waiters.remove(waiter)
+                if not waiter[1].done():
+                    waiter[1].set_result(None)
+
+    async def more(self, n: int, *, timeout: float = 20.0) -> None:
+        """Until ``n`` more answers have come back (of any kind)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((len(self.answers) + n, future))
+        await asyncio.wait_for(future, timeout)
+
+    def of(self, phase: str) -> list[Answer]:
+        """The answers to the requests that began in ``phase``."""
+        return [answer for began, answer in self.answers if began == phase]
+
+    @property
+    def failed(self) -> list[tuple[str, Answer]]:
+        return [(phase, answer) for phase, answer in self.answers if not answer.ok]
+
+    async def __aenter__(self) -> Self:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._client(url, n), name=f"load-{i}-{n}")
+            for i, url in enumerate(self._urls)
+            for n in range(self._clients)
+        ]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Let every request in flight finish (none is cut short), then stop."""
+        self._stopping = True
+        await asyncio.gather(*self._tasks)

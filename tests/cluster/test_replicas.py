@@ -19,13 +19,15 @@ branch does not have it yet), on the same harness:
 from __future__ import annotations
 
 import asyncio
+import statistics
+import time
 from pathlib import Path
 
 import pytest
 
 from runestone.testing.redis_server import RedisServer
 from runestone.testing.upstream import KNOWN_TEXT
-from tests.cluster.replicas import SLOW, Answer, Replicas, ask, client
+from tests.cluster.replicas import SLOW, Answer, Load, Replicas, ask, client
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,7 +38,10 @@ DEADLINE = 0.1
 def test_a_replica_killed_mid_stream_breaks_only_its_own_streams_and_leaves_the_registry(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    with Replicas(tmp_path, redis_server, heartbeat=HEARTBEAT, deadline=DEADLINE) as replicas:
+    # 41 tokens 40 ms apart: every stream is still going when the last one has begun.
+    with Replicas(
+        tmp_path, redis_server, heartbeat=HEARTBEAT, deadline=DEADLINE, token_interval=0.04
+    ) as replicas:
         replicas.wait_registry(lambda live: live == {"r0", "r1", "r2"}, timeout=5)
 
         async def main() -> tuple[list[Answer], set[str], float]:
@@ -84,3 +89,89 @@ def test_a_replica_killed_mid_stream_breaks_only_its_own_streams_and_leaves_the_
         print(f"r1 left the registry view {gone_after * 1000:.0f} ms after SIGKILL")
         assert gone_after <= 3 * HEARTBEAT + 0.05, gone_after
         print(f"r1's clients saw: {[a.error for a in answers[1::3]]}")
+
+
+ALL = {"r0", "r1", "r2"}
+# Answers per phase: at 4 clients on each of three replicas, well under a second each.
+PHASE = 60
+
+
+def _report(load: Load) -> str:
+    return ", ".join(
+        f"{phase}: {len(answers)} answers, median {statistics.median(answers) * 1000:.1f} ms, "
+        f"max {max(answers) * 1000:.1f} ms"
+        for phase in dict.fromkeys(p for p, _ in load.answers)
+        if (answers := [a.seconds for a in load.of(phase)])
+    )
+
+
+def test_redis_stopped_under_load_fails_no_request_and_every_replica_rejoins_when_it_is_back(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with Replicas(tmp_path, redis_server, heartbeat=HEARTBEAT, deadline=DEADLINE) as replicas:
+        replicas.wait_registry(lambda live: live == ALL, timeout=5)
+
+        async def main() -> tuple[Load, float]:
+            async with client() as http, Load(http, replicas.urls) as load:
+                await load.more(PHASE)
+                load.phase = "redis stopped"
+                await asyncio.to_thread(redis_server.stop)
+                # Each replica finds Redis gone (its next heartbeat) and goes on on local state.
+                await asyncio.to_thread(
+                    replicas.wait_logs, "cluster_redis_down", timeout=5 * HEARTBEAT + 1
+                )
+                await load.more(PHASE)
+                load.phase = "redis back"
+                await asyncio.to_thread(redis_server.start)
+                back_at = time.monotonic()
+                _, seen_at = await asyncio.to_thread(
+                    replicas.wait_registry, lambda live: live == ALL, timeout=5
+                )
+                await load.more(PHASE)
+                load.phase = "after"
+            return load, seen_at - back_at
+
+        load, rejoined_after = asyncio.run(main())
+        print(f"\n{_report(load)}; all three rejoined {rejoined_after * 1000:.0f} ms after Redis")
+        assert load.failed == []
+        assert len(load.of("redis stopped")) >= PHASE
+        replicas.wait_logs("cluster_redis_back", timeout=1)
+        # Down, a replica pings every heartbeat; the first ping after Redis is back rejoins.
+        assert rejoined_after <= 3 * HEARTBEAT, rejoined_after
+
+
+def test_redis_paused_under_load_fails_no_request_and_adds_no_more_than_its_deadline(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with Replicas(tmp_path, redis_server, heartbeat=HEARTBEAT, deadline=DEADLINE) as replicas:
+        replicas.wait_registry(lambda live: live == ALL, timeout=5)
+
+        async def main() -> Load:
+            async with client() as http, Load(http, replicas.urls) as load:
+                await load.more(PHASE)
+                load.phase = "before"
+                await load.more(PHASE)
+                load.phase = "redis paused"
+                redis_server.pause()
+                try:
+                    # Its next heartbeat waits one deadline, then the replica runs on local state.
+                    await asyncio.to_thread(
+                        replicas.wait_logs, "cluster_redis_down", timeout=5 * HEARTBEAT + 1
+                    )
+                    await load.more(PHASE)
+                finally:
+                    redis_server.resume()
+                load.phase = "redis resumed"
+                await asyncio.to_thread(replicas.wait_registry, lambda live: live == ALL, timeout=5)
+                await load.more(PHASE)
+                load.phase = "after"
+            return load
+
+        load = asyncio.run(main())
+        print(f"\n{_report(load)}")
+        assert load.failed == []
+        before = max(a.seconds for a in load.of("before"))
+        paused = max(a.seconds for a in load.of("redis paused"))
+        # A request pays at most one deadline for a Redis that stopped answering (the call that
+        # finds it late); the margin is for a loaded 2-core machine.
+        assert paused <= before + DEADLINE + 0.25, (paused, before)
