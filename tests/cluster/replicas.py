@@ -280,22 +280,27 @@ class Replicas:
         (live,) = wait_until(probe, timeout=timeout, what="the registry view")
         return live, time.monotonic()
 
-    def wait_log(self, i: int, pattern: str, *, timeout: float) -> str:
-        """Until replica ``i``'s log (stderr) has a line matching ``pattern``; that line."""
+    def log_marks(self) -> list[int]:
+        """How much each replica has logged so far: ``since`` for :meth:`wait_logs`."""
+        return [len(server.full_log()) for server in self.servers]
+
+    def wait_log(self, i: int, pattern: str, *, timeout: float, since: int = 0) -> str:
+        """Until replica ``i``'s log (stderr) from offset ``since`` on has a line matching
+        ``pattern``; that line."""
         regex = re.compile(pattern)
 
         def probe() -> str | None:
-            for line in self.servers[i].full_log().splitlines():
+            for line in self.servers[i].full_log()[since:].splitlines():
                 if regex.search(line):
                     return line
             return None
 
         return wait_until(probe, timeout=timeout, every=0.02, what=f"r{i} logging {pattern!r}")
 
-    def wait_logs(self, pattern: str, *, timeout: float, replicas: Sequence[int] = ()) -> None:
-        """:meth:`wait_log` for each of ``replicas`` (default: all of them)."""
-        for i in replicas or range(len(self.servers)):
-            self.wait_log(i, pattern, timeout=timeout)
+    def wait_logs(self, pattern: str, *, timeout: float, since: Sequence[int] = ()) -> None:
+        """:meth:`wait_log` for every replica, each from its mark in ``since`` (if given)."""
+        for i in range(len(self.servers)):
+            self.wait_log(i, pattern, timeout=timeout, since=since[i] if since else 0)
 
 
 # --------------------------------------------------------------------------- requests
