@@ -124,20 +124,40 @@ def start_serve(config: Mapping[str, Any], directory: Path, name: str = "gateway
 
     Its stdout after the banner goes to the same log, so a long run never fills the pipe.
     """
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(dict(config)), encoding="utf-8")
-    log = (directory / f"{name}.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "runestone", "serve", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        cwd=ROOT,
-        preexec_fn=_die_with_parent,
-    )
-    match = wait_line(process, r"serving on (http://\S+)", "runestone serve")
-    assert process.stdout is not None
-    threading.Thread(target=_drain, args=(process.stdout, log), daemon=True).start()
-    return Party(name, process, match.group(1) + "/v1")
+    return start_serves({name: config}, directory)[0]
+
+
+def start_serves(configs: Mapping[str, Mapping[str, Any]], directory: Path) -> list[Party]:
+    """:func:`start_serve` for each named config, the processes starting concurrently.
+
+    From the calling thread (not a pool): a child's parent-death signal follows the
+    thread that started it.
+    """
+    spawned = []
+    for name, config in configs.items():
+        path = directory / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(dict(config)), encoding="utf-8")
+        log = (directory / f"{name}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runestone", "serve", "--config", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=ROOT,
+            preexec_fn=_die_with_parent,
+        )
+        spawned.append((name, process, log))
+    parties = []
+    try:
+        for name, process, log in spawned:
+            match = wait_line(process, r"serving on (http://\S+)", f"runestone serve ({name})")
+            assert process.stdout is not None
+            threading.Thread(target=_drain, args=(process.stdout, log), daemon=True).start()
+            parties.append(Party(name, process, match.group(1) + "/v1"))
+    except BaseException:
+        for _, process, _ in spawned:
+            stop(process)
+        raise
+    return parties
 
 
 @contextlib.contextmanager

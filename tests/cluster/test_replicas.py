@@ -1,0 +1,177 @@
+"""Three real ``runestone serve`` replicas on one Redis: a replica lost, Redis lost or paused.
+
+Each test starts its own three replicas (concurrently, about two seconds) through
+:mod:`tests.cluster.replicas`, on a real redis-server and fake upstreams.
+
+To be added here by the branches that share state through Redis (they need it, this
+branch does not have it yet), on the same harness:
+
+- circuits: "an outage seen by one replica opens the circuit for all within 1 s"
+  (one replica's upstream fails until its breaker opens; the other two refuse the
+  provider within 1 s without having seen a failure of their own);
+- limits: "rpm N admits exactly N across three" (requests of one key spread over the
+  three replicas: exactly N answered 200 in the minute, the rest 429);
+- limits: "max_streams M holds across three" (M streams of one key held open on
+  different replicas: the next one is refused on any replica; one ends, one more is
+  admitted; a killed replica's leases expire within ``lease_ttl``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from runestone.testing.redis_server import RedisServer
+from runestone.testing.upstream import KNOWN_TEXT
+from tests.cluster.replicas import SLOW, Answer, Load, Replicas, ask, client
+
+pytestmark = pytest.mark.timeout(120)
+
+HEARTBEAT = 0.2
+DEADLINE = 0.1
+
+
+def test_a_replica_killed_mid_stream_breaks_only_its_own_streams_and_leaves_the_registry(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # 41 tokens 40 ms apart: every stream is still going when the last one has begun.
+    with Replicas(
+        tmp_path, redis_server, heartbeat=HEARTBEAT, deadline=DEADLINE, token_interval=0.04
+    ) as replicas:
+        replicas.wait_registry(lambda live: live == {"r0", "r1", "r2"}, timeout=5)
+
+        async def main() -> tuple[list[Answer], set[str], float]:
+            loop = asyncio.get_running_loop()
+            per_replica = 2
+            async with client() as http:
+                begun = [asyncio.Event() for _ in range(3 * per_replica)]
+                streams = [
+                    asyncio.ensure_future(
+                        ask(
+                            http,
+                            replicas.url(n % 3),
+                            model=SLOW,
+                            stream=True,
+                            started=begun[n].set,
+                        )
+                    )
+                    for n in range(3 * per_replica)
+                ]
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in begun)), 10)
+                # Every stream has text and none has finished: kill r1 with its streams in flight.
+                assert not any(s.done() for s in streams)
+                killed_at = await loop.run_in_executor(None, replicas.kill, 1)
+                # Watched from the kill on, while the other streams go on.
+                left = loop.run_in_executor(
+                    None, lambda: replicas.wait_registry(lambda live: "r1" not in live, timeout=5)
+                )
+                answers = await asyncio.wait_for(asyncio.gather(*streams), 20)
+                live, seen_at = await left
+            return answers, live, seen_at - killed_at
+
+        answers, live, gone_after = asyncio.run(main())
+        for n, answer in enumerate(answers):
+            if n % 3 == 1:
+                # The killed replica's client sees the break, never a clean success.
+                assert answer.error is not None, answer
+                assert not answer.finished
+                assert answer.text != KNOWN_TEXT
+                assert KNOWN_TEXT.startswith(answer.text)
+            else:
+                assert answer.ok, answer
+        assert live == {"r0", "r2"}
+        # Its last heartbeat came at most one heartbeat before the kill, and a member ages out
+        # of the view three heartbeats after its last one (the probe reads every 10 ms).
+        print(f"r1 left the registry view {gone_after * 1000:.0f} ms after SIGKILL")
+        assert gone_after <= 3 * HEARTBEAT + 0.05, gone_after
+        print(f"r1's clients saw: {[a.error for a in answers[1::3]]}")
+
+
+ALL = {"r0", "r1", "r2"}
+# Answers per phase: at 4 clients on each of three replicas, well under a second each.
+PHASE = 60
+
+
+def _report(load: Load) -> str:
+    return ", ".join(
+        f"{phase}: {len(answers)} answers, median {statistics.median(answers) * 1000:.1f} ms, "
+        f"max {max(answers) * 1000:.1f} ms"
+        for phase in dict.fromkeys(p for p, _ in load.answers)
+        if (answers := [a.seconds for a in load.of(phase)])
+    )
+
+
+def test_redis_stopped_under_load_fails_no_request_and_every_replica_rejoins_when_it_is_back(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with Replicas(tmp_path, redis_server, heartbeat=HEARTBEAT, deadline=DEADLINE) as replicas:
+        replicas.wait_registry(lambda live: live == ALL, timeout=5)
+
+        async def main() -> tuple[Load, float]:
+            async with client() as http, Load(http, replicas.urls) as load:
+                await load.more(PHASE)
+                load.phase = "redis stopped"
+                await asyncio.to_thread(redis_server.stop)
+                # Each replica finds Redis gone (its next heartbeat) and goes on on local state.
+                await asyncio.to_thread(
+                    replicas.wait_logs, "cluster_redis_down", timeout=5 * HEARTBEAT + 1
+                )
+                await load.more(PHASE)
+                load.phase = "redis back"
+                await asyncio.to_thread(redis_server.start)
+                back_at = time.monotonic()
+                _, seen_at = await asyncio.to_thread(
+                    replicas.wait_registry, lambda live: live == ALL, timeout=5
+                )
+                await load.more(PHASE)
+                load.phase = "after"
+            return load, seen_at - back_at
+
+        load, rejoined_after = asyncio.run(main())
+        print(f"\n{_report(load)}; all three rejoined {rejoined_after * 1000:.0f} ms after Redis")
+        assert load.failed == []
+        assert len(load.of("redis stopped")) >= PHASE
+        replicas.wait_logs("cluster_redis_back", timeout=1)
+        # Down, a replica pings every heartbeat; the first ping after Redis is back rejoins.
+        assert rejoined_after <= 3 * HEARTBEAT, rejoined_after
+
+
+def test_redis_paused_under_load_fails_no_request_and_adds_no_more_than_its_deadline(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with Replicas(tmp_path, redis_server, heartbeat=HEARTBEAT, deadline=DEADLINE) as replicas:
+        replicas.wait_registry(lambda live: live == ALL, timeout=5)
+
+        async def main() -> Load:
+            async with client() as http, Load(http, replicas.urls) as load:
+                await load.more(PHASE)
+                load.phase = "before"
+                await load.more(PHASE)
+                load.phase = "redis paused"
+                redis_server.pause()
+                try:
+                    # Its next heartbeat waits one deadline, then the replica runs on local state.
+                    await asyncio.to_thread(
+                        replicas.wait_logs, "cluster_redis_down", timeout=5 * HEARTBEAT + 1
+                    )
+                    await load.more(PHASE)
+                finally:
+                    redis_server.resume()
+                load.phase = "redis resumed"
+                await asyncio.to_thread(replicas.wait_registry, lambda live: live == ALL, timeout=5)
+                await load.more(PHASE)
+                load.phase = "after"
+            return load
+
+        load = asyncio.run(main())
+        print(f"\n{_report(load)}")
+        assert load.failed == []
+        before = max(a.seconds for a in load.of("before"))
+        paused = max(a.seconds for a in load.of("redis paused"))
+        # A request pays at most one deadline for a Redis that stopped answering (the call that
+        # finds it late); the margin is for a loaded 2-core machine.
+        assert paused <= before + DEADLINE + 0.25, (paused, before)
