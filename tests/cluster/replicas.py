@@ -144,8 +144,10 @@ class Replicas:
         deadline: float = 0.1,
         token_interval: float = 0.02,
         namespace: str = "runestone",
+        customise: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> None:
         self.directory = directory
+        self._customise = customise
         self.redis_server = redis_server
         self.count = count
         self.heartbeat = heartbeat
@@ -184,6 +186,12 @@ class Replicas:
         return RunningServer(self.config(i), self.directory, name=self.instances[i])
 
     def config(self, i: int) -> dict[str, Any]:
+        config = self._base_config(i)
+        if self._customise is not None:
+            self._customise(i, config)
+        return config
+
+    def _base_config(self, i: int) -> dict[str, Any]:
         return replica_config(
             fast_url=self.fast.openai_base_url,
             paced_url=self.paced.openai_base_url,

@@ -6,9 +6,6 @@ Each test starts its own three replicas (concurrently, about two seconds) throug
 To be added here by the branches that share state through Redis (they need it, this
 branch does not have it yet), on the same harness:
 
-- circuits: "an outage seen by one replica opens the circuit for all within 1 s"
-  (one replica's upstream fails until its breaker opens; the other two refuse the
-  provider within 1 s without having seen a failure of their own);
 - limits: "rpm N admits exactly N across three" (requests of one key spread over the
   three replicas: exactly N answered 200 in the minute, the rest 429);
 - limits: "max_streams M holds across three" (M streams of one key held open on
@@ -19,15 +16,28 @@ branch does not have it yet), on the same harness:
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runestone.testing.redis_server import RedisServer
 from runestone.testing.upstream import KNOWN_TEXT
-from tests.cluster.replicas import SLOW, Answer, Load, Replicas, ask, client
+from tests.cluster.replicas import (
+    LOAD_KEY,
+    SLOW,
+    Answer,
+    Load,
+    Replicas,
+    ask,
+    client,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -175,3 +185,64 @@ def test_redis_paused_under_load_fails_no_request_and_adds_no_more_than_its_dead
         # A request pays at most one deadline for a Redis that stopped answering (the call that
         # finds it late); the margin is for a loaded 2-core machine.
         assert paused <= before + DEADLINE + 0.25, (paused, before)
+
+
+def _with_flaky_provider(_i: int, config: dict[str, Any]) -> None:
+    """A provider whose model is down, with a strict breaker, before the healthy one."""
+    up = config["providers"]["up"]
+    config["providers"] = {
+        "flaky": {
+            **up,
+            "models": {"unavailable": {}},
+            "retry": {"max_attempts": 1},
+            "circuit_breaker": {"consecutive_failures": 2, "recovery": 30, "jitter": 0},
+        },
+        **config["providers"],
+    }
+    config["routing"] = {"aliases": {"m": ["flaky/unavailable", "up/healthy"]}}
+
+
+def _circuit(url: str, provider: str) -> str:
+    request = urllib.request.Request(
+        url + "/health", headers={"authorization": f"Bearer {LOAD_KEY}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            report = json.loads(response.read())
+    except urllib.error.HTTPError as error:  # 503 while degraded still carries the report
+        report = json.loads(error.read())
+    state: str = report["providers"][provider]["circuit"]["state"]
+    return state
+
+
+def test_an_outage_seen_by_one_replica_opens_the_circuit_for_all_three_within_a_second(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with Replicas(
+        tmp_path, redis_server, heartbeat=HEARTBEAT, customise=_with_flaky_provider
+    ) as replicas:
+        replicas.wait_registry(lambda live: live == ALL, timeout=5)
+
+        async def two_on_r0() -> list[Answer]:
+            async with client() as http:
+                return [await ask(http, replicas.url(0), model="m") for _ in range(2)]
+
+        assert all(a.ok for a in asyncio.run(two_on_r0()))
+        opened_at = time.monotonic()
+        for i in (1, 2):
+            wait_until(
+                lambda i=i: _circuit(replicas.url(i), "flaky") == "open",
+                timeout=1.0,
+                every=0.005,
+                what=f"r{i} sees the circuit open",
+            )
+        print(f"open on r1 and r2 {1000 * (time.monotonic() - opened_at):.0f} ms after r0's answer")
+        down = [a for a in replicas.fast.attempts if a.model == "unavailable"]
+        assert len(down) == 2, "only r0 ever called the provider that is down"
+
+        async def one_each() -> list[Answer]:
+            async with client() as http:
+                return [await ask(http, replicas.url(i), model="m") for i in (1, 2)]
+
+        assert all(a.ok for a in asyncio.run(one_each()))
+        assert len([a for a in replicas.fast.attempts if a.model == "unavailable"]) == 2
