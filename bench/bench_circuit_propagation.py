@@ -90,13 +90,28 @@ async def _drive(url: str, systems: list[System], cycles: int) -> dict[str, list
     return times
 
 
-def _row(name: str, samples: list[float]) -> str:
+def p99(samples: list[float]) -> float:
     ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def _row(name: str, samples: list[float]) -> str:
     return (
-        f"  {name:<10} n={len(ordered):<4} median {statistics.median(ordered) * 1e3:7.2f} ms"
-        f"   p99 {p99 * 1e3:7.2f} ms   max {ordered[-1] * 1e3:7.2f} ms"
+        f"  {name:<10} n={len(samples):<4} median {statistics.median(samples) * 1e3:7.2f} ms"
+        f"   p99 {p99(samples) * 1e3:7.2f} ms   max {max(samples) * 1e3:7.2f} ms"
     )
+
+
+def measure(replicas: int, cycles: int) -> dict[str, list[float]]:
+    """Seconds from each change to every replica showing it, by the state changed to."""
+    with RedisServer() as redis_server:
+        systems = [_replica(redis_server.url, f"r{i}") for i in range(replicas)]
+        try:
+            _reached(systems, "closed", time.perf_counter())
+            return asyncio.run(_drive(redis_server.url, systems, cycles))
+        finally:
+            for system in systems:
+                system.stop()
 
 
 def main() -> None:
@@ -104,14 +119,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--cycles", type=int, default=100)
     args = parser.parse_args()
-    with RedisServer() as redis_server:
-        systems = [_replica(redis_server.url, f"r{i}") for i in range(args.replicas)]
-        try:
-            _reached(systems, "closed", time.perf_counter())
-            times = asyncio.run(_drive(redis_server.url, systems, args.cycles))
-        finally:
-            for system in systems:
-                system.stop()
+    times = measure(args.replicas, args.cycles)
     every = [t for samples in times.values() for t in samples]
     print(
         f"circuit change -> every one of {args.replicas} replicas "
