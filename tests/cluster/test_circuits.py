@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,31 +241,54 @@ def test_a_change_is_published_to_the_other_replicas_by_the_script_that_made_it(
 # -- replicas in one process: two Systems on one Redis ------------------------------------------
 
 
+def _replica_config(
+    up: FakeUpstream,
+    redis_server: RedisServer,
+    name: str,
+    primary: tuple[str, ...],
+    aliases: dict[str, list[str]],
+    breaker: dict[str, Any],
+) -> dict[str, Any]:
+    return config(
+        {
+            "primary": openai_provider(
+                up,
+                models(*primary),
+                retry={"max_attempts": 1},
+                circuit_breaker={"consecutive_failures": 2, "jitter": 0, **breaker},
+            ),
+            "backup": anthropic_provider(up, models("healthy")),
+        },
+        aliases=aliases,
+        # A generous deadline: Redis slowed by a loaded machine is not what is tested here.
+        cluster={
+            "redis_url": redis_server.url,
+            "instance": name,
+            "heartbeat": 0.1,
+            "deadline": 1.0,
+        },
+    )
+
+
+@contextlib.contextmanager
 def _two_replicas(
-    up: FakeUpstream, redis_server: RedisServer, primary: str, **breaker: Any
-) -> list[System]:
-    systems = []
-    for name in ("a", "b"):
-        cfg = config(
-            {
-                "primary": openai_provider(
-                    up,
-                    models(primary),
-                    retry={"max_attempts": 1},
-                    circuit_breaker={"consecutive_failures": 2, "jitter": 0, **breaker},
-                ),
-                "backup": anthropic_provider(up, models("healthy")),
-            },
-            aliases={"m": [f"primary/{primary}", "backup/healthy"]},
-            cluster={
-                "redis_url": redis_server.url,
-                "instance": name,
-                "heartbeat": 0.1,
-                "deadline": 1.0,
-            },
-        )
-        systems.append(runestone.start(cfg))
-    return systems
+    up: FakeUpstream,
+    redis_server: RedisServer,
+    *primary: str,
+    aliases: dict[str, list[str]] | None = None,
+    **breaker: Any,
+) -> Iterator[tuple[System, System]]:
+    """Replicas ``a`` and ``b`` of one gateway, stopped after the block."""
+    routes = aliases or {"m": [f"primary/{primary[0]}", "backup/healthy"]}
+    systems: list[System] = []
+    try:
+        for name in ("a", "b"):
+            cfg = _replica_config(up, redis_server, name, primary, routes, breaker)
+            systems.append(runestone.start(cfg))
+        yield systems[0], systems[1]
+    finally:
+        for system in systems:
+            system.stop()
 
 
 def _state(system: System, provider: str = "primary") -> str:
@@ -293,155 +317,129 @@ def _ask(system: System) -> Done:
 def test_an_outage_seen_by_one_replica_opens_the_circuit_for_the_other_within_a_second(
     redis_server: RedisServer,
 ) -> None:
-    with FakeUpstream() as up:
-        a, b = _two_replicas(up, redis_server, "unavailable", recovery=30)
-        try:
-            assert _state(b) == "closed"
-            for _ in range(2):
-                assert _ask(a).provider == "backup"
-                settle(a)
-            assert _state(a) == "open"
-            assert _until(lambda: _state(b) == "open", timeout=1.0) < 1.0
-            hits = len([x for x in up.attempts if x.model == "unavailable"])
-            # b never called the provider: the first request it gets goes to the backup.
-            assert _ask(b).provider == "backup"
-            assert len([x for x in up.attempts if x.model == "unavailable"]) == hits
-        finally:
-            for system in (a, b):
-                system.stop()
+    with (
+        FakeUpstream() as up,
+        _two_replicas(up, redis_server, "unavailable", recovery=30) as (
+            a,
+            b,
+        ),
+    ):
+        assert _state(b) == "closed"
+        for _ in range(2):
+            assert _ask(a).provider == "backup"
+            settle(a)
+        assert _state(a) == "open"
+        assert _until(lambda: _state(b) == "open", timeout=1.0) < 1.0
+        hits = len([x for x in up.attempts if x.model == "unavailable"])
+        # b never called the provider: the first request it gets goes to the backup.
+        assert _ask(b).provider == "backup"
+        assert len([x for x in up.attempts if x.model == "unavailable"]) == hits
 
 
 def test_one_replicas_failures_and_anothers_add_up_to_the_opening(
     redis_server: RedisServer,
 ) -> None:
-    with FakeUpstream() as up:
-        a, b = _two_replicas(up, redis_server, "unavailable", consecutive_failures=4)
-        try:
-            for system in (a, b, a):
-                _ask(system)
-                settle(system)
-            assert (_state(a), _state(b)) == ("closed", "closed")  # 3 of 4, neither alone at 4
-            _ask(b)
-            settle(b)
-            _until(lambda: _state(a) == "open" and _state(b) == "open")
-        finally:
-            for system in (a, b):
-                system.stop()
+    with (
+        FakeUpstream() as up,
+        _two_replicas(up, redis_server, "unavailable", consecutive_failures=4) as (a, b),
+    ):
+        for system in (a, b, a):
+            _ask(system)
+            settle(system)
+        assert (_state(a), _state(b)) == ("closed", "closed")  # 3 of 4, neither alone at 4
+        _ask(b)
+        settle(b)
+        _until(lambda: _state(a) == "open" and _state(b) == "open")
 
 
 def test_half_open_probes_across_replicas_never_exceed_the_configured_number(
     redis_server: RedisServer,
 ) -> None:
     slow = "slow-first-token:0.4"
-    with FakeUpstream() as up:
-        systems = []
-        for name in ("a", "b"):
-            cfg = config(
-                {
-                    "primary": openai_provider(
-                        up,
-                        models("unavailable", slow),
-                        retry={"max_attempts": 1},
-                        circuit_breaker={
-                            "consecutive_failures": 2,
-                            "jitter": 0,
-                            "recovery": 0.2,
-                            "half_open_probes": 1,
-                            "half_open_successes": 2,
-                            "probe_interval": None,
-                        },
-                    ),
-                    "backup": anthropic_provider(up, models("healthy")),
-                },
-                aliases={
-                    "down": ["primary/unavailable", "backup/healthy"],
-                    "m": [f"primary/{slow}", "backup/healthy"],
-                },
-                cluster={
-                    "redis_url": redis_server.url,
-                    "instance": name,
-                    "heartbeat": 0.1,
-                    "deadline": 1.0,
-                },
-            )
-            systems.append(runestone.start(cfg))
-        a, b = systems
-        try:
-            for _ in range(2):
-                list(a.stream({"model": "down", "messages": USER}))
-                settle(a)
-            _until(lambda: _state(b) == "open", timeout=1.0)
-            time.sleep(0.25)  # the opening's recovery time passing is what is under test
-            barrier = threading.Barrier(16)
-            answered: list[str] = []
+    aliases = {
+        "down": ["primary/unavailable", "backup/healthy"],
+        "m": [f"primary/{slow}", "backup/healthy"],
+    }
+    breaker = {
+        "recovery": 0.2,
+        "half_open_probes": 1,
+        "half_open_successes": 2,
+        "probe_interval": None,
+    }
+    with (
+        FakeUpstream() as up,
+        _two_replicas(up, redis_server, "unavailable", slow, aliases=aliases, **breaker) as (
+            a,
+            b,
+        ),
+    ):
+        for _ in range(2):
+            list(a.stream({"model": "down", "messages": USER}))
+            settle(a)
+        _until(lambda: _state(b) == "open", timeout=1.0)
+        time.sleep(0.25)  # the opening's recovery time passing is what is under test
+        barrier = threading.Barrier(16)
+        answered: list[str] = []
 
-            def ask(system: System) -> None:
-                barrier.wait()
-                events = list(system.stream({"model": "m", "messages": USER}))
-                last = events[-1]
-                assert isinstance(last, Done)
-                answered.append(last.provider)
+        def ask(system: System) -> None:
+            barrier.wait()
+            events = list(system.stream({"model": "m", "messages": USER}))
+            last = events[-1]
+            assert isinstance(last, Done)
+            answered.append(last.provider)
 
-            threads = [threading.Thread(target=ask, args=(s,)) for s in (a, b) * 8]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(10)
-            assert len(answered) == 16
-            probes = [x for x in up.attempts if x.model == slow]
-            assert len(probes) == 1, "one probe slot across both replicas while half-open"
-            assert answered.count("primary") == 1
-        finally:
-            for system in systems:
-                system.stop()
+        threads = [threading.Thread(target=ask, args=(s,)) for s in (a, b) * 8]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert len(answered) == 16
+        probes = [x for x in up.attempts if x.model == slow]
+        assert len(probes) == 1, "one probe slot across both replicas while half-open"
+        assert answered.count("primary") == 1
 
 
 def test_with_redis_down_a_replica_decides_alone_and_its_opening_reaches_the_others_on_rejoin(
     redis_server: RedisServer,
 ) -> None:
-    with FakeUpstream() as up:
-        a, b = _two_replicas(up, redis_server, "unavailable", recovery=30)
-        try:
-            redis_server.stop()
-            for _ in range(2):
-                assert _ask(a).provider == "backup"  # no request fails for Redis
-                settle(a)
-            assert _state(a) == "open"  # decided alone
-            assert _state(b) == "closed"
-            redis_server.start()
-            # Both rejoin; a pushes the opening it made alone, b adopts it.
-            _until(lambda: _state(b) == "open", timeout=5.0)
-            assert _state(a) == "open"
-        finally:
-            for system in (a, b):
-                system.stop()
+    with (
+        FakeUpstream() as up,
+        _two_replicas(up, redis_server, "unavailable", recovery=30) as (
+            a,
+            b,
+        ),
+    ):
+        redis_server.stop()
+        for _ in range(2):
+            assert _ask(a).provider == "backup"  # no request fails for Redis
+            settle(a)
+        assert _state(a) == "open"  # decided alone
+        assert _state(b) == "closed"
+        redis_server.start()
+        # Both rejoin; a pushes the opening it made alone, b adopts it.
+        _until(lambda: _state(b) == "open", timeout=5.0)
+        assert _state(a) == "open"
 
 
 def test_a_replica_started_later_adopts_the_open_circuit(redis_server: RedisServer) -> None:
-    with FakeUpstream() as up:
-        a, b = _two_replicas(up, redis_server, "unavailable", recovery=30)
+    with (
+        FakeUpstream() as up,
+        _two_replicas(up, redis_server, "unavailable", recovery=30) as (
+            a,
+            _b,
+        ),
+    ):
+        for _ in range(2):
+            _ask(a)
+            settle(a)
+        aliases = {"m": ["primary/unavailable", "backup/healthy"]}
+        c = runestone.start(
+            _replica_config(up, redis_server, "c", ("unavailable",), aliases, {"recovery": 30})
+        )
         try:
-            for _ in range(2):
-                _ask(a)
-                settle(a)
-            _until(lambda: _state(b) == "open")
-            b.stop()
-            cfg = config(
-                {
-                    "primary": openai_provider(up, models("unavailable")),
-                    "backup": anthropic_provider(up, models("healthy")),
-                },
-                aliases={"m": ["primary/unavailable", "backup/healthy"]},
-                cluster={"redis_url": redis_server.url, "instance": "c"},
-            )
-            c = runestone.start(cfg)
-            try:
-                _until(lambda: _state(c) == "open")
-                hits = len(up.attempts)
-                assert _ask(c).provider == "backup"
-                assert [x.model for x in up.attempts[hits:]] == ["healthy"]
-            finally:
-                c.stop()
+            _until(lambda: _state(c) == "open")
+            hits = len(up.attempts)
+            assert _ask(c).provider == "backup"
+            assert [x.model for x in up.attempts[hits:]] == ["healthy"]
         finally:
-            a.stop()
-            b.stop()
+            c.stop()
