@@ -114,12 +114,15 @@ class Cluster:
         self._closed = True
         with contextlib.suppress(ClusterUnavailableError):
             await self.registry.leave()
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        if tasks:
+            # Bounded: a cancellation swallowed inside a Redis call (seen with redis-py
+            # under asyncio.timeout) must not hold the replica's stop; _closed ends the loops.
+            _, pending = await asyncio.wait(tasks, timeout=max(1.0, 2 * self.config.deadline))
+            for task in pending:
+                log.warning("cluster_task_did_not_stop", task=task.get_name())
         await self.link.aclose()
 
     async def wait_subscribed(self) -> None:
@@ -147,7 +150,7 @@ class Cluster:
 
     async def _heartbeat(self) -> None:
         period = self.config.heartbeat
-        while True:
+        while not self._closed:
             await asyncio.sleep(period)
             if self.link.state is LinkState.UP:
                 await self._beat_once()
@@ -206,7 +209,7 @@ class Cluster:
 
     async def _read(self, pubsub: Any) -> None:
         try:
-            while True:
+            while not self._closed:
                 message = await pubsub.get_message(timeout=None)
                 if message is None or message.get("type") != "message":
                     continue
