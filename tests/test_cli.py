@@ -259,6 +259,62 @@ def test_a_health_report_reads_as_tables() -> None:
     assert any(line.startswith("      admission") for line in tree)
 
 
+def _provider_report(state: str, *, calls: int = 0, failures: int = 0) -> dict[str, object]:
+    return {
+        "circuit": {"state": state, "window_calls": calls, "window_failures": failures},
+        "health": {
+            "success_rate": 1.0 if not calls else (calls - failures) / calls,
+            "window_calls": calls,
+            "window_failures": failures,
+            "latency": 0.25,
+            "first_token": 0.05,
+            "in_flight": 1,
+            "last_error": "timeout" if failures else None,
+            "circuit": state,
+        },
+    }
+
+
+SINGLE_PROCESS_REPORT: dict[str, object] = {
+    "status": "ok",
+    "uptime": 12.5,
+    "draining": False,
+    "pool": {"in_flight": 1, "max_in_flight": 100, "admitted": 7, "refused": 0},
+    "providers": {"sim": {"type": "simulated", **_provider_report("closed", calls=4)}},
+    "skipped": {"gone": "api_key is empty"},
+    "tree": {
+        "id": "root",
+        "kind": "supervisor",
+        "state": "running",
+        "restarts_in_window": 0,
+        "children": [{"id": "router", "kind": "worker", "state": "running", "restarts": 1}],
+    },
+}
+
+
+def test_a_single_process_health_report_prints_as_it_always_has() -> None:
+    assert format_health(SINGLE_PROCESS_REPORT) == "\n".join(
+        [
+            "status: ok   uptime: 12.5 s",
+            "pool: 1 in flight of 100, 7 admitted, 0 refused",
+            "",
+            "providers:",
+            "  name  type       circuit  success  latency  ttft   in flight  last error",
+            "  ----  ---------  -------  -------  -------  -----  ---------  ----------",
+            "  sim   simulated  closed   100%     250 ms   50 ms  1          -",
+            "",
+            "skipped providers:",
+            "  gone: api_key is empty",
+            "",
+            "supervision tree:",
+            "  actor     kind        state    restarts  last exit",
+            "  --------  ----------  -------  --------  ---------",
+            "  root      supervisor  running  0",
+            "    router  worker      running  1",
+        ]
+    )
+
+
 def test_python_dash_m_runestone_is_the_same_command() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "runestone", "check-config", str(BUNDLED_CONFIG)],
