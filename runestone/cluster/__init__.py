@@ -7,6 +7,7 @@ imports Redis.
 from __future__ import annotations
 
 from runestone.cluster.cluster import Cluster, default_instance
+from runestone.cluster.health import cluster_section, merge_providers
 from runestone.cluster.link import Link, LinkState
 from runestone.cluster.names import KeySpace
 from runestone.cluster.registry import Member, Registry
@@ -18,5 +19,7 @@ __all__ = [
     "LinkState",
     "Member",
     "Registry",
+    "cluster_section",
     "default_instance",
+    "merge_providers",
 ]
