@@ -143,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     health = commands.add_parser(
         "health",
         help="print a running server's supervision tree and provider health",
-        description="Ask a running server for GET /health and print it as tables.",
+        description="Ask a running server for GET /health and print it as tables (in cluster "
+        "mode also every live replica and the providers merged over them).",
     )
     health.add_argument(
         "--url",
@@ -392,6 +393,9 @@ def format_health(report: Mapping[str, Any]) -> str:
             f"pool: {pool.get('in_flight')} in flight of {pool.get('max_in_flight')}, "
             f"{pool.get('admitted')} admitted, {pool.get('refused')} refused"
         )
+    cluster = report.get("cluster")
+    if isinstance(cluster, Mapping):
+        lines.append(_cluster_line(cluster))
     providers = report.get("providers") or {}
     lines += ["", "providers:"]
     rows = []
@@ -412,6 +416,8 @@ def format_health(report: Mapping[str, Any]) -> str:
         )
     headers = ["name", "type", "circuit", "success", "latency", "ttft", "in flight", "last error"]
     lines += ["  " + row for row in _table(headers, rows)]
+    if isinstance(cluster, Mapping):
+        lines += _cluster_tables(cluster)
     skipped = report.get("skipped") or {}
     if skipped:
         lines += ["", "skipped providers:"]
@@ -426,3 +432,85 @@ def format_health(report: Mapping[str, Any]) -> str:
     else:
         lines.append("  (unavailable)")
     return "\n".join(lines)
+
+
+def _cluster_line(cluster: Mapping[str, Any]) -> str:
+    line = (
+        f"cluster: instance {cluster.get('instance')}   redis {cluster.get('redis')}   "
+        f"limits {cluster.get('limits')}   circuits {cluster.get('circuits')}"
+    )
+    if cluster.get("redis") != "up" and cluster.get("last_error"):
+        line += f"   ({cluster.get('last_error')})"
+    return line
+
+
+def _circuit_counts(providers: object) -> tuple[int, int, int]:
+    """How many of a replica's providers report their circuit closed, half open, open."""
+    states = [
+        (info.get("circuit") or {}).get("state")
+        for info in (providers.values() if isinstance(providers, Mapping) else ())
+        if isinstance(info, Mapping)
+    ]
+    return states.count("closed"), states.count("half_open"), states.count("open")
+
+
+def _cluster_tables(cluster: Mapping[str, Any]) -> list[str]:
+    """The replicas and the providers merged over them (``/health``'s ``cluster``)."""
+    instances = [i for i in cluster.get("instances") or () if isinstance(i, Mapping)]
+    if cluster.get("view") == "local":
+        title = "replicas (local view: Redis cannot be read, this replica only):"
+    else:
+        title = f"replicas ({len(instances)} live):"
+    lines = ["", title]
+    rows = []
+    for instance in instances:
+        name = str(instance.get("instance"))
+        closed, half_open, opened = _circuit_counts(instance.get("providers"))
+        rows.append(
+            [
+                f"{name} (this one)" if instance.get("self") else name,
+                _seconds(instance.get("heartbeat_ago")),
+                _seconds(instance.get("uptime")),
+                str(closed),
+                str(half_open),
+                str(opened),
+            ]
+        )
+    headers = ["instance", "heartbeat", "uptime", "closed", "half open", "open"]
+    lines += ["  " + row for row in _table(headers, rows)]
+    if cluster.get("view_error"):
+        lines.append(f"  ({cluster.get('view_error')})")
+    if cluster.get("view") == "local":
+        lines += ["", "cluster providers (local view: this replica's own figures):"]
+    else:
+        lines += ["", "cluster providers (merged; circuit: the worst any replica reports):"]
+    rows = []
+    for name, info in (cluster.get("providers") or {}).items():
+        circuit = info.get("circuit") or {}
+        last = info.get("last_error") or {}
+        rows.append(
+            [
+                name,
+                str(circuit.get("state") or "-"),
+                str(circuit.get("rule") or "-"),
+                str(info.get("replicas", "-")),
+                str(info.get("window_calls", "-")),
+                str(info.get("window_failures", "-")),
+                _percent(info.get("success_rate")),
+                str(info.get("in_flight", "-")),
+                f"{last.get('error')} ({last.get('instance')})" if last else "-",
+            ]
+        )
+    headers = [
+        "name",
+        "circuit",
+        "rule",
+        "replicas",
+        "calls",
+        "failures",
+        "success",
+        "in flight",
+        "last error",
+    ]
+    lines += ["  " + row for row in _table(headers, rows)]
+    return lines

@@ -48,6 +48,7 @@ from runestone.config import ClusterConfig, Config, load_config
 from runestone.directory import Directory
 from runestone.embeddings import run_embeddings
 from runestone.exceptions import (
+    ClusterUnavailableError,
     ErrorKind,
     EscalationError,
     NoCandidatesError,
@@ -95,7 +96,7 @@ from runestone.supervisors import (
 from runestone.token_count import TokenCount, count_tokens
 
 if TYPE_CHECKING:
-    from runestone.cluster import Cluster, SharedCircuits
+    from runestone.cluster import Cluster, Member, SharedCircuits
 
 __all__ = ["EventStream", "LoopClock", "Response", "System", "start"]
 
@@ -720,7 +721,7 @@ class System:
         except SupervisionError:
             pool = None
             status = "down"
-        return {
+        report: dict[str, Any] = {
             "status": "down" if self._stopped or self._down else status,
             "down": None if self._down is None else str(self._down),
             "uptime": round(self.clock.monotonic() - self._started_at, 3),
@@ -729,6 +730,36 @@ class System:
             "skipped": {s.name: s.reason for s in self.config.skipped},
             "pool": pool,
         }
+        if self.cluster is not None:
+            # The cluster's view never changes ``status``: without Redis this replica
+            # still serves, on its own figures.
+            report["cluster"] = self._cluster_health(self.cluster, timeout)
+        return report
+
+    def _cluster_health(self, cluster: Cluster, timeout: float) -> dict[str, Any]:
+        """``health()``'s ``cluster`` section: every live replica's last report, read from
+        the registry on the data plane and merged; this replica alone (a ``"local"``
+        view) when Redis cannot be read."""
+        from runestone.cluster import cluster_section
+
+        members: list[Member] | None = None
+        error: str | None = None
+        if self.data_plane.in_loop_thread():
+            error = "health() was called on the data-plane loop, which reads the registry"
+        else:
+            try:
+                future = self.data_plane.submit(cluster.view())
+            except RuntimeError:
+                error = "the data plane is stopping"
+            else:
+                try:
+                    members = future.result(timeout)
+                except (ClusterUnavailableError, ValueError) as exc:  # down, or a bad report
+                    error = str(exc)
+                except TimeoutError:
+                    future.cancel()
+                    error = f"registry view: no answer in {timeout} s"
+        return cluster_section(cluster.status(), members, self._replica_health(), error=error)
 
     def pool_stats(self, *, timeout: float = 5.0) -> PoolStats:
         stats: PoolStats = self.pool.ask(GetStats(), timeout=timeout)

@@ -14,6 +14,7 @@ import yaml
 
 import runestone
 from runestone.cli import format_health, main
+from runestone.cluster import Member, cluster_section
 from runestone.config import BUNDLED_CONFIG, BUNDLED_SCHEMA, SCHEMA_COMMENT, json_schema
 from runestone.config.reference import reference
 from runestone.testing.upstream import FakeUpstream
@@ -257,6 +258,147 @@ def test_a_health_report_reads_as_tables() -> None:
     tree = lines[lines.index("supervision tree:") + 1 :]
     assert tree[0].split() == ["actor", "kind", "state", "restarts", "last", "exit"]
     assert any(line.startswith("      admission") for line in tree)
+
+
+def _provider_report(state: str, *, calls: int = 0, failures: int = 0) -> dict[str, object]:
+    return {
+        "circuit": {"state": state, "window_calls": calls, "window_failures": failures},
+        "health": {
+            "success_rate": 1.0 if not calls else (calls - failures) / calls,
+            "window_calls": calls,
+            "window_failures": failures,
+            "latency": 0.25,
+            "first_token": 0.05,
+            "in_flight": 1,
+            "last_error": "timeout" if failures else None,
+            "circuit": state,
+        },
+    }
+
+
+SINGLE_PROCESS_REPORT: dict[str, object] = {
+    "status": "ok",
+    "uptime": 12.5,
+    "draining": False,
+    "pool": {"in_flight": 1, "max_in_flight": 100, "admitted": 7, "refused": 0},
+    "providers": {"sim": {"type": "simulated", **_provider_report("closed", calls=4)}},
+    "skipped": {"gone": "api_key is empty"},
+    "tree": {
+        "id": "root",
+        "kind": "supervisor",
+        "state": "running",
+        "restarts_in_window": 0,
+        "children": [{"id": "router", "kind": "worker", "state": "running", "restarts": 1}],
+    },
+}
+
+
+def test_a_single_process_health_report_prints_as_it_always_has() -> None:
+    assert format_health(SINGLE_PROCESS_REPORT) == "\n".join(
+        [
+            "status: ok   uptime: 12.5 s",
+            "pool: 1 in flight of 100, 7 admitted, 0 refused",
+            "",
+            "providers:",
+            "  name  type       circuit  success  latency  ttft   in flight  last error",
+            "  ----  ---------  -------  -------  -------  -----  ---------  ----------",
+            "  sim   simulated  closed   100%     250 ms   50 ms  1          -",
+            "",
+            "skipped providers:",
+            "  gone: api_key is empty",
+            "",
+            "supervision tree:",
+            "  actor     kind        state    restarts  last exit",
+            "  --------  ----------  -------  --------  ---------",
+            "  root      supervisor  running  0",
+            "    router  worker      running  1",
+        ]
+    )
+
+
+_HERE = {
+    "instance": "a",
+    "namespace": "runestone",
+    "redis": "up",
+    "last_error": None,
+    "limits": "shared",
+    "circuits": "shared",
+}
+
+
+def _lines_after(text: str, title: str, count: int) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index(title) + 1
+    return lines[start : start + count]
+
+
+def test_a_cluster_health_report_prints_the_replicas_and_the_merged_providers() -> None:
+    failing = _provider_report("open", calls=6, failures=6)
+    failing["health"]["last_error_at"] = 5.0  # type: ignore[index]
+    members = [
+        Member("a", 0.02, {"providers": {"sim": _provider_report("closed", calls=4)}}),
+        Member("b", 0.31, {"providers": {"sim": failing}, "uptime": 3.5}),
+    ]
+    section = cluster_section(_HERE, members, {})
+    text = format_health({**SINGLE_PROCESS_REPORT, "cluster": section})
+    lines = text.splitlines()
+    assert lines[2] == "cluster: instance a   redis up   limits shared   circuits shared"
+    assert _lines_after(text, "replicas (2 live):", 4) == [
+        "  instance      heartbeat  uptime   closed  half open  open",
+        "  ------------  ---------  -------  ------  ---------  ----",
+        "  a (this one)  20 ms      -        1       0          0",
+        "  b             310 ms     3500 ms  0       0          1",
+    ]
+    merged = "cluster providers (merged; circuit: the worst any replica reports):"
+    assert _lines_after(text, merged, 3) == [
+        "  name  circuit  rule   replicas  calls  failures  success  in flight  last error",
+        "  ----  -------  -----  --------  -----  --------  -------  ---------  -----------",
+        "  sim   open     worst  2         10     6         40%      2          timeout (b)",
+    ]
+    # This replica's own providers table is still there, as in a single process.
+    assert "  sim   simulated  closed   100%     250 ms   50 ms  1          -" in lines
+
+
+def test_a_cluster_health_report_without_redis_says_the_view_is_local() -> None:
+    down = {**_HERE, "redis": "down", "limits": "local", "circuits": "local"}
+    down["last_error"] = "ping: ConnectionError: refused"
+    local = {"providers": {"sim": _provider_report("closed", calls=4)}, "uptime": 12.5}
+    section = cluster_section(down, None, local, error="registry view: Redis is down")
+    text = format_health({**SINGLE_PROCESS_REPORT, "cluster": section})
+    assert text.splitlines()[2] == (
+        "cluster: instance a   redis down   limits local   circuits local   "
+        "(ping: ConnectionError: refused)"
+    )
+    title = "replicas (local view: Redis cannot be read, this replica only):"
+    assert _lines_after(text, title, 4)[2:] == [
+        "  a (this one)  -          12.5 s  1       0          0",
+        "  (registry view: Redis is down)",
+    ]
+    local_title = "cluster providers (local view: this replica's own figures):"
+    assert _lines_after(text, local_title, 3)[2].split()[:4] == ["sim", "closed", "unanimous", "1"]
+
+
+def test_health_json_of_a_cluster_report_is_the_raw_report(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = {**SINGLE_PROCESS_REPORT, "cluster": cluster_section(_HERE, [], {})}
+    body = json.dumps(report).encode()
+
+    class Answer:
+        status = 200
+
+        def read(self) -> bytes:
+            return body
+
+        def __enter__(self) -> Answer:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+    monkeypatch.setattr("urllib.request.urlopen", lambda *_args, **_kw: Answer())
+    assert main(["health", "--url", "http://replica.invalid", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == report
 
 
 def test_python_dash_m_runestone_is_the_same_command() -> None:

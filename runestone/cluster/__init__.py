@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from runestone.cluster.circuits import SharedCircuit, SharedCircuits, SharedState
 from runestone.cluster.cluster import Cluster, default_instance
+from runestone.cluster.health import cluster_section, merge_providers
 from runestone.cluster.link import Link, LinkState
 from runestone.cluster.names import KeySpace
 from runestone.cluster.registry import Member, Registry
@@ -22,5 +23,7 @@ __all__ = [
     "SharedCircuit",
     "SharedCircuits",
     "SharedState",
+    "cluster_section",
     "default_instance",
+    "merge_providers",
 ]
