@@ -44,7 +44,8 @@ def test_replicas_see_each_other_and_a_silent_one_leaves_within_three_heartbeats
             silent_at = asyncio.get_running_loop().time()
             await _until(lambda: {m for m, _ in a.members} == {"a"})
             gone_after = asyncio.get_running_loop().time() - silent_at
-            assert gone_after <= 3 * 0.05 + 0.2
+            # Three heartbeats after its last one, seen at a's next beat; slack for a busy loop.
+            assert gone_after <= 3 * 0.05 + 0.05 + 0.4
             assert [m.instance for m in await a.view()] == ["a"]
         finally:
             await a.aclose()
