@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -58,7 +59,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 import runestone
 from runestone.clock import SYSTEM_CLOCK, Clock
-from runestone.config import Config
+from runestone.config import ApiKey, Config
 from runestone.exceptions import (
     ConfigError,
     EscalationError,
@@ -375,7 +376,12 @@ class Gateway:
             request_id=system_id,
             on_end=on_end,
             draining=lambda: self.draining,
+            book=None if key is None or key.tpm is None else functools.partial(self.book, key),
         )
+
+    def book(self, key: ApiKey, tokens: int) -> None:
+        """Book an answer's tokens against ``key``'s tpm."""
+        self.limits.book(key, tokens)
 
     async def stored_response(self, request: Request) -> Response:
         """Retrieving, deleting or cancelling a response: none is ever stored."""
