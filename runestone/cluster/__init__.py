@@ -7,6 +7,7 @@ imports Redis.
 from __future__ import annotations
 
 from runestone.cluster.cluster import Cluster, default_instance
+from runestone.cluster.limits import SharedLease, SharedLimits
 from runestone.cluster.link import Link, LinkState
 from runestone.cluster.names import KeySpace
 from runestone.cluster.registry import Member, Registry
@@ -18,5 +19,7 @@ __all__ = [
     "LinkState",
     "Member",
     "Registry",
+    "SharedLease",
+    "SharedLimits",
     "default_instance",
 ]
