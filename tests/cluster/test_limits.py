@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,8 @@ from runestone.providers.settings import Secret
 from runestone.server.errors import ApiError
 from runestone.server.limits import KeyLimits, Lease
 from runestone.testing.redis_server import RedisServer
+from runestone.testing.upstream import FakeUpstream
+from tests.server.serving import RunningServer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -397,3 +401,44 @@ def test_the_count_script_matches_a_reference_model(
             await cluster.link.aclose()
 
     asyncio.run(main())
+
+
+# -- through the HTTP server ------------------------------------------------------------------
+
+
+def test_two_gateways_on_one_redis_share_a_keys_rpm(
+    redis_server: RedisServer, fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    config: dict[str, Any] = {
+        "providers": {
+            "main": {
+                "type": "openai",
+                "api_key": "sk-test-upstream",
+                "base_url": fake_upstream.openai_base_url,
+                "models": {"healthy": {}},
+            },
+        },
+        "routing": {"aliases": {"fast": ["main/healthy"]}},
+        "server": {"host": "127.0.0.1", "port": 0},
+        "auth": {"keys": [{"key": "sk-rs-shared-key-0001", "name": "team", "rpm": 3}]},
+        "logging": {"level": "WARNING"},
+    }
+    cluster = {"redis_url": redis_server.url, "secret": "s3cret", "deadline": 1.0}
+    user = [{"role": "user", "content": "Tell me the known text."}]
+    with (
+        RunningServer({**config, "cluster": {**cluster, "instance": "a"}}, tmp_path, name="a") as a,
+        RunningServer({**config, "cluster": {**cluster, "instance": "b"}}, tmp_path, name="b") as b,
+    ):
+        sdks = [
+            openai.OpenAI(base_url=server.base_url, api_key="sk-rs-shared-key-0001", max_retries=0)
+            for server in (a, b)
+        ]
+        for sdk in (sdks[0], sdks[1], sdks[0]):
+            assert sdk.chat.completions.create(model="fast", messages=user).choices
+        for sdk in sdks:
+            with pytest.raises(openai.RateLimitError) as caught:
+                sdk.chat.completions.create(model="fast", messages=user)
+            assert caught.value.code == "rate_limit_exceeded"
+            assert 50 <= int(caught.value.response.headers["retry-after"]) <= 60
+        for sdk in sdks:
+            sdk.close()
