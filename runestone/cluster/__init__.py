@@ -9,6 +9,7 @@ from __future__ import annotations
 from runestone.cluster.circuits import SharedCircuit, SharedCircuits, SharedState
 from runestone.cluster.cluster import Cluster, default_instance
 from runestone.cluster.health import cluster_section, merge_providers
+from runestone.cluster.limits import SharedLease, SharedLimits
 from runestone.cluster.link import Link, LinkState
 from runestone.cluster.names import KeySpace
 from runestone.cluster.registry import Member, Registry
@@ -22,6 +23,8 @@ __all__ = [
     "Registry",
     "SharedCircuit",
     "SharedCircuits",
+    "SharedLease",
+    "SharedLimits",
     "SharedState",
     "cluster_section",
     "default_instance",

@@ -95,6 +95,9 @@ class Link:
         try:
             async with asyncio.timeout(self.deadline):
                 return await work(self.redis)
+        except redis_errors.MaxConnectionsError as exc:
+            # Our own pool is full (a burst), not Redis gone: this call decides locally.
+            raise ClusterUnavailableError(f"{what}: every Redis connection is busy") from exc
         except _UNREACHABLE as exc:
             self._set(LinkState.DOWN, f"{what}: {type(exc).__name__}: {exc}"[:300])
             raise ClusterUnavailableError(f"{what}: Redis did not answer in time") from exc

@@ -30,8 +30,8 @@ table in :mod:`runestone.server.auth`; a request that may not is refused before
 routing, unknown routes included, so a caller without a key learns nothing.
 
 A chat request is checked in this order, so the cheap refusals come first and a
-bad key is refused before its body is read: key (401) → the key's requests per
-minute (429) → body size (413) → JSON and fields (400) → model (404) → the key's
+bad key is refused before its body is read: key (401) → the key's requests and
+tokens per minute (429) → body size (413) → JSON and fields (400) → model (404) → the key's
 requests in flight (429) → the system (whatever the upstreams did). Every
 response carries ``x-request-id`` (the client's own when it sent one); every
 error has the dialect's JSON shape, unknown routes included.
@@ -41,10 +41,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import structlog
 from prometheus_client import Counter
@@ -58,7 +59,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 import runestone
 from runestone.clock import SYSTEM_CLOCK, Clock
-from runestone.config import Config
+from runestone.config import ApiKey, Config
 from runestone.exceptions import (
     ConfigError,
     EscalationError,
@@ -80,6 +81,9 @@ from runestone.server.responses_schema import ResponsesDialect
 from runestone.system import System
 from runestone.wire.anthropic_messages import decode_count_tokens_body
 from runestone.wire.openai_embeddings import EmbeddingsBody, decode_embeddings_body
+
+if TYPE_CHECKING:
+    from runestone.cluster import SharedLimits
 
 __all__ = ["REQUEST_ID_HEADER", "Gateway", "GatewayApp", "create_app"]
 
@@ -157,6 +161,10 @@ class Gateway:
         self._owns_system = system is None
         self._on_started = on_started
         self.limits = KeyLimits(config.auth.keys, clock=clock)
+        self.shared_limits: SharedLimits | None = None
+        self._preparing: asyncio.Task[None] | None = None
+        """The key limits across replicas, when the system is in a cluster (else the
+        single-process path stays on :attr:`limits` alone: no Redis, no extra await)."""
         self.catalog = ModelCatalog(config, created=int(time.time()))
         self.reloader = ConfigReloader(self, wall_clock=clock.time)
         self._watch = watch
@@ -195,6 +203,7 @@ class Gateway:
                 loop.call_soon_threadsafe(self._went_down, error)
 
         self._system.on_escalation(went_down)
+        self._share_limits(self._system)
         self._responses = Counter(
             "runestone_http_responses",
             "HTTP responses by route and status code.",
@@ -205,6 +214,25 @@ class Gateway:
             self._watcher = loop.create_task(self.reloader.watch(self._watch))
         if self._on_started is not None:
             self._on_started(self)
+
+    def _share_limits(self, system: System) -> None:
+        """In a cluster, count the keys' limits across replicas (leases renewed each beat)."""
+        cluster = system.cluster
+        if cluster is None:
+            return
+        from runestone.cluster import SharedLimits  # only a cluster imports Redis
+
+        shared = SharedLimits(self.limits, cluster)
+        cluster.on_beat(shared.renew)
+        cluster.on_rejoin(shared.prepare)
+        self.shared_limits = shared
+        if cluster.link.up:
+            self._preparing = asyncio.get_running_loop().create_task(self._prepare(shared))
+
+    @staticmethod
+    async def _prepare(shared: SharedLimits) -> None:
+        with contextlib.suppress(RunestoneError):  # Redis gone: prepared on rejoin
+            await shared.prepare()
 
     def _went_down(self, error: EscalationError) -> None:
         self.down = error
@@ -224,6 +252,12 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         await self.reloader.aclose()
+        if self._preparing is not None:
+            self._preparing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._preparing
+        if self.shared_limits is not None:
+            await self.shared_limits.aclose()
         system = self._system
         if system is not None and self._owns_system:
             await system.astop()
@@ -240,7 +274,10 @@ class Gateway:
         """Serve ``config`` from now on (the system has already been reloaded with it): keys
         and their limits, the model catalog. Counts held under a key carry over."""
         self.config = config
-        self.limits.update(config.auth.keys)
+        if self.shared_limits is not None:
+            self.shared_limits.update(config.auth.keys)  # the local counts with it
+        else:
+            self.limits.update(config.auth.keys)
         self.catalog = ModelCatalog(config, created=self.catalog.created)
 
     async def admin_reload(self, _request: Request) -> Response:
@@ -310,7 +347,11 @@ class Gateway:
         if self.draining:
             raise shutting_down(retry_after=None)
         key = authenticate(self.config.auth, request.headers)
-        self.limits.count(key)
+        shared = self.shared_limits
+        if shared is None:
+            self.limits.count(key)
+        else:
+            await shared.count(key)
         raw = await read_body(request, self.config.server.max_body_bytes)
         return key, decode_body(raw, decode)
 
@@ -347,7 +388,8 @@ class Gateway:
             if call.request.model not in self.catalog:
                 raise model_not_found(call.request.model)
             system = self.system
-            lease = self.limits.acquire(key)
+            shared = self.shared_limits
+            lease = self.limits.acquire(key) if shared is None else await shared.acquire(key)
         except ApiError as error:
             return _error_response(error, dialect)
         except ClientGoneError:
@@ -375,7 +417,16 @@ class Gateway:
             request_id=system_id,
             on_end=on_end,
             draining=lambda: self.draining,
+            book=None if key is None or key.tpm is None else functools.partial(self.book, key),
         )
+
+    def book(self, key: ApiKey, tokens: int) -> None:
+        """Book an answer's tokens against ``key``'s tpm."""
+        shared = self.shared_limits
+        if shared is None:
+            self.limits.book(key, tokens)
+        else:
+            shared.book(key, tokens)
 
     async def stored_response(self, request: Request) -> Response:
         """Retrieving, deleting or cancelling a response: none is ever stored."""

@@ -16,6 +16,9 @@ waits on an actor — and answers in its dialect:
   event sink is closed, which cancels the upstream request at once.
 - If the server stops the exchange (the shutdown grace ran out), a streamed
   answer gets an error frame saying so before the connection closes.
+- Once the answer is complete, its usage (prompt + completion tokens), if the
+  upstream told it, is handed to ``book`` (the key's tokens per minute), before its
+  last bytes are sent: the client's next request already counts it.
 
 Headers name the provider and model that answered and the attempts made
 (``x-runestone-provider``, ``x-runestone-model``, ``x-runestone-attempts``); for a
@@ -46,7 +49,7 @@ from runestone.messages import (
 )
 from runestone.server.dialect import ChatCall, Dialect, StreamEncoder
 from runestone.server.errors import ApiError, from_exception, from_stream_error, shutting_down
-from runestone.server.limits import Lease
+from runestone.server.limits import Releasable
 
 if TYPE_CHECKING:
     from runestone.system import System
@@ -115,10 +118,11 @@ class Exchange:
         call: ChatCall,
         dialect: Dialect,
         *,
-        lease: Lease,
+        lease: Releasable,
         request_id: str,
         on_end: Callable[[], None] = lambda: None,
         draining: Callable[[], bool] = lambda: False,
+        book: Callable[[int], None] | None = None,
     ) -> None:
         self._system = system
         self._call = call
@@ -127,6 +131,7 @@ class Exchange:
         self._request_id = request_id
         self._on_end = on_end
         self._draining = draining
+        self._book = book
         self._events: AsyncIterator[Event] | None = None
         self._gone = False
         self._finished = False
@@ -213,6 +218,7 @@ class Exchange:
             await self._error(from_stream_error(terminal, model=self._call.request.model))
             return
         completion = builder.build()
+        self._spent(completion.usage)
         headers = [
             _header(HEADER_PROVIDER, terminal.provider),
             _header(HEADER_MODEL, terminal.model),
@@ -224,6 +230,10 @@ class Exchange:
             await json_bytes_response(self._send, 200, completion.native, headers)
             return
         await json_response(self._send, 200, self._dialect.whole(completion, self._call), headers)
+
+    def _spent(self, usage: Usage | None) -> None:
+        if usage is not None and self._book is not None:
+            self._book(usage.total_tokens)
 
     def _ended_early(self) -> ApiError:
         if self._draining():
@@ -323,6 +333,7 @@ class Exchange:
             elif kind is Done:
                 done: Done = event  # type: ignore[assignment]
                 self._finished = True
+                self._spent(done.usage or usage)
                 if passed is not None:
                     await self._body(pending, more=False)  # its frames ended the stream
                     return

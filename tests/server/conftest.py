@@ -1,8 +1,9 @@
 """One real ``runestone serve`` for the package, in front of the fake upstream and a holding one.
 
 Keys: ``OPEN_KEY`` has no limits, ``TIGHT_KEY`` 3 requests a minute, ``NARROW_KEY``
-one request in flight. Providers (each failure mode on a provider of its own, so
-a breaker or a cooling period never leaks into another test):
+one request in flight, ``TOKENS_KEY`` one token a minute (its first answer uses it
+up). Providers (each failure mode on a provider of its own, so a breaker or a
+cooling period never leaks into another test):
 
 =========  =========  ==========================================================
 provider   type       models
@@ -33,6 +34,7 @@ from tests.server.serving import HoldingUpstream, RunningServer
 OPEN_KEY = "sk-rs-open-key-0001"
 TIGHT_KEY = "sk-rs-tight-key-0002"
 NARROW_KEY = "sk-rs-narrow-key-0003"
+TOKENS_KEY = "sk-rs-tokens-key-0004"
 MAX_BODY = 65_536
 
 RETRY = {"max_attempts": 2, "base_delay": 0.01, "max_delay": 0.05}
@@ -122,6 +124,7 @@ def gateway_config(up: FakeUpstream, hold: HoldingUpstream) -> dict[str, Any]:
                 {"key": OPEN_KEY, "name": "open"},
                 {"key": TIGHT_KEY, "name": "tight", "rpm": 3},
                 {"key": NARROW_KEY, "name": "narrow", "max_streams": 1},
+                {"key": TOKENS_KEY, "name": "tokens", "tpm": 1},
             ]
         },
         "logging": {"level": "WARNING"},
