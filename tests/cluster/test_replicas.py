@@ -1,16 +1,12 @@
-"""Three real ``runestone serve`` replicas on one Redis: a replica lost, Redis lost or paused.
+"""Three real ``runestone serve`` replicas on one Redis: shared circuits and limits, a replica
+lost, Redis lost or paused.
 
 Each test starts its own three replicas (concurrently, about two seconds) through
 :mod:`tests.cluster.replicas`, on a real redis-server and fake upstreams.
 
-To be added here by the branches that share state through Redis (they need it, this
-branch does not have it yet), on the same harness:
-
-- limits: "rpm N admits exactly N across three" (requests of one key spread over the
-  three replicas: exactly N answered 200 in the minute, the rest 429);
-- limits: "max_streams M holds across three" (M streams of one key held open on
-  different replicas: the next one is refused on any replica; one ends, one more is
-  admitted; a killed replica's leases expire within ``lease_ttl``).
+What is shared through Redis, seen from outside: one replica's outage opens the
+circuit on all three; a key's rpm and max_streams hold exactly across them. (A killed
+replica's leases expiring within their TTL is tests/cluster/test_limits.py.)
 """
 
 from __future__ import annotations
@@ -246,3 +242,62 @@ def test_an_outage_seen_by_one_replica_opens_the_circuit_for_all_three_within_a_
 
         assert all(a.ok for a in asyncio.run(one_each()))
         assert len([a for a in replicas.fast.attempts if a.model == "unavailable"]) == 2
+
+
+RATED_KEY = "sk-rs-replicas-rated-0001"
+STREAMS_KEY = "sk-rs-replicas-streams-0001"
+RPM = 10
+MAX_STREAMS = 2
+
+
+def _with_limited_keys(_i: int, config: dict[str, Any]) -> None:
+    config["auth"]["keys"] += [
+        {"key": RATED_KEY, "name": "rated", "rpm": RPM},
+        {"key": STREAMS_KEY, "name": "streams", "max_streams": MAX_STREAMS},
+    ]
+
+
+def test_a_keys_rpm_and_max_streams_hold_exactly_across_three_replicas(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with Replicas(
+        tmp_path, redis_server, heartbeat=HEARTBEAT, customise=_with_limited_keys
+    ) as replicas:
+        replicas.wait_registry(lambda live: live == ALL, timeout=5)
+
+        async def main() -> tuple[list[Answer], list[Answer], Answer, Answer]:
+            async with client() as http:
+                # Three times the rpm at once, spread over the three replicas.
+                burst = await asyncio.gather(
+                    *(ask(http, replicas.url(n % 3), key=RATED_KEY) for n in range(3 * RPM))
+                )
+                # max_streams streams held open on two replicas; the next, on the third, waits.
+                begun = [asyncio.Event() for _ in range(MAX_STREAMS)]
+                held = [
+                    asyncio.ensure_future(
+                        ask(
+                            http,
+                            replicas.url(n),
+                            model=SLOW,
+                            stream=True,
+                            key=STREAMS_KEY,
+                            started=begun[n].set,
+                        )
+                    )
+                    for n in range(MAX_STREAMS)
+                ]
+                await asyncio.wait_for(asyncio.gather(*(e.wait() for e in begun)), 10)
+                refused = await ask(http, replicas.url(2), key=STREAMS_KEY)
+                finished = await asyncio.wait_for(asyncio.gather(*held), 20)
+                admitted = await ask(http, replicas.url(2), key=STREAMS_KEY)
+            return burst, finished, refused, admitted
+
+        burst, finished, refused, admitted = asyncio.run(main())
+        statuses = sorted(a.status or 0 for a in burst)
+        assert statuses.count(200) == RPM, statuses
+        assert statuses.count(429) == 2 * RPM, statuses
+        assert all(a.ok for a in burst if a.status == 200)
+        assert all(a.ok for a in finished)
+        assert refused.status == 429, refused
+        assert "concurrency limit" in (refused.error or "")
+        assert admitted.ok, admitted
