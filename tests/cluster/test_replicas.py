@@ -50,7 +50,7 @@ def test_a_replica_killed_mid_stream_breaks_only_its_own_streams_and_leaves_the_
     ) as replicas:
         replicas.wait_registry(lambda live: live == {"r0", "r1", "r2"}, timeout=5)
 
-        async def main() -> tuple[list[Answer], set[str], float]:
+        async def main() -> tuple[list[Answer], set[str], float, float]:
             loop = asyncio.get_running_loop()
             per_replica = 2
             async with client() as http:
@@ -70,16 +70,18 @@ def test_a_replica_killed_mid_stream_breaks_only_its_own_streams_and_leaves_the_
                 await asyncio.wait_for(asyncio.gather(*(e.wait() for e in begun)), 10)
                 # Every stream has text and none has finished: kill r1 with its streams in flight.
                 assert not any(s.done() for s in streams)
+                assert len(_leases(replicas, "r1")) == per_replica  # each stream holds a lease
                 killed_at = await loop.run_in_executor(None, replicas.kill, 1)
+                killed_ms = _redis_ms(replicas)
                 # Watched from the kill on, while the other streams go on.
                 left = loop.run_in_executor(
                     None, lambda: replicas.wait_registry(lambda live: "r1" not in live, timeout=5)
                 )
                 answers = await asyncio.wait_for(asyncio.gather(*streams), 20)
                 live, seen_at = await left
-            return answers, live, seen_at - killed_at
+            return answers, live, seen_at - killed_at, killed_ms
 
-        answers, live, gone_after = asyncio.run(main())
+        answers, live, gone_after, killed_ms = asyncio.run(main())
         for n, answer in enumerate(answers):
             if n % 3 == 1:
                 # The killed replica's client sees the break, never a clean success.
@@ -95,9 +97,34 @@ def test_a_replica_killed_mid_stream_breaks_only_its_own_streams_and_leaves_the_
         print(f"r1 left the registry view {gone_after * 1000:.0f} ms after SIGKILL")
         assert gone_after <= 3 * HEARTBEAT + 0.05, gone_after
         print(f"r1's clients saw: {[a.error for a in answers[1::3]]}")
+        # Nothing released r1's leases; they expire within their TTL (three heartbeats) of
+        # its last renewal, which came before the kill.
+        expiries = _leases(replicas, "r1")
+        assert len(expiries) == 2
+        assert all(at <= killed_ms + 3 * HEARTBEAT * 1000 for at in expiries), expiries
+        assert all(at <= _redis_ms(replicas) for at in expiries), "expired by now"
+        assert _leases(replicas, "r0") == _leases(replicas, "r2") == []  # released as they ended
 
 
 ALL = {"r0", "r1", "r2"}
+
+
+def _leases(replicas: Replicas, instance: str) -> list[float]:
+    """The expiry (Redis ms) of every stream lease ``instance`` holds, for any key."""
+    client = replicas.redis
+    found: list[float] = []
+    for key in client.scan_iter(match=f"{replicas.namespace}:limits:*:streams"):
+        for member, score in client.zrange(key, 0, -1, withscores=True):
+            if member.decode().startswith(f"{instance}:"):
+                found.append(score)
+    return found
+
+
+def _redis_ms(replicas: Replicas) -> float:
+    seconds, micros = replicas.redis.time()
+    return seconds * 1000 + micros / 1000
+
+
 # Answers per phase: at 4 clients on each of three replicas, well under a second each.
 PHASE = 60
 
