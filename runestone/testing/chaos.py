@@ -346,7 +346,7 @@ def check_request(
         return "ended_after_task_crash", violations
     from runestone.actors.stream_task import MAX_TASK_RESTARTS
 
-    if excuses.task_crashes[key] > MAX_TASK_RESTARTS and terminal.kind == "ActorCrashedError":
+    if excuses.task_crashes[key] > MAX_TASK_RESTARTS and _is_task_crash(terminal):
         # A request whose task keeps crashing ends in-band instead of restarting forever.
         return "ended_after_repeated_task_crashes", violations
     if (
@@ -363,6 +363,14 @@ def check_request(
     else:
         violations.append(f"valid_request_failed:{terminal.kind or 'unknown'}")
     return "failed", violations
+
+
+def _is_task_crash(terminal: Terminal) -> bool:
+    """The error is its task's crash: the error kind in-process; over HTTP an
+    ``internal_error`` whose message names it."""
+    if terminal.kind == "ActorCrashedError":
+        return True
+    return terminal.kind == "internal_error" and "(ActorCrashedError)" in terminal.message
 
 
 def _text_problem(text: str, known: str) -> str:

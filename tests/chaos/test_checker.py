@@ -137,6 +137,16 @@ def test_a_task_crashed_more_often_than_a_request_restarts_it_may_end_before_con
     assert check(rec, excuses)[0] == "failed"
 
 
+def test_a_task_crashed_more_often_than_it_restarts_is_recognised_over_http_too() -> None:
+    crashes = collections.Counter({"chaos-0-7": MAX_TASK_RESTARTS + 1})
+    excuses = Excuses(crashed_tasks={"chaos-0-7"}, task_crashes=crashes)
+    message = "the gateway failed internally (ActorCrashedError): the request's stream task"
+    rec = record("", Terminal(False, "internal_error", False, message))
+    assert check(rec, excuses) == ("ended_after_repeated_task_crashes", [])
+    other = record("", Terminal(False, "internal_error", False, "the gateway failed (KeyError)"))
+    assert check(other, excuses) == ("failed", ["valid_request_failed:internal_error"])
+
+
 def test_a_task_stopped_by_the_schedule_may_end_with_an_error() -> None:
     excuses = Excuses(stopped_tasks={"chaos-0-7"})
     assert check(record("", error("SupervisionError")), excuses) == ("ended_after_task_stop", [])
