@@ -98,11 +98,10 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
 end
 """
 
-# KEYS: rpm set, tpm bookings, tpm total. ARGV: rpm (0: none), tpm (0: none), this
-# request's member, [now ms]. Returns {0} admitted, {1, wait ms} rpm, {2, wait ms} tpm.
-_COUNT = (
-    _now(4)
-    + """
+# The checks of a count: tpm (refused with {2, wait ms}), then rpm (refused with
+# {1, wait ms}); ARGV[1] rpm (0: none), ARGV[2] tpm (0: none). Admits nothing yet.
+_CHECKS = (
+    """
 local tpm = tonumber(ARGV[2])
 if tpm > 0 then
 """
@@ -127,8 +126,41 @@ if rpm > 0 then
     local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
     return {1, tonumber(oldest[2]) + 60000 - now}
   end
+end
+"""
+)
+
+# Admit the request a count checked: ARGV[3] its member in the rpm set.
+_COUNT_IT = """
+if rpm > 0 then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], 60000)
+end
+"""
+
+# KEYS: rpm set, tpm bookings, tpm total. ARGV: rpm (0: none), tpm (0: none), this
+# request's member, [now ms]. Returns {0} admitted, {1, wait ms} rpm, {2, wait ms} tpm.
+_COUNT = _now(4) + _CHECKS + _COUNT_IT + "return {0}\n"
+
+# A count and a lease in one call (a chat request of a key with both kinds of limit):
+# KEYS as _COUNT's, then the lease set; ARGV as _COUNT's, then max_streams, the lease
+# member, the lease ttl ms. {3} when the streams are all taken; a refused request is
+# neither counted nor leased.
+_ADMIT = (
+    _now(4)
+    + _CHECKS
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[5]) then
+  return {3}
+end
+"""
+    + _COUNT_IT
+    + """
+local ttl = tonumber(ARGV[7])
+redis.call('ZADD', KEYS[4], now + ttl, ARGV[6])
+if redis.call('PTTL', KEYS[4]) < ttl then
+  redis.call('PEXPIRE', KEYS[4], ttl)
 end
 return {0}
 """
@@ -237,6 +269,7 @@ class SharedLimits:
         self._count = redis.register_script(_COUNT)
         self._book = redis.register_script(_BOOK)
         self._acquire = redis.register_script(_ACQUIRE)
+        self._admit = redis.register_script(_ADMIT)
         self._renew = redis.register_script(_RENEW)
 
     @property
@@ -317,11 +350,63 @@ class SharedLimits:
         self._held.setdefault(set_key, set()).add(member)
         return SharedLease(self, set_key, member)
 
+    async def admit(self, key: ApiKey | None, *, at_ms: int | None = None) -> Lease | SharedLease:
+        """:meth:`count` and :meth:`acquire` at once: one Redis call for a key that has both
+        kinds of limit (a refused request is then neither counted nor leased)."""
+        if key is None or key.max_streams is None:
+            await self.count(key, at_ms=at_ms)
+            return self.local.acquire(key)
+        if key.rpm is None and key.tpm is None:
+            return await self.acquire(key)
+        if not self._link.up:
+            return self._admit_locally(key)
+        client = self._client(key.name)
+        set_key = self._space.key("limits", client, "streams")
+        keys = [*self._keys(key.name), set_key]
+        member = f"{self._instance}:{self._boot}.{next(self._ids)}"
+        args: list[str | int] = [
+            key.rpm or 0,
+            key.tpm or 0,
+            self._id(),
+            "" if at_ms is None else at_ms,
+            key.max_streams,
+            member,
+            self._ttl_ms,
+        ]
+
+        async def run(_redis: Redis) -> Any:
+            return await self._admit(keys=keys, args=args)
+
+        try:
+            reply = await self._call(run, what="admit")
+        except ClusterUnavailableError:
+            return self._admit_locally(key)
+        verdict = int(reply[0])
+        if verdict == 1:
+            raise rate_refusal(key, int(reply[1]) / 1000)
+        if verdict == 2:
+            raise token_refusal(key, int(reply[1]) / 1000)
+        if verdict == 3:
+            raise concurrency_refusal(key)
+        self._held.setdefault(set_key, set()).add(member)
+        return SharedLease(self, set_key, member)
+
+    def _admit_locally(self, key: ApiKey) -> Lease:
+        """As the shared script does: a request refused either way is neither counted nor
+        leased."""
+        lease = self.local.acquire(key)
+        try:
+            self.local.count(key)
+        except BaseException:
+            lease.release()
+            raise
+        return lease
+
     async def prepare(self) -> None:
         """Load the scripts and open the connections the limits use, so that a first burst
         of requests finds them warm: a cold connection costs several ms, and a burst of
         them at once would miss the deadline. At startup and on every rejoin."""
-        scripts = [self._count, self._book, self._acquire, self._renew]
+        scripts = [self._count, self._book, self._acquire, self._admit, self._renew]
 
         async def load(redis: Redis) -> None:
             for script in scripts:

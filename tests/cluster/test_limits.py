@@ -140,6 +140,61 @@ def test_max_streams_hold_exactly_across_three_replicas_and_a_release_frees_a_sl
     asyncio.run(main())
 
 
+def test_admitting_counts_and_leases_in_one_call_exactly_across_three_replicas(
+    redis_server: RedisServer,
+) -> None:
+    both = key("both", rpm=8, max_streams=3)
+
+    async def main() -> None:
+        async with replicas(redis_server, [both]) as made:
+            calls = [limits.admit(both) for _ in range(6) for _, limits in made]
+            outcomes = await asyncio.gather(*(_outcome(call) for call in calls))
+            leases = [o for o in outcomes if not isinstance(o, ApiError)]
+            refused = [o for o in outcomes if isinstance(o, ApiError)]
+            # Three streams at most, whichever replica; a refusal for streams is not counted.
+            assert len(leases) == 3
+            assert {error.code for error in refused} == {"concurrency_limit_exceeded"}
+            assert sum(limits.held() for _, limits in made) == 3
+            for lease in leases:
+                lease.release()
+            for _, limits in made:
+                await limits.flush()
+            # Three counted so far: five more admitted (one at a time, each released), then the rpm.
+            for n in range(5):
+                lease = await made[n % 3][1].admit(both)
+                lease.release()
+                await made[n % 3][1].flush()
+            with pytest.raises(ApiError, match="8 requests per minute") as refusal:
+                await made[1][1].admit(both)
+            assert refusal.value.code == "rate_limit_exceeded"
+            assert sum(limits.held() for _, limits in made) == 0  # a refused one holds nothing
+            streams = [k async for k in made[0][0].link.redis.scan_iter(match="*:limits:*:streams")]
+            for set_key in streams:
+                assert await made[0][0].link.redis.zcard(set_key) == 0
+
+    asyncio.run(main())
+
+
+def test_admitting_without_redis_counts_and_leases_locally(redis_server: RedisServer) -> None:
+    both = key("both", rpm=2, max_streams=1)
+
+    async def main() -> None:
+        async with replicas(redis_server, [both], n=1) as made:
+            cluster, limits = made[0]
+            await asyncio.to_thread(redis_server.stop)
+            await _until(lambda: cluster.link.state is LinkState.DOWN)
+            lease = await limits.admit(both)
+            assert isinstance(lease, Lease)  # the replica's own slot
+            with pytest.raises(ApiError, match="1 requests in flight"):
+                await limits.admit(both)
+            lease.release()
+            (await limits.admit(both)).release()
+            with pytest.raises(ApiError, match="2 requests per minute"):
+                await limits.admit(both)
+
+    asyncio.run(main())
+
+
 def test_a_replica_that_stops_renewing_has_its_leases_expire_within_the_ttl(
     redis_server: RedisServer,
 ) -> None:
