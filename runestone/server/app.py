@@ -74,7 +74,7 @@ from runestone.server.completions_schema import CompletionsDialect
 from runestone.server.dialect import Dialect
 from runestone.server.errors import ApiError, from_exception, model_not_found, shutting_down
 from runestone.server.exchange import Exchange
-from runestone.server.limits import KeyLimits
+from runestone.server.limits import KeyLimits, Releasable
 from runestone.server.openai_schema import OpenAIDialect, embeddings_body
 from runestone.server.reload import ConfigReloader, ReloadFailedError
 from runestone.server.responses_schema import ResponsesDialect
@@ -162,7 +162,6 @@ class Gateway:
         self._on_started = on_started
         self.limits = KeyLimits(config.auth.keys, clock=clock)
         self.shared_limits: SharedLimits | None = None
-        self._preparing: asyncio.Task[None] | None = None
         """The key limits across replicas, when the system is in a cluster (else the
         single-process path stays on :attr:`limits` alone: no Redis, no extra await)."""
         self.catalog = ModelCatalog(config, created=int(time.time()))
@@ -203,7 +202,7 @@ class Gateway:
                 loop.call_soon_threadsafe(self._went_down, error)
 
         self._system.on_escalation(went_down)
-        self._share_limits(self._system)
+        await self._share_limits(self._system)
         self._responses = Counter(
             "runestone_http_responses",
             "HTTP responses by route and status code.",
@@ -215,8 +214,12 @@ class Gateway:
         if self._on_started is not None:
             self._on_started(self)
 
-    def _share_limits(self, system: System) -> None:
-        """In a cluster, count the keys' limits across replicas (leases renewed each beat)."""
+    async def _share_limits(self, system: System) -> None:
+        """In a cluster, count the keys' limits across replicas (leases renewed each beat).
+
+        The server answers once the limits' connections are open and their scripts loaded
+        (each call within the deadline): a first burst of requests on cold connections
+        would miss the deadline and count locally."""
         cluster = system.cluster
         if cluster is None:
             return
@@ -227,12 +230,8 @@ class Gateway:
         cluster.on_rejoin(shared.prepare)
         self.shared_limits = shared
         if cluster.link.up:
-            self._preparing = asyncio.get_running_loop().create_task(self._prepare(shared))
-
-    @staticmethod
-    async def _prepare(shared: SharedLimits) -> None:
-        with contextlib.suppress(RunestoneError):  # Redis gone: prepared on rejoin
-            await shared.prepare()
+            with contextlib.suppress(RunestoneError):  # Redis gone: prepared on rejoin
+                await shared.prepare()
 
     def _went_down(self, error: EscalationError) -> None:
         self.down = error
@@ -252,10 +251,6 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
         await self.reloader.aclose()
-        if self._preparing is not None:
-            self._preparing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._preparing
         if self.shared_limits is not None:
             await self.shared_limits.aclose()
         system = self._system
@@ -341,19 +336,31 @@ class Gateway:
             request, _ANTHROPIC, decode_count_tokens_body, lambda body: body["model"], answer
         )
 
-    async def _read(self, request: Request, decode: Callable[[bytes], _Body]) -> tuple[Any, _Body]:
+    async def _read(
+        self, request: Request, decode: Callable[[bytes], _Body], *, lease: bool = False
+    ) -> tuple[Any, _Body, Releasable | None]:
         """What every API route checks first, in this order: draining, the key, the key's
-        requests per minute, the body's size, the body. Returns the key and the body."""
+        requests per minute, the body's size, the body. Returns the key, the body and,
+        asked for a ``lease`` in a cluster, the key's stream slot: taken with the count in
+        one Redis call (a single process takes it after the body, at no cost)."""
         if self.draining:
             raise shutting_down(retry_after=None)
         key = authenticate(self.config.auth, request.headers)
         shared = self.shared_limits
+        held: Releasable | None = None
         if shared is None:
             self.limits.count(key)
+        elif lease:
+            held = await shared.admit(key)
         else:
             await shared.count(key)
-        raw = await read_body(request, self.config.server.max_body_bytes)
-        return key, decode_body(raw, decode)
+        try:
+            raw = await read_body(request, self.config.server.max_body_bytes)
+            return key, decode_body(raw, decode), held
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
 
     async def _whole(
         self,
@@ -366,7 +373,7 @@ class Gateway:
         """A route answered whole (no stream): its checks, then ``answer``; every error
         in ``dialect``'s shape."""
         try:
-            _, body = await self._read(request, decode)
+            _, body, _ = await self._read(request, decode)
             model = model_of(body)
             if model not in self.catalog:
                 raise model_not_found(model)
@@ -380,19 +387,26 @@ class Gateway:
 
     async def chat(self, request: Request, dialect: Dialect) -> Response | Exchange:
         """The response to a chat request in ``dialect``: an error, or the exchange."""
+        lease: Releasable | None = None
         try:
             headers = request.headers
-            key, call = await self._read(request, lambda raw: dialect.decode(raw, headers))
+            key, call, lease = await self._read(
+                request, lambda raw: dialect.decode(raw, headers), lease=True
+            )
             if self.config.server.include_usage and not call.include_usage:
                 call = call.with_usage()
             if call.request.model not in self.catalog:
                 raise model_not_found(call.request.model)
             system = self.system
-            shared = self.shared_limits
-            lease = self.limits.acquire(key) if shared is None else await shared.acquire(key)
+            if lease is None:
+                lease = self.limits.acquire(key)
         except ApiError as error:
+            if lease is not None:
+                lease.release()
             return _error_response(error, dialect)
         except ClientGoneError:
+            if lease is not None:
+                lease.release()
             return Response(status_code=400)  # nobody is listening any more
         request_id = request.scope["runestone.request_id"]
         # Two requests in flight must not share an id inside the system.

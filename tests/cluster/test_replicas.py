@@ -39,6 +39,9 @@ pytestmark = pytest.mark.timeout(120)
 
 HEARTBEAT = 0.2
 DEADLINE = 0.1
+# For the tests of what is shared while Redis is well: one stalled call past a production
+# deadline on a loaded 2-core machine would turn a replica local (by design) and hide it.
+GENEROUS = 0.5
 
 
 def test_a_replica_killed_mid_stream_breaks_only_its_own_streams_and_leaves_the_registry(
@@ -46,7 +49,7 @@ def test_a_replica_killed_mid_stream_breaks_only_its_own_streams_and_leaves_the_
 ) -> None:
     # 41 tokens 40 ms apart: every stream is still going when the last one has begun.
     with Replicas(
-        tmp_path, redis_server, heartbeat=HEARTBEAT, deadline=DEADLINE, token_interval=0.04
+        tmp_path, redis_server, heartbeat=HEARTBEAT, deadline=GENEROUS, token_interval=0.04
     ) as replicas:
         replicas.wait_registry(lambda live: live == {"r0", "r1", "r2"}, timeout=5)
 
@@ -103,7 +106,13 @@ def test_a_replica_killed_mid_stream_breaks_only_its_own_streams_and_leaves_the_
         assert len(expiries) == 2
         assert all(at <= killed_ms + 3 * HEARTBEAT * 1000 for at in expiries), expiries
         assert all(at <= _redis_ms(replicas) for at in expiries), "expired by now"
-        assert _leases(replicas, "r0") == _leases(replicas, "r2") == []  # released as they ended
+        # The others released theirs as their streams ended (a release goes out just after
+        # the stream's last bytes; an expired lease would stay in the set until pruned).
+        wait_until(
+            lambda: _leases(replicas, "r0") == _leases(replicas, "r2") == [],
+            timeout=1,
+            what=f"r0 and r2 release their leases; {_cluster_lines(replicas)}",
+        )
 
 
 ALL = {"r0", "r1", "r2"}
@@ -118,6 +127,16 @@ def _leases(replicas: Replicas, instance: str) -> list[float]:
             if member.decode().startswith(f"{instance}:"):
                 found.append(score)
     return found
+
+
+def _cluster_lines(replicas: Replicas) -> list[str]:
+    """What the replicas logged about the cluster (why a test's shared state went local)."""
+    return [
+        f"r{i}: {line}"
+        for i, server in enumerate(replicas.servers)
+        for line in server.full_log().splitlines()
+        if "cluster" in line
+    ]
 
 
 def _redis_ms(replicas: Replicas) -> float:
@@ -288,7 +307,11 @@ def test_a_keys_rpm_and_max_streams_hold_exactly_across_three_replicas(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     with Replicas(
-        tmp_path, redis_server, heartbeat=HEARTBEAT, customise=_with_limited_keys
+        tmp_path,
+        redis_server,
+        heartbeat=HEARTBEAT,
+        deadline=GENEROUS,
+        customise=_with_limited_keys,
     ) as replicas:
         replicas.wait_registry(lambda live: live == ALL, timeout=5)
 
@@ -321,7 +344,7 @@ def test_a_keys_rpm_and_max_streams_hold_exactly_across_three_replicas(
 
         burst, finished, refused, admitted = asyncio.run(main())
         statuses = sorted(a.status or 0 for a in burst)
-        assert statuses.count(200) == RPM, statuses
+        assert statuses.count(200) == RPM, (statuses, _cluster_lines(replicas))
         assert statuses.count(429) == 2 * RPM, statuses
         assert all(a.ok for a in burst if a.status == 200)
         assert all(a.ok for a in finished)
