@@ -20,16 +20,8 @@ from runestone.jsonio import dumps, loads
 
 __all__ = ["Member", "Registry"]
 
-# KEYS: instances set, this instance's health key. ARGV: instance, health JSON, ttl ms.
-# Returns the live members and their age (ms) as a flat list.
-_BEAT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[3])
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl)
-local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+# The members read into `members` (with scores), returned with their ages (ms).
+_AGES = """
 local out = {}
 for i = 1, #members, 2 do
   out[#out + 1] = members[i]
@@ -38,18 +30,30 @@ end
 return out
 """
 
+# KEYS: instances set, this instance's health key. ARGV: instance, health JSON, ttl ms.
+# Returns the live members and their age (ms) as a flat list.
+_BEAT = (
+    """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ttl)
+local members = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+"""
+    + _AGES
+)
+
 # KEYS: instances set. ARGV: ttl ms. Returns live members and ages, as _BEAT.
-_VIEW = """
+_VIEW = (
+    """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], now - tonumber(ARGV[1]), '+inf', 'WITHSCORES')
-local out = {}
-for i = 1, #members, 2 do
-  out[#out + 1] = members[i]
-  out[#out + 1] = now - tonumber(members[i + 1])
-end
-return out
 """
+    + _AGES
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,16 +41,20 @@ __all__ = [
 WINDOW = 60.0
 
 
+def _check_window(limit: int, window: float) -> None:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    if not math.isfinite(window) or window <= 0:
+        raise ValueError(f"window must be a positive number of seconds, got {window!r}")
+
+
 class SlidingWindow:
     """At most ``limit`` events in any ``window`` seconds (a log of the admitted ones)."""
 
     __slots__ = ("_clock", "_times", "limit", "window")
 
     def __init__(self, limit: int, *, window: float = WINDOW, clock: Clock = SYSTEM_CLOCK) -> None:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        if not math.isfinite(window) or window <= 0:
-            raise ValueError(f"window must be a positive number of seconds, got {window!r}")
+        _check_window(limit, window)
         self.limit = limit
         self.window = window
         self._clock = clock
@@ -74,10 +78,7 @@ class TokenWindow:
     __slots__ = ("_bookings", "_clock", "limit", "total", "window")
 
     def __init__(self, limit: int, *, window: float = WINDOW, clock: Clock = SYSTEM_CLOCK) -> None:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        if not math.isfinite(window) or window <= 0:
-            raise ValueError(f"window must be a positive number of seconds, got {window!r}")
+        _check_window(limit, window)
         self.limit = limit
         self.window = window
         self._clock = clock
