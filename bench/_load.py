@@ -93,11 +93,17 @@ class Load:
 
 
 async def _run(party: Party, one: OneRequest, clients: int, seconds: float) -> Load:
+    return await spread([party], one, clients, seconds)
+
+
+async def spread(parties: Sequence[Party], one: OneRequest, clients: int, seconds: float) -> Load:
+    """``clients`` concurrent clients spread evenly over ``parties`` for ``seconds``: what
+    they served together, and the CPU all of them spent."""
     result = Load()
     async with session() as client:
         end = time.perf_counter() + seconds
 
-        async def worker() -> None:
+        async def worker(party: Party) -> None:
             while time.perf_counter() < end:
                 try:
                     ok = await one(client, party)
@@ -108,11 +114,14 @@ async def _run(party: Party, one: OneRequest, clients: int, seconds: float) -> L
                 else:
                     result.failed += 1
 
-        cpu_before = proc_tree_cpu_seconds(party.pid)
+        def cpu() -> float:
+            return sum(proc_tree_cpu_seconds(p.pid) for p in parties)
+
+        cpu_before = cpu()
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(clients)))
+        await asyncio.gather(*(worker(parties[n % len(parties)]) for n in range(clients)))
         result.seconds = time.perf_counter() - started
-        result.cpu = proc_tree_cpu_seconds(party.pid) - cpu_before
+        result.cpu = cpu() - cpu_before
     return result
 
 

@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 import _common  # noqa: E402 - after the path set-up above
 import _load  # noqa: E402
-from _common import Party, percentile, proc_tree_cpu_seconds, start_serves  # noqa: E402
+from _common import Party, percentile, start_serves  # noqa: E402
 
 from runestone.io import new_event_loop  # noqa: E402
 from runestone.testing.redis_server import RedisServer  # noqa: E402
@@ -281,27 +281,7 @@ async def latency(args: argparse.Namespace, rig: Rig) -> dict[str, float]:
 
 async def _spread(parties: list[Party], clients: int, seconds: float) -> _load.Load:
     """``clients`` concurrent clients spread evenly over ``parties`` for ``seconds``."""
-    result = _load.Load()
-    async with _load.session() as client:
-        end = time.perf_counter() + seconds
-
-        async def worker(party: Party) -> None:
-            while time.perf_counter() < end:
-                try:
-                    ok = await whole(client, party)
-                except (TimeoutError, aiohttp.ClientError):
-                    ok = False
-                if ok:
-                    result.done += 1
-                else:
-                    result.failed += 1
-
-        cpu_before = sum(proc_tree_cpu_seconds(p.pid) for p in parties)
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(parties[n % len(parties)]) for n in range(clients)))
-        result.seconds = time.perf_counter() - started
-        result.cpu = sum(proc_tree_cpu_seconds(p.pid) for p in parties) - cpu_before
-    return result
+    return await _load.spread(parties, whole, clients, seconds)
 
 
 async def throughput(args: argparse.Namespace, rig: Rig) -> dict[str, float]:
