@@ -385,7 +385,23 @@ class ProviderActor(SupervisedActor):
         if ticket is None:
             self._schedule_recovery_probe()
             return
-        self._run_probe(lambda f: RecoveryProbeResult(ticket, f))
+        share = self._share
+        if share is None or not share.up:
+            self._run_probe(lambda f: RecoveryProbeResult(ticket, f))
+            return
+
+        def claimed(state: SharedState | None) -> None:
+            if state is None or state.granted:  # ours (or Redis failed: probe alone)
+                self._run_probe(lambda f: RecoveryProbeResult(ticket, f))
+                return
+            # Another replica probes in this interval. Its pass would reach us as the
+            # half-open change; unheard of, it counts here as the failure it most likely is
+            # (the interval grows on every replica alike).
+            self._breaker.record_probe(ticket, healthy=False)
+            self._adopt(state)
+            self._schedule_recovery_probe()
+
+        self._when_done(share.claim_recovery_probe(ticket.interval), claimed)
 
     def _run_probe(self, result: Callable[[concurrent.futures.Future[HealthCheck]], Any]) -> None:
         """Start the provider's probe on the data plane; its end comes back as ``result(f)``."""

@@ -7,7 +7,9 @@ One Lua script makes every decision, on Redis's own clock, so:
 * a failure reported by any replica counts toward the shared run of consecutive
   failures, and an opening decided on one replica's evidence holds for all;
 * while half-open, at most ``half_open_probes`` probes run across all replicas;
-* the circuit closes once ``half_open_successes`` of them succeeded, wherever.
+* the circuit closes once ``half_open_successes`` of them succeeded, wherever;
+* while open, one replica's out-of-band probe (or panic request) runs per probe
+  interval, not one per replica.
 
 Every change is published on the cluster's event channel by the same script that
 made it. Replicas hear it and their provider actors adopt it
@@ -48,12 +50,15 @@ __all__ = ["SharedCircuit", "SharedCircuits", "SharedState"]
 
 log = structlog.get_logger(__name__)
 
+CLAIM_SHARE: Final = 0.9
+"""The share of a probe interval for which a replica's claim to probe holds."""
 KEY_TTL_MS: Final = 86_400_000
 """A circuit nobody has touched for a day is forgotten (closed)."""
 
-# KEYS: 1 the circuit hash, 2 its probes (sorted set), 3 the panic-probe lock.
+# KEYS: 1 the circuit hash, 2 its probes (sorted set).
 # ARGV: 1 op, 2 now in ms ('' = Redis TIME), 3 the caller's shared epoch (probe_passed),
-#   4 op argument (acquire: '1' panic; settle: success|failure|release; open: reason),
+#   4 op argument (acquire: '1' panic; settle: success|failure|release; open: reason;
+#   recovery_probe: the caller's probe interval ms),
 #   5 probe id, 6 instance, 7 provider, 8 channel, 9 consecutive_failures,
 #   10 half_open_probes, 11 half_open_successes, 12 recovery ms, 13 recovery cap ms,
 #   14 recovery multiplier, 15 jitter spread, 16 probe timeout ms ('' none),
@@ -70,7 +75,7 @@ else
 end
 local h = KEYS[1]
 local r = redis.call('HMGET', h, 'state', 'epoch', 'consecutive', 'open_until',
-                     'next_recovery', 'successes', 'reason', 'by')
+                     'next_recovery', 'successes', 'reason', 'by', 'probe_lock')
 local state = r[1] or 'closed'
 local epoch = tonumber(r[2] or '0')
 local consecutive = tonumber(r[3] or '0')
@@ -79,6 +84,8 @@ local next_recovery = tonumber(r[5] or ARGV[12])
 local successes = tonumber(r[6] or '0')
 local reason = r[7] or ''
 local by = r[8] or ''
+-- Until when no replica may probe the open circuit (out of band, or a panic request).
+local probe_lock = tonumber(r[9] or '0')
 local op = ARGV[1]
 local known = -1
 if ARGV[3] ~= '' then known = tonumber(ARGV[3]) end
@@ -125,8 +132,8 @@ elseif op == 'acquire' then
   if state == 'open' then
     if now >= open_until then
       enter('half_open', 'recovery_due')
-    elseif ARGV[4] == '1' and ARGV[17] ~= '' and
-        redis.call('SET', KEYS[3], instance, 'NX', 'PX', ARGV[17]) then
+    elseif ARGV[4] == '1' and ARGV[17] ~= '' and now >= probe_lock then
+      probe_lock = now + tonumber(ARGV[17])
       enter('half_open', 'panic_probe')
     end
   end
@@ -143,6 +150,13 @@ elseif op == 'acquire' then
       redis.call('PEXPIRE', KEYS[2], ARGV[18])
       granted = 1
     end
+  end
+elseif op == 'recovery_probe' then
+  -- One out-of-band probe of an open circuit per probe interval, across all replicas.
+  if state == 'open' and now >= probe_lock then
+    probe_lock = now + tonumber(ARGV[4])
+    dirty = true
+    granted = 1
   end
 elseif op == 'settle' then
   -- A probe id is only in the set during the half-open period that granted it.
@@ -163,7 +177,7 @@ end
 if dirty then
   redis.call('HSET', h, 'state', state, 'epoch', epoch, 'consecutive', consecutive,
              'open_until', open_until, 'next_recovery', next_recovery,
-             'successes', successes, 'reason', reason, 'by', by)
+             'successes', successes, 'reason', reason, 'by', by, 'probe_lock', probe_lock)
   redis.call('PEXPIRE', h, ARGV[18])
 end
 local open_in = -1
@@ -278,11 +292,7 @@ class SharedCircuits:
     ) -> SharedState:
         """One decision by the script; raises ClusterUnavailableError."""
         space = self._cluster.space
-        keys = [
-            space.key("circuit", provider),
-            space.key("circuit", provider, "probes"),
-            space.key("circuit", provider, "panic"),
-        ]
+        keys = [space.key("circuit", provider), space.key("circuit", provider, "probes")]
         args: list[str | int | float] = [
             op,
             "" if now_ms is None else str(now_ms),
@@ -380,6 +390,14 @@ class SharedCircuit:
     def probe_passed(self, epoch: int) -> concurrent.futures.Future[SharedState]:
         """An out-of-band probe passed while open at ``epoch``: half-open for all."""
         return self._run("probe_passed", epoch)
+
+    def claim_recovery_probe(self, interval: float) -> concurrent.futures.Future[SharedState]:
+        """Ask to run the open circuit's out-of-band probe (``granted``): one replica's in
+        each ``interval`` (seconds), whichever asks first.
+
+        The claim holds for nine tenths of ``interval``: the holder's own next probe,
+        due an interval on by its timer, is not refused for firing a little early."""
+        return self._run("recovery_probe", None, arg=str(_ms(interval * CLAIM_SHARE)))
 
     def acquire(self, *, panic: bool) -> tuple[str, concurrent.futures.Future[SharedState]]:
         """Ask for a call while not closed: the probe id, and the answer (``granted``)."""

@@ -127,6 +127,8 @@ class ProbeTicket:
     id: int
     epoch: int
     started_at: float
+    interval: float = 0.0
+    """The probe interval in force when it began: the next is not due before it has passed."""
 
 
 class CircuitBreakerPolicy(Shape, frozen=True):
@@ -572,9 +574,10 @@ class CircuitBreaker:
         probe_at = self._next_probe()
         if probe_at is None or now < probe_at:
             return None
-        ticket = ProbeTicket(next(self._ids), self._epoch, now)
+        interval = self._current_probe_interval()
+        ticket = ProbeTicket(next(self._ids), self._epoch, now, interval)
         self._probe_ticket = ticket
-        self._probe_at = now + self._current_probe_interval()
+        self._probe_at = now + interval
         return ticket
 
     def record_probe(self, ticket: ProbeTicket, *, healthy: bool) -> None:

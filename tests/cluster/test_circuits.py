@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import runestone
 from runestone.cluster import Cluster, SharedCircuits, SharedState
+from runestone.cluster.circuits import CLAIM_SHARE
 from runestone.config import ClusterConfig
 from runestone.messages import Done
 from runestone.resilience import CircuitBreakerPolicy, CircuitState
@@ -54,7 +55,7 @@ class Model:
     next_recovery: int = 0
     successes: int = 0
     probes: dict[str, int] = field(default_factory=dict)
-    panic_lock_until: int = -1
+    probe_lock_until: int = -1
 
     def __post_init__(self) -> None:
         self.next_recovery = round(self.policy.recovery * 1000)
@@ -91,8 +92,8 @@ class Model:
         if self.state is CircuitState.OPEN:
             if now >= self.open_until:
                 self._enter(CircuitState.HALF_OPEN)
-            elif panic and now >= self.panic_lock_until:
-                self.panic_lock_until = now + round(self.policy.probe_interval * 1000)
+            elif panic and now >= self.probe_lock_until:
+                self.probe_lock_until = now + round(self.policy.probe_interval * 1000)
                 self._enter(CircuitState.HALF_OPEN)
         if self.state is CircuitState.CLOSED:
             return True
@@ -101,6 +102,12 @@ class Model:
             if len(self.probes) < self.policy.half_open_probes:
                 self.probes[probe_id] = now + round(self.policy.probe_timeout * 1000)
                 return True
+        return False
+
+    def recovery_probe(self, now: int, interval: int) -> bool:
+        if self.state is CircuitState.OPEN and now >= self.probe_lock_until:
+            self.probe_lock_until = now + interval
+            return True
         return False
 
     def settle(self, now: int, probe_id: str, outcome: str) -> None:
@@ -136,6 +143,7 @@ _OPS = st.one_of(
     st.tuples(
         st.just("settle"), st.integers(0, 2), st.sampled_from(["success", "failure", "release"])
     ),
+    st.tuples(st.just("recovery_probe"), st.integers(0, 2), st.integers(100, 2000)),
     st.tuples(st.just("wait"), st.integers(1, 3000)),
 )
 
@@ -188,6 +196,10 @@ def test_the_shared_circuit_follows_the_reference_model_across_interleaved_repli
                     assert got.granted is expected
                     if got.granted and got.state is CircuitState.HALF_OPEN:
                         held[who].append(probe_id)
+                elif op[0] == "recovery_probe":
+                    expected = model.recovery_probe(now, op[2])
+                    got = await run("recovery_probe", arg=str(op[2]))
+                    assert got.granted is expected
                 else:
                     if not held[who]:
                         continue
@@ -397,6 +409,35 @@ def test_half_open_probes_across_replicas_never_exceed_the_configured_number(
         probes = [x for x in up.attempts if x.model == slow]
         assert len(probes) == 1, "one probe slot across both replicas while half-open"
         assert answered.count("primary") == 1
+
+
+def test_a_dead_provider_is_probed_once_per_probe_interval_across_replicas_not_once_each(
+    redis_server: RedisServer,
+) -> None:
+    interval = 0.2
+    with (
+        FakeUpstream() as up,
+        _two_replicas(
+            up,
+            redis_server,
+            "down-for:60",
+            consecutive_failures=1,
+            recovery=30,
+            probe_interval=interval,
+            probe_interval_max=interval,
+        ) as (a, b),
+    ):
+        assert _ask(a).provider == "backup"
+        settle(a)
+        _until(lambda: _state(b) == "open", timeout=1.0)
+        # Each replica's timer comes due every interval, a few ms apart: alone, each would
+        # probe; shared, one claim per interval (nine tenths of it, on Redis's clock) wins.
+        _until(lambda: len(up.listings) >= 6, timeout=10)
+        listings = up.listings[:6]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(listings)]
+        assert min(gaps) >= CLAIM_SHARE * interval - 0.03, gaps
+        assert (_state(a), _state(b)) == ("open", "open")
+        assert [x.model for x in up.attempts].count("down-for:60") == 1, "probes are not chats"
 
 
 def test_with_redis_down_a_replica_decides_alone_and_its_opening_reaches_the_others_on_rejoin(

@@ -519,6 +519,7 @@ def test_a_provider_that_stays_dead_is_probed_at_most_once_per_probe_interval() 
     breaker = make(clock, probe_interval=0.5, probe_interval_max=2.0, probe_multiplier=2.0)
     open_it(breaker)
     starts: list[float] = []
+    intervals: list[float] = []
     for _ in range(10):
         due = breaker.probe_at
         assert due is not None
@@ -528,11 +529,15 @@ def test_a_provider_that_stays_dead_is_probed_at_most_once_per_probe_interval() 
         ticket = breaker.begin_probe()
         assert ticket is not None
         starts.append(ticket.started_at)
+        intervals.append(ticket.interval)
         breaker.record_probe(ticket, healthy=False)
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.5
     assert gaps[:2] == [1.0, 2.0]  # grows per failed probe …
     assert max(gaps) == 2.0  # … up to its cap
+    # Each ticket carries the interval in force as it began (what a cluster claims for).
+    assert intervals[0] == 0.5
+    assert gaps == [round(i, 6) for i in intervals[1:]]
 
 
 def test_a_passing_probe_makes_an_open_circuit_half_open_at_once() -> None:
