@@ -9,7 +9,7 @@ from __future__ import annotations
 from runestone.cluster.circuits import SharedCircuit, SharedCircuits, SharedState
 from runestone.cluster.cluster import Cluster, default_instance
 from runestone.cluster.health import cluster_section, merge_providers
-from runestone.cluster.limits import SharedLease, SharedLimits
+from runestone.cluster.limits import OfflineLease, SharedLease, SharedLimits
 from runestone.cluster.link import Link, LinkState
 from runestone.cluster.names import KeySpace
 from runestone.cluster.registry import Member, Registry
@@ -20,6 +20,7 @@ __all__ = [
     "Link",
     "LinkState",
     "Member",
+    "OfflineLease",
     "Registry",
     "SharedCircuit",
     "SharedCircuits",

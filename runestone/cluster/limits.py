@@ -22,7 +22,12 @@ its content is meaningful, so a removed key leaves nothing behind.
 While Redis is down or late (the link is not up, or a call fails), each call falls
 back to the local :class:`~runestone.server.limits.KeyLimits`: the limits then hold
 **per replica**, not across them, and no request ever fails for Redis. Once the
-link is up again, calls are shared again.
+link is up again, calls are shared again, and what the replica admitted alone is
+pushed to Redis (:meth:`SharedLimits.sync`, on rejoin and after any beat that finds
+some): the requests of the last minute, the tokens booked, and each stream still in
+flight as a lease of its own, so that the shared counts say what was really admitted
+(a call that failed late may have been counted in Redis already: then it counts
+twice, never zero times).
 """
 
 from __future__ import annotations
@@ -32,23 +37,26 @@ import contextlib
 import itertools
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
 from redis.asyncio import Redis
 
+from runestone.clock import SYSTEM_CLOCK, Clock
 from runestone.cluster.cluster import Cluster
 from runestone.config import ApiKey
 from runestone.exceptions import ClusterUnavailableError
 from runestone.server.limits import (
     KeyLimits,
     Lease,
+    Releasable,
     concurrency_refusal,
     rate_refusal,
     token_refusal,
 )
 
-__all__ = ["SharedLease", "SharedLimits"]
+__all__ = ["OfflineLease", "SharedLease", "SharedLimits"]
 
 log = structlog.get_logger(__name__)
 
@@ -225,6 +233,81 @@ return renewed
 )
 
 
+# What a replica admitted while it counted alone, pushed on rejoin. KEYS: rpm set, tpm
+# bookings, tpm total, lease set. ARGV: lease ttl ms; the requests: their count, then
+# (member, age ms) each; the bookings: their count, then (id, age ms, tokens) each; the
+# leases: their count, then their members.
+_SYNC = (
+    _now(None)
+    + """
+local ttl = tonumber(ARGV[1])
+local at = 2
+local n = tonumber(ARGV[at])
+at = at + 1
+for i = 1, n do
+  redis.call('ZADD', KEYS[1], now - tonumber(ARGV[at + 1]), ARGV[at])
+  at = at + 2
+end
+if n > 0 then redis.call('PEXPIRE', KEYS[1], 60000) end
+n = tonumber(ARGV[at])
+at = at + 1
+for i = 1, n do
+  redis.call('ZADD', KEYS[2], now - tonumber(ARGV[at + 1]), ARGV[at + 2] .. ':' .. ARGV[at])
+  redis.call('INCRBY', KEYS[3], ARGV[at + 2])
+  at = at + 3
+end
+if n > 0 then
+  redis.call('PEXPIRE', KEYS[2], 60000)
+  redis.call('PEXPIRE', KEYS[3], 60000)
+end
+n = tonumber(ARGV[at])
+at = at + 1
+for i = 1, n do
+  redis.call('ZADD', KEYS[4], now + ttl, ARGV[at])
+  at = at + 1
+end
+if n > 0 and redis.call('PTTL', KEYS[4]) < ttl then
+  redis.call('PEXPIRE', KEYS[4], ttl)
+end
+return 1
+"""
+)
+
+
+@dataclass
+class _Alone:
+    """What one key was admitted while this replica counted alone (times: its clock)."""
+
+    requests: list[tuple[str, float]] = field(default_factory=list)
+    tokens: list[tuple[str, float, int]] = field(default_factory=list)
+    leases: dict[OfflineLease, str] = field(default_factory=dict)
+    """Streams in flight, each with the member it will hold in Redis."""
+
+    def __bool__(self) -> bool:
+        return bool(self.requests or self.tokens or self.leases)
+
+
+class OfflineLease:
+    """A slot taken while the replica counted alone: the local slot, and once pushed to
+    Redis on rejoin (:meth:`SharedLimits.sync`), a shared one too; :meth:`release`
+    gives back both (once)."""
+
+    __slots__ = ("_limits", "_local", "_name", "shared")
+
+    def __init__(self, limits: SharedLimits, name: str, local: Lease) -> None:
+        self._limits: SharedLimits | None = limits
+        self._name = name
+        self._local = local
+        self.shared: tuple[str, str] | None = None
+        """The lease set and member it holds in Redis, once pushed."""
+
+    def release(self) -> None:
+        limits, self._limits = self._limits, None
+        if limits is not None:
+            self._local.release()
+            limits._offline_released(self._name, self)
+
+
 class SharedLease:
     """A slot held in Redis; :meth:`release` gives it back (once, without waiting)."""
 
@@ -249,8 +332,9 @@ class SharedLimits:
     ``cluster.on_beat(limits.renew)`` called (the gateway does).
     """
 
-    def __init__(self, local: KeyLimits, cluster: Cluster) -> None:
+    def __init__(self, local: KeyLimits, cluster: Cluster, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.local = local
+        self._clock = clock
         self._cluster = cluster
         self._link = cluster.link
         self._space = cluster.space
@@ -264,6 +348,8 @@ class SharedLimits:
         self._held: dict[str, set[str]] = {}
         """This replica's live shared leases: lease set → members (what renew pushes)."""
         self._pending: set[asyncio.Task[None]] = set()
+        self._alone: dict[str, _Alone] = {}
+        """By key name: what was admitted locally and is not in Redis yet."""
         self._calls = asyncio.Semaphore(MAX_CALLS)
         redis = self._link.redis
         self._count = redis.register_script(_COUNT)
@@ -271,6 +357,7 @@ class SharedLimits:
         self._acquire = redis.register_script(_ACQUIRE)
         self._admit = redis.register_script(_ADMIT)
         self._renew = redis.register_script(_RENEW)
+        self._sync = redis.register_script(_SYNC)
 
     @property
     def mode(self) -> Literal["shared", "local"]:
@@ -294,7 +381,7 @@ class SharedLimits:
         if key is None or (key.rpm is None and key.tpm is None):
             return
         if not self._link.up:
-            self.local.count(key)
+            self._count_alone(key)
             return
         keys = self._keys(key.name)
         args: list[str | int] = [
@@ -310,7 +397,7 @@ class SharedLimits:
         try:
             reply = await self._call(run, what="count")
         except ClusterUnavailableError:
-            self.local.count(key)
+            self._count_alone(key)
             return
         verdict = int(reply[0])
         if verdict == 1:
@@ -324,16 +411,16 @@ class SharedLimits:
         if key is None or key.tpm is None or tokens <= 0:
             return
         if not self._link.up:
-            self.local.book(key, tokens)
+            self._book_alone(key, tokens)
             return
         self._spawn(self._book_shared(key, tokens, at_ms), "book")
 
-    async def acquire(self, key: ApiKey | None) -> Lease | SharedLease:
+    async def acquire(self, key: ApiKey | None) -> Releasable:
         """Take one of ``key``'s in-flight slots; a 429 when all are taken."""
         if key is None or key.max_streams is None:
             return self.local.acquire(key)
         if not self._link.up:
-            return self.local.acquire(key)
+            return self._acquire_alone(key)
         set_key = self._space.key("limits", self._client(key.name), "streams")
         member = f"{self._instance}:{self._boot}.{next(self._ids)}"
         args: list[str | int] = [key.max_streams, member, self._ttl_ms, ""]
@@ -344,13 +431,13 @@ class SharedLimits:
         try:
             taken = await self._call(run, what="acquire")
         except ClusterUnavailableError:
-            return self.local.acquire(key)
+            return self._acquire_alone(key)
         if not int(taken):
             raise concurrency_refusal(key)
         self._held.setdefault(set_key, set()).add(member)
         return SharedLease(self, set_key, member)
 
-    async def admit(self, key: ApiKey | None, *, at_ms: int | None = None) -> Lease | SharedLease:
+    async def admit(self, key: ApiKey | None, *, at_ms: int | None = None) -> Releasable:
         """:meth:`count` and :meth:`acquire` at once: one Redis call for a key that has both
         kinds of limit (a refused request is then neither counted nor leased)."""
         if key is None or key.max_streams is None:
@@ -391,22 +478,100 @@ class SharedLimits:
         self._held.setdefault(set_key, set()).add(member)
         return SharedLease(self, set_key, member)
 
-    def _admit_locally(self, key: ApiKey) -> Lease:
+    def _admit_locally(self, key: ApiKey) -> Releasable:
         """As the shared script does: a request refused either way is neither counted nor
         leased."""
-        lease = self.local.acquire(key)
+        lease = self._acquire_alone(key)
         try:
-            self.local.count(key)
+            self._count_alone(key)
         except BaseException:
             lease.release()
             raise
         return lease
 
+    # -- alone, and back -------------------------------------------------------------------
+
+    def _of(self, name: str) -> _Alone:
+        alone = self._alone.get(name)
+        if alone is None:
+            alone = self._alone[name] = _Alone()
+        return alone
+
+    def _count_alone(self, key: ApiKey) -> None:
+        self.local.count(key)  # a refusal is not counted
+        if key.rpm is not None:
+            requests = self._of(key.name).requests
+            now = self._clock.monotonic()
+            while requests and requests[0][1] <= now - 60:
+                del requests[0]  # out of the window already: nothing to push
+            requests.append((self._id(), now))
+
+    def _book_alone(self, key: ApiKey, tokens: int) -> None:
+        self.local.book(key, tokens)
+        self._of(key.name).tokens.append((self._id(), self._clock.monotonic(), tokens))
+
+    def _acquire_alone(self, key: ApiKey) -> Releasable:
+        lease = self.local.acquire(key)
+        if key.max_streams is None:
+            return lease
+        offline = OfflineLease(self, key.name, lease)
+        self._of(key.name).leases[offline] = f"{self._instance}:{self._boot}.{next(self._ids)}"
+        return offline
+
+    def _offline_released(self, name: str, lease: OfflineLease) -> None:
+        alone = self._alone.get(name)
+        if alone is not None:
+            alone.leases.pop(lease, None)
+        if lease.shared is not None:
+            self._release(*lease.shared)
+
+    async def sync(self) -> None:
+        """Push to Redis what this replica admitted alone (see the module docstring): one
+        call per key; what a failed call would have pushed waits for the next try."""
+        if not self._alone:
+            return
+        now = self._clock.monotonic()
+        for name in list(self._alone):
+            alone = self._alone.get(name)
+            if alone is None:
+                continue
+            requests = [(m, at) for m, at in alone.requests if at > now - 60]
+            tokens = [(i, at, n) for i, at, n in alone.tokens if at > now - 60]
+            leases = dict(alone.leases)
+            set_key = self._space.key("limits", self._client(name), "streams")
+            args: list[str | int] = [self._ttl_ms, len(requests)]
+            for member, at in requests:
+                args += [member, round((now - at) * 1000)]
+            args.append(len(tokens))
+            for booking, at, count in tokens:
+                args += [booking, round((now - at) * 1000), count]
+            args.append(len(leases))
+            args += list(leases.values())
+            keys = [*self._keys(name), set_key]
+
+            async def run(_redis: Redis, keys: list[str] = keys, args: list[Any] = args) -> Any:
+                return await self._sync(keys=keys, args=args)
+
+            await self._call(run, what="push what was admitted alone")
+            # Pushed: from here on these are shared (what came meanwhile waits its turn).
+            pushed = {m for m, _ in requests} | {i for i, _, _ in tokens}
+            alone.requests = [r for r in alone.requests if r[0] not in pushed and r[1] > now - 60]
+            alone.tokens = [t for t in alone.tokens if t[0] not in pushed and t[1] > now - 60]
+            for lease, member in leases.items():
+                if alone.leases.pop(lease, None) is not None:
+                    lease.shared = (set_key, member)
+                    self._held.setdefault(set_key, set()).add(member)
+                else:  # its stream ended meanwhile
+                    self._release(set_key, member)
+            if not alone and self._alone.get(name) is alone:
+                del self._alone[name]
+
     async def prepare(self) -> None:
         """Load the scripts and open the connections the limits use, so that a first burst
         of requests finds them warm: a cold connection costs several ms, and a burst of
-        them at once would miss the deadline. At startup and on every rejoin."""
-        scripts = [self._count, self._book, self._acquire, self._admit, self._renew]
+        them at once would miss the deadline. At startup and on every rejoin; then
+        :meth:`sync`."""
+        scripts = [self._count, self._book, self._acquire, self._admit, self._renew, self._sync]
 
         async def load(redis: Redis) -> None:
             for script in scripts:
@@ -425,9 +590,13 @@ class SharedLimits:
         finally:
             for connection in held:
                 await pool.release(connection)
+        await self.sync()
 
     async def renew(self) -> None:
-        """Push every lease this replica holds a lease TTL ahead (one call; a beat hook)."""
+        """Push every lease this replica holds a lease TTL ahead (one call; a beat hook),
+        and what it admitted alone if any is left to push."""
+        if self._alone:
+            await self.sync()
         held = {set_key: list(members) for set_key, members in self._held.items() if members}
         if not held:
             return
@@ -499,7 +668,7 @@ class SharedLimits:
         try:
             await self._call(run, what="book tokens")
         except ClusterUnavailableError:
-            self.local.book(key, tokens)  # counted here at least
+            self._book_alone(key, tokens)  # counted here at least
 
     def _spawn(self, work: Any, what: str) -> None:
         task = asyncio.get_running_loop().create_task(self._quietly(work, what))

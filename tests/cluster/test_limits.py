@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runestone.cluster import Cluster, LinkState, SharedLimits
+from runestone.cluster import Cluster, LinkState, SharedLease, SharedLimits
 from runestone.config import ApiKey, ClusterConfig
 from runestone.providers.settings import Secret
 from runestone.server.errors import ApiError
-from runestone.server.limits import KeyLimits, Lease
+from runestone.server.limits import KeyLimits
 from runestone.testing.redis_server import RedisServer
 from runestone.testing.upstream import FakeUpstream
 from tests.server.serving import RunningServer
@@ -184,7 +184,8 @@ def test_admitting_without_redis_counts_and_leases_locally(redis_server: RedisSe
             await asyncio.to_thread(redis_server.stop)
             await _until(lambda: cluster.link.state is LinkState.DOWN)
             lease = await limits.admit(both)
-            assert isinstance(lease, Lease)  # the replica's own slot
+            assert not isinstance(lease, SharedLease)  # the replica's own slot
+            assert limits.local.in_flight("both") == 1
             with pytest.raises(ApiError, match="1 requests in flight"):
                 await limits.admit(both)
             lease.release()
@@ -279,7 +280,8 @@ def test_with_redis_stopped_counts_are_local_and_with_it_back_they_are_shared_ag
                 with pytest.raises(ApiError, match="rate limit"):
                     await limits.count(team)
                 lease = await limits.acquire(team)
-                assert isinstance(lease, Lease)
+                assert not isinstance(lease, SharedLease)
+                assert limits.local.in_flight("team") == 1
                 with pytest.raises(ApiError, match="concurrency limit"):
                     await limits.acquire(team)
                 lease.release()
@@ -291,13 +293,54 @@ def test_with_redis_stopped_counts_are_local_and_with_it_back_they_are_shared_ag
                 for event in rejoined.values():
                     await event.wait()
             assert (a.mode, b.mode) == ("shared", "shared")
-            # The restarted Redis is empty: two a minute across both replicas again.
-            await a.count(team)
-            await b.count(team)
+            # The restarted Redis was empty; each replica pushed what it admitted alone on
+            # rejoining: four requests this minute for a limit of two, so neither admits more.
             with pytest.raises(ApiError, match="rate limit"):
                 await a.count(team)
             with pytest.raises(ApiError, match="rate limit"):
                 await b.count(team)
+            assert (a.held(), b.held()) == (0, 0)  # the leases taken alone were released
+
+    asyncio.run(main())
+
+
+def test_a_stream_admitted_alone_holds_a_shared_slot_once_redis_is_back_until_it_ends(
+    redis_server: RedisServer,
+) -> None:
+    narrow = key("narrow", max_streams=2, rpm=100)
+
+    async def main() -> None:
+        async with replicas(redis_server, [narrow], n=2) as made:
+            (a_cluster, a), (b_cluster, b) = made
+            rejoined = asyncio.Event()
+
+            async def on_rejoin() -> None:
+                rejoined.set()
+
+            a_cluster.on_rejoin(on_rejoin)  # after a's own hooks: a has pushed by then
+            await asyncio.to_thread(redis_server.stop)
+            await _until(lambda: not a_cluster.link.up)
+            alone = await a.admit(narrow)  # a stream that begins while Redis is gone
+            assert a.mode == "local"
+            await asyncio.to_thread(redis_server.start)
+            async with asyncio.timeout(5):
+                await rejoined.wait()
+            await _until(lambda: b_cluster.link.up)
+            assert a.held() == 1  # now a shared lease too, renewed with a's others
+            # Two streams across both replicas: a's, begun alone, and one more.
+            other = await b.admit(narrow)
+            with pytest.raises(ApiError, match="2 requests in flight"):
+                await b.admit(narrow)
+            alone.release()
+            alone.release()  # once only
+            await a.flush()
+            assert (a.held(), a.local.in_flight("narrow")) == (0, 0)
+            (await b.admit(narrow)).release()  # its slot is free, across the cluster
+            other.release()
+            await b.flush()
+            # Its request was pushed too: three of the hundred this minute, a's and b's two.
+            rpm_key = a_cluster.space.key("limits", a_cluster.space.client("narrow"), "rpm")
+            assert await a_cluster.link.redis.zcard(rpm_key) == 3
 
     asyncio.run(main())
 
