@@ -126,6 +126,13 @@ class SharedHeard:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedCooled:
+    """Another replica met a 429 from this provider: hold calls back for ``seconds``."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class SharedDone:
     """A call to the shared circuit ended: ``then(state)``, ``None`` when Redis failed.
 
@@ -153,6 +160,7 @@ class ProviderActor(SupervisedActor):
         RecoveryProbeDue,
         RecoveryProbeResult,
         SharedHeard,
+        SharedCooled,
         SharedDone,
     )
 
@@ -204,7 +212,7 @@ class ProviderActor(SupervisedActor):
         self._publish()
         self._schedule_probe()
         if self._share is not None:
-            self._share.listen(self._heard)
+            self._share.listen(self._heard, self._heard_cooling)
             self._when_done(self._share.read(), self._reconcile)
 
     def on_stop(self) -> None:
@@ -215,6 +223,11 @@ class ProviderActor(SupervisedActor):
             self._share.unlisten(self._heard)
 
     # -- the shared circuit (cluster mode) -------------------------------------------------
+
+    def _heard_cooling(self, seconds: float) -> None:
+        """On the loop: another replica's 429 cools this provider for ``seconds``."""
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(SharedCooled(seconds))
 
     def _heard(self, state: SharedState | None) -> None:
         """On the loop: a change published by another replica, or a rejoin (None)."""
@@ -539,6 +552,9 @@ class ProviderActor(SupervisedActor):
                 reply(answer)
             case SharedDone(state=state, then=then):
                 then(state)
+            case SharedCooled(seconds=seconds):
+                self._breaker.cool(seconds)
+                self._publish()
             case SharedHeard(state=None):
                 if self._share is not None:
                     self._when_done(self._share.read(), self._reconcile)
@@ -612,13 +628,22 @@ class ProviderActor(SupervisedActor):
             # Health first, so a transition this failure causes is logged with it as evidence.
             self._health.record_attempt(outcome)
             self._evidence = {"error_class": error.error_class.value}
+            cooling = self._breaker.cooling_until
             self._breaker.record_failure(permit, error.error_class, retry_after=error.retry_after)
             self._evidence = {}
+            self._share_cooling(cooling)
         self._publish()
         self._maybe_drained()
         if self._metrics is not None:
             # Written here, off the loop: the attempt's figures cost the data plane nothing.
             self._metrics.observe_attempt(outcome)
+
+    def _share_cooling(self, before: float | None) -> None:
+        """A 429 that began or lengthened the cooling holds the other replicas back too."""
+        after = self._breaker.cooling_until
+        if self._share is None or after is None or (before is not None and after <= before):
+            return
+        self._share.cooled(round(after - self._clock.monotonic(), 3))
 
     def _maybe_drained(self) -> None:
         if self._drain is not None and self._gate.in_flight == 0:

@@ -9,7 +9,9 @@ One Lua script makes every decision, on Redis's own clock, so:
 * while half-open, at most ``half_open_probes`` probes run across all replicas;
 * the circuit closes once ``half_open_successes`` of them succeeded, wherever;
 * while open, one replica's out-of-band probe (or panic request) runs per probe
-  interval, not one per replica.
+  interval, not one per replica;
+* a 429's cooling (``Retry-After``) met by one replica is published to the others,
+  which hold the provider back as long (pub/sub only: nothing to decide).
 
 Every change is published on the cluster's event channel by the same script that
 made it. Replicas hear it and their provider actors adopt it
@@ -233,6 +235,9 @@ class SharedState:
 
 
 Listener = Callable[[SharedState | None], None]
+CoolingListener = Callable[[float], None]
+"""Told the seconds another replica's 429 cools the provider for (its rate limit is the
+account's, the same for every replica)."""
 """Told every change heard for its provider; ``None``: read the record again (a rejoin)."""
 
 
@@ -244,8 +249,10 @@ class SharedCircuits:
         self._data_plane = data_plane
         self._script = cluster.link.redis.register_script(_SCRIPT)
         self._listeners: dict[str, Listener] = {}
+        self._cooling_listeners: dict[str, CoolingListener] = {}
         self._ids = itertools.count(1)
         cluster.handle("circuit", self._heard)
+        cluster.handle("cooling", self._heard_cooling)
         cluster.on_rejoin(self._rejoined)
 
     @property
@@ -262,13 +269,19 @@ class SharedCircuits:
         """The shared circuit of ``provider``, for its actor."""
         return SharedCircuit(self, provider, policy, rng or random.Random())
 
-    def listen(self, provider: str, listener: Listener) -> None:
-        """Tell ``listener`` (on the loop) of each change to ``provider``'s circuit."""
+    def listen(
+        self, provider: str, listener: Listener, cooling: CoolingListener | None = None
+    ) -> None:
+        """Tell ``listener`` (on the loop) of each change to ``provider``'s circuit, and
+        ``cooling`` of each 429 cooling another replica met."""
         self._listeners[provider] = listener
+        if cooling is not None:
+            self._cooling_listeners[provider] = cooling
 
     def unlisten(self, provider: str, listener: Listener) -> None:
         if self._listeners.get(provider) == listener:  # bound methods: equal, never identical
             del self._listeners[provider]
+            self._cooling_listeners.pop(provider, None)
 
     def probe_id(self) -> str:
         return f"{self.instance}:{next(self._ids)}"
@@ -325,9 +338,31 @@ class SharedCircuits:
         if listener is not None and event.get("from") != self.instance:
             listener(SharedState.from_event(event))
 
+    def _heard_cooling(self, event: dict[str, Any]) -> None:
+        listener = self._cooling_listeners.get(str(event.get("provider")))
+        if listener is not None and event.get("from") != self.instance:
+            listener(float(event.get("seconds", 0)))
+
+    def cooled(self, provider: str, seconds: float) -> None:
+        """Tell the other replicas ``provider`` is cooling for ``seconds`` (no reply: a
+        cooling that does not reach them costs each one 429 of its own)."""
+        if not self.up:
+            return
+        work = self._cluster.publish("cooling", {"provider": provider, "seconds": seconds})
+        try:
+            future = self._data_plane.submit(work)
+        except RuntimeError:  # the data plane is stopping
+            return
+        future.add_done_callback(_quietly)
+
     async def _rejoined(self) -> None:
         for listener in list(self._listeners.values()):
             listener(None)
+
+
+def _quietly(future: concurrent.futures.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("cluster_cooling_not_published", error=repr(future.exception()))
 
 
 def _ms(seconds: float) -> int:
@@ -355,8 +390,8 @@ class SharedCircuit:
         """Redis is reachable: decisions are shared (else the actor decides alone)."""
         return self._circuits.up
 
-    def listen(self, listener: Listener) -> None:
-        self._circuits.listen(self.provider, listener)
+    def listen(self, listener: Listener, cooling: CoolingListener | None = None) -> None:
+        self._circuits.listen(self.provider, listener, cooling)
 
     def unlisten(self, listener: Listener) -> None:
         self._circuits.unlisten(self.provider, listener)
@@ -390,6 +425,10 @@ class SharedCircuit:
     def probe_passed(self, epoch: int) -> concurrent.futures.Future[SharedState]:
         """An out-of-band probe passed while open at ``epoch``: half-open for all."""
         return self._run("probe_passed", epoch)
+
+    def cooled(self, seconds: float) -> None:
+        """This replica met a 429: the others cool the provider for ``seconds`` too."""
+        self._circuits.cooled(self.provider, seconds)
 
     def claim_recovery_probe(self, interval: float) -> concurrent.futures.Future[SharedState]:
         """Ask to run the open circuit's out-of-band probe (``granted``): one replica's in

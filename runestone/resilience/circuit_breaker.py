@@ -494,6 +494,16 @@ class CircuitBreaker:
         delay = min(delay, self._policy.cooldown_cap)
         self._cooling_until = max(self._cooling_until, now + delay)
 
+    def cool(self, seconds: float) -> None:
+        """Refuse calls for ``seconds`` (capped at ``cooldown_cap``): the cooling a 429 set
+        on another replica (cluster mode). Not while forced; a non-positive or non-finite
+        time changes nothing."""
+        if self._forced is not None or not math.isfinite(seconds) or seconds <= 0:
+            return
+        now = self._clock.monotonic()
+        delay = min(seconds, self._policy.cooldown_cap)
+        self._cooling_until = max(self._cooling_until, now + delay)
+
     def release(self, permit: Permit) -> None:
         """Settle ``permit`` without an outcome (the call was cancelled or never made)."""
         now = self._clock.monotonic()

@@ -440,6 +440,34 @@ def test_a_dead_provider_is_probed_once_per_probe_interval_across_replicas_not_o
         assert [x.model for x in up.attempts].count("down-for:60") == 1, "probes are not chats"
 
 
+def _cooling(system: System, provider: str = "primary") -> float | None:
+    entry = system.directory.entries()[provider]
+    assert entry.status is not None
+    return entry.status.circuit.cooling_until
+
+
+def test_a_429_met_by_one_replica_cools_the_provider_on_the_other_too(
+    redis_server: RedisServer,
+) -> None:
+    with (
+        FakeUpstream() as up,
+        _two_replicas(up, redis_server, "rate-limit-once:30") as (a, b),
+    ):
+        assert _ask(a).provider == "backup"
+        settle(a)
+        assert _cooling(a) is not None
+        # b hears of it (pub/sub) and holds the provider back as long, without its own 429.
+        _until(lambda: _cooling(b) is not None, timeout=1.0)
+        now = time.monotonic()
+        cooling = _cooling(b)
+        assert cooling is not None
+        assert 28 < cooling - now <= 30
+        assert _state(b) == "closed"  # a 429 is not a failure, here or there
+        calls = len(up.attempts)
+        assert _ask(b).provider == "backup"
+        assert [x.model for x in up.attempts[calls:]] == ["healthy"]
+
+
 def test_with_redis_down_a_replica_decides_alone_and_its_opening_reaches_the_others_on_rejoin(
     redis_server: RedisServer,
 ) -> None:

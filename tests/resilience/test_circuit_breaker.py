@@ -335,6 +335,32 @@ def test_a_shorter_retry_after_never_shortens_a_cooling_period() -> None:
     assert breaker.cooling_until == clock.monotonic() + 30.0
 
 
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_cooling_from_the_cluster_needs_a_usable_time(seconds: float) -> None:
+    clock = FakeClock()
+    breaker = make(clock)
+    breaker.cool(seconds)
+    assert breaker.cooling_until is None
+
+
+def test_a_cooling_from_the_cluster_holds_calls_back_capped_and_never_shortens() -> None:
+    clock = FakeClock()
+    breaker = make(clock, rate_limit_cooldown_max=60.0)
+    breaker.cool(20.0)
+    assert breaker.cooling_until == clock.monotonic() + 20.0
+    assert breaker.acquire() is None
+    assert breaker.state is CLOSED
+    breaker.cool(5.0)
+    assert breaker.cooling_until == clock.monotonic() + 20.0
+    breaker.cool(600.0)
+    assert breaker.cooling_until == clock.monotonic() + 60.0
+    clock.advance(60.0)
+    admit(breaker)
+    breaker.force_closed()
+    breaker.cool(30.0)  # an operator's word stands
+    assert breaker.cooling_until is None
+
+
 def test_a_rate_limited_probe_frees_its_slot_and_cools() -> None:
     clock = FakeClock()
     breaker = half_open(clock)
