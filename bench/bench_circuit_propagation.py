@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import runestone
 from runestone.cluster import Cluster, SharedCircuits
 from runestone.config import ClusterConfig
+from runestone.logging import configure_logging
 from runestone.resilience import CircuitBreakerPolicy
 from runestone.system import System
 from runestone.testing.redis_server import RedisServer
@@ -104,6 +105,8 @@ def _row(name: str, samples: list[float]) -> str:
 
 def measure(replicas: int, cycles: int) -> dict[str, list[float]]:
     """Seconds from each change to every replica showing it, by the state changed to."""
+    # Every change is a warning in each replica's log: hundreds of lines, none the figure.
+    configure_logging("ERROR")
     with RedisServer() as redis_server:
         systems = [_replica(redis_server.url, f"r{i}") for i in range(replicas)]
         try:
